@@ -1,0 +1,1 @@
+"""The rule language: text -> typed rule model, its JSON Schema, and evaluation."""

@@ -1,0 +1,103 @@
+"""One exception tree for the whole project.
+
+Every error that a user can cause carries where it happened, printed the way
+compilers print: ``file:line:col: error: message``.  Stages subclass the root so
+that the CLI can turn any of them into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class SourcePos:
+    """A place in a source file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error or warning found while checking a program."""
+
+    severity: str  # "error" | "warning"
+    message: str
+    pos: SourcePos | None = None
+    context: str | None = None  # the offending source line with a caret under the column
+
+    def __str__(self) -> str:
+        where = f"{self.pos}: " if self.pos else ""
+        text = f"{where}{self.severity}: {self.message}"
+        if self.context:
+            text += "\n" + self.context
+        return text
+
+
+class ReferralError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    def __init__(self, message: str, pos: SourcePos | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+    def __str__(self) -> str:
+        return f"{self.pos}: error: {self.message}" if self.pos else self.message
+
+
+class MoneyError(ReferralError, ValueError):
+    """A money amount or currency that cannot be represented exactly."""
+
+
+class RuleError(ReferralError):
+    """A rule program that does not parse or does not validate.
+
+    Carries every diagnostic found, so that all errors of all files are
+    reported at once rather than only the first.
+    """
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        first = next((d for d in diagnostics if d.severity == "error"), diagnostics[0])
+        super().__init__(first.message, first.pos)
+
+    def __str__(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics)
+
+
+class RuleSyntaxError(RuleError):
+    """The text is not in the rule language."""
+
+
+class RuleValidationError(RuleError):
+    """The text parses but the program is inconsistent (duplicate ids, unknown phrases...)."""
+
+
+class ModelSchemaError(ReferralError):
+    """JSON given as a rule model does not match the published JSON Schema."""
+
+
+class EvaluationError(ReferralError):
+    """A context value has the wrong type for a rule (a bad record, not a bad rule)."""
+
+
+class LedgerError(ReferralError):
+    """Root of ledger refusals (exit code 1 at the CLI)."""
+
+
+class DatabaseUnavailable(ReferralError):
+    """The database cannot be reached (exit code 3 at the CLI)."""
+
+
+class SchemaNotReady(ReferralError):
+    """The database schema is missing or behind: run `referral db upgrade`."""
+
+
+class SettlementError(ReferralError):
+    """A settlement run refused to start or was aborted."""

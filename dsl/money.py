@@ -1,0 +1,139 @@
+"""Money: integer minor units plus an ISO 4217 code. Never a float.
+
+The rule language, the ledger CLI and the record reader all parse amounts here,
+so that ``₹1,000.50``, ``INR 1000.50`` and ``1000.50 INR`` mean the same thing
+everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from dsl.errors import MoneyError
+
+# ISO 4217 minor-unit exponents for the currencies the product supports.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "INR": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "JPY": 0,
+    "AUD": 2,
+    "CAD": 2,
+    "SGD": 2,
+    "AED": 2,
+    "CHF": 2,
+    "CNY": 2,
+    "KRW": 0,
+    "BHD": 3,
+    "KWD": 3,
+}
+
+SYMBOLS: dict[str, str] = {"₹": "INR", "$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+CURRENCY_SYMBOL: dict[str, str] = {code: sym for sym, code in SYMBOLS.items()}
+
+_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_SYMBOL = "|".join(re.escape(s) for s in SYMBOLS)
+_MONEY_RE = re.compile(
+    rf"^\s*(?:(?P<sym>{_SYMBOL})\s*(?P<n1>{_NUMBER})"
+    rf"|(?P<code1>[A-Za-z]{{3}})\s+(?P<n2>{_NUMBER})"
+    rf"|(?P<n3>{_NUMBER})\s+(?P<code2>[A-Za-z]{{3}}))\s*$"
+)
+
+
+def exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        known = ", ".join(sorted(CURRENCY_EXPONENTS))
+        raise MoneyError(f"unknown currency {currency!r} (expected one of {known})") from None
+
+
+@dataclass(frozen=True, order=True)
+class Money:
+    """An exact amount: ``amount`` minor units of ``currency``."""
+
+    amount: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise MoneyError(f"money amount must be integer minor units, got {self.amount!r}")
+        exponent(self.currency)
+
+    @classmethod
+    def parse(cls, text: str) -> Money:
+        return parse_money(text)
+
+    @classmethod
+    def from_decimal(cls, value: Decimal | str | int, currency: str) -> Money:
+        return cls(to_minor_units(value, currency), currency)
+
+    def to_decimal(self) -> Decimal:
+        return Decimal(self.amount).scaleb(-exponent(self.currency))
+
+    def __str__(self) -> str:
+        return format_money(self)
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if not isinstance(other, Money) or other.currency != self.currency:
+            raise MoneyError(f"cannot combine {self} with {other}")
+
+
+def to_minor_units(value: Decimal | str | int, currency: str) -> int:
+    """Convert a major-unit amount to minor units; refuses to round."""
+    exp = exponent(currency)
+    try:
+        dec = Decimal(str(value).replace(",", "")) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise MoneyError(f"not an amount: {value!r}") from None
+    if not dec.is_finite():
+        raise MoneyError(f"not an amount: {value!r}")
+    scaled = dec.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(
+            f"{value} {currency} has more decimals than {currency} allows ({exp})"
+        )
+    return int(scaled)
+
+
+def parse_money(text: str) -> Money:
+    """Parse ``₹1,000.50``, ``INR 500``, ``500 INR``, ``$5``, ``USD 5.00``, ``€10``, ``£10``."""
+    m = _MONEY_RE.match(text)
+    if not m:
+        raise MoneyError(
+            f"not a money amount: {text!r} (expected e.g. ₹500, ₹1,000.50, INR 500 or 500 INR)"
+        )
+    if m["sym"]:
+        currency, number = SYMBOLS[m["sym"]], m["n1"]
+    elif m["code1"]:
+        currency, number = m["code1"].upper(), m["n2"]
+    else:
+        currency, number = m["code2"].upper(), m["n3"]
+    return Money(to_minor_units(number, currency), currency)
+
+
+def format_money(money: Money, *, symbol: bool = True) -> str:
+    """Canonical text: ``₹1,000.50`` (symbol when there is one), else ``CHF 10.00``.
+
+    Whole amounts drop the decimals (``₹500``) so that formatted rules read as
+    authors write them; the output always parses back to the same Money.
+    """
+    exp = exponent(money.currency)
+    sign = "-" if money.amount < 0 else ""
+    whole, frac = divmod(abs(money.amount), 10**exp) if exp else (abs(money.amount), 0)
+    number = f"{whole:,}"
+    if frac:
+        number += "." + str(frac).zfill(exp)
+    sym = CURRENCY_SYMBOL.get(money.currency) if symbol else None
+    return f"{sign}{sym}{number}" if sym else f"{sign}{money.currency} {number}"

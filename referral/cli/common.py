@@ -1,0 +1,64 @@
+"""What every command shares: the --db option and the mapping of errors to exit codes.
+
+Exit codes: 0 ok, 1 refused or invalid (rule, data or ledger errors), 2 usage,
+3 database unavailable.  Library errors become one line on stderr, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from dsl.errors import DatabaseUnavailable, ReferralError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB_URL = "sqlite:///referral.db"
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DB_UNAVAILABLE = 0, 1, 2, 3
+
+
+class CliError(click.ClickException):
+    """A library error shown as ``error: <message>`` with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INVALID) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def db_option(f: F) -> F:
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="REFERRAL_DB_URL",
+        default=DEFAULT_DB_URL,
+        show_default=True,
+        help="Database URL (also REFERRAL_DB_URL).",
+    )(f)
+
+
+def handle_errors(f: F) -> F:
+    """Turn the project's own exceptions into CliError with the right exit code."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except DatabaseUnavailable as e:
+            raise CliError(str(e), EXIT_DB_UNAVAILABLE) from e
+        except ReferralError as e:
+            raise CliError(str(e), EXIT_INVALID) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

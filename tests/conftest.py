@@ -1,0 +1,73 @@
+"""Shared fixtures.
+
+``db_url`` runs a test once on SQLite and once on PostgreSQL.  PostgreSQL tests
+use a database created for this test run (dropped at the end); each test gets
+an empty ``public`` schema.  Outside CI a missing server skips those tests; in
+CI (``CI=true``) it fails them, since a skipped PostgreSQL test hides breakage.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "REFERRAL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _pg_unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"PostgreSQL is required in CI: {reason}")
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the whole test run."""
+    name = f"referral_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as e:
+        admin.dispose()
+        _pg_unavailable(str(e.orig).strip().splitlines()[0])
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _reset_pg_schema(url: str) -> None:
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The URL of an empty database: a SQLite file, or PostgreSQL with a clean schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = request.getfixturevalue("pg_database_url")
+    _reset_pg_schema(url)
+    return url
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL only (concurrency tests that need real row locks and advisory locks)."""
+    url = request.getfixturevalue("pg_database_url")
+    _reset_pg_schema(url)
+    return url
