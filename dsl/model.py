@@ -79,7 +79,20 @@ class Not:
     item: Condition
 
 
-Condition = Union[Compare, Within, And, Or, Not]
+@dataclass(frozen=True)
+class PhraseRef:
+    """A vocabulary phrase used as a condition (``IF referrer is a paid user``).
+
+    Only the per-file, unresolved program holds these (what ``fmt`` rewrites);
+    resolving a program against its DEFINEs replaces each by the defined
+    condition, so compiled models never contain one.
+    """
+
+    phrase: str
+    pos: SourcePos | None = field(default=None, compare=False)
+
+
+Condition = Union[Compare, Within, And, Or, Not, PhraseRef]
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,8 @@ class Rule:
     hold_days: int = 0
     reverse_if: Condition | None = None
     source: SourcePos | None = field(default=None, compare=False)
+    # Comment lines written before the rule (and inside it), kept so fmt never drops them.
+    comments: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class Definition:
     phrase: str
     condition: Condition
     source: SourcePos | None = field(default=None, compare=False)
+    comments: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,7 @@ class Example:
     given: tuple[tuple[str, Value], ...]
     expect: tuple[ExpectedReward, ...]
     source: SourcePos | None = field(default=None, compare=False)
+    comments: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
