@@ -1,0 +1,95 @@
+"""Realistic sample records for the example program in ``rules/``.
+
+Deterministic for a given seed, so a demo or a benchmark can be reproduced.
+The mix: paid and free referrers, referees who do or do not subscribe,
+self-referrals, refunds that arrive later in the file as a second record for
+the same referral, and a small rate of malformed lines.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import TextIO
+
+DEMO_START = date(2026, 8, 15)
+COUNTRIES = ("IN", "IN", "IN", "US", "GB", "SG")
+
+
+def generate_records(
+    count: int, *, seed: int = 0, malformed_rate: float = 0.01, start: date = DEMO_START
+) -> Iterator[str]:
+    """Yield ``count`` JSONL lines (refund updates and malformed lines included in the count)."""
+    rng = random.Random(seed)
+    users = max(10, count // 4)
+    pending_refunds: list[dict] = []
+    for n in range(count):
+        roll = rng.random()
+        if roll < malformed_rate:
+            yield _malformed(rng, n)
+            continue
+        if pending_refunds and roll < malformed_rate + 0.04:
+            refund = pending_refunds.pop(rng.randrange(len(pending_refunds)))
+            refund["referee"]["refunded"] = True
+            yield json.dumps(refund, sort_keys=True)
+            continue
+        record = _referral(rng, n, users, start)
+        if record["referee"]["subscribed"] and rng.random() < 0.1:
+            pending_refunds.append(json.loads(json.dumps(record)))
+        yield json.dumps(record, sort_keys=True)
+
+
+def _referral(rng: random.Random, n: int, users: int, start: date) -> dict:
+    referrer = f"u{rng.randrange(users):06d}"
+    referee = referrer if rng.random() < 0.02 else f"u{rng.randrange(users, users * 5):06d}"
+    created = start + timedelta(days=rng.randrange(55))
+    subscribed = rng.random() < 0.6
+    record: dict = {
+        "referral_id": f"ref-{n:08d}",
+        "referral": {"created_at": created.isoformat()},
+        "referrer": {
+            "id": referrer,
+            "plan": "paid" if rng.random() < 0.45 else "free",
+            "country": rng.choice(COUNTRIES),
+        },
+        "referee": {
+            "id": referee,
+            "subscribed": subscribed,
+            "country": rng.choice(COUNTRIES),
+            "plan": rng.choice(("monthly", "annual")),
+            "refunded": False,
+        },
+    }
+    if subscribed:
+        lag = rng.choice((0, 1, 3, 7, 12, 20, 29, 45))
+        record["referee"]["subscribed_at"] = (created + timedelta(days=lag)).isoformat()
+        # First payment in paise (the program's currency is INR).
+        record["referee"]["first_payment"] = rng.choice((49900, 99900, 149900, 299900, 1199900))
+    return record
+
+
+def _malformed(rng: random.Random, n: int) -> str:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return '{"referral_id": "ref-%08d", "referrer": {"id": ' % n  # truncated JSON
+    if kind == 1:
+        return json.dumps({"referral_id": f"ref-{n:08d}", "referee": {"id": "u1"}})
+    if kind == 2:
+        return json.dumps(
+            {
+                "referral_id": f"ref-{n:08d}",
+                "referrer": {"id": "u000001", "plan": "paid"},
+                "referee": {"id": "u999999", "subscribed": True, "first_payment": "a lot"},
+            }
+        )
+    return "not json at all"
+
+
+def write_records(out: TextIO, count: int, *, seed: int = 0) -> int:
+    written = 0
+    for line in generate_records(count, seed=seed):
+        out.write(line + "\n")
+        written += 1
+    return written
