@@ -73,7 +73,7 @@ def _referral(rng: random.Random, n: int, users: int, start: date) -> dict:
 def _malformed(rng: random.Random, n: int) -> str:
     kind = rng.randrange(4)
     if kind == 0:
-        return '{"referral_id": "ref-%08d", "referrer": {"id": ' % n  # truncated JSON
+        return json.dumps({"referral_id": f"ref-{n:08d}", "referrer": {}})[:-3]  # truncated
     if kind == 1:
         return json.dumps({"referral_id": f"ref-{n:08d}", "referee": {"id": "u1"}})
     if kind == 2:

@@ -1,0 +1,449 @@
+"""The nightly settlement run: records -> rules -> ledger, in one transaction.
+
+Why one transaction: a crash, a kill or a bad record under ``--strict`` must
+leave the ledger exactly as it was, and a rerun must then produce what an
+uninterrupted run would have.  Idempotency comes from deterministic reference
+ids (``reward:<rule id>:<referral_id>:<role>``) that the ledger's unique
+constraint guards, so reruns and overlapping inputs post nothing twice.
+
+Work is set-based: records are taken in chunks; each chunk costs one lookup of
+existing references, a few LIMIT total queries, and bulk inserts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from compiler.json_model import rule_hash
+from dsl.errors import EvaluationError, SettlementError
+from dsl.evaluate import compile_program
+from dsl.model import ROLES, Program, Rule
+from settlement import ledger
+from settlement.records import BadRecord, Record
+from settlement.runs import settlement_quarantine, settlement_runs
+
+if TYPE_CHECKING:
+    from dsl.evaluate import Evaluation
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1000
+# Key of the PostgreSQL advisory lock that serialises settlement runs.
+SETTLE_LOCK_KEY = 0x5E771E
+
+
+def reward_reference(rule_id: str, referral_id: str, role: str) -> str:
+    return f"reward:{rule_id}:{referral_id}:{role}"
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``as_json`` is the documented ``--json`` output."""
+
+    run_id: str
+    as_of: date
+    dry_run: bool = False
+    records: int = 0
+    rewarded: int = 0
+    posted: int = 0
+    already_posted: int = 0
+    capped: int = 0
+    reversed: int = 0
+    confirmed: int = 0
+    quarantined: int = 0
+    amount_posted: dict[str, int] = field(default_factory=dict)
+    capped_notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "records": self.records,
+            "rewarded": self.rewarded,
+            "posted": self.posted,
+            "already_posted": self.already_posted,
+            "capped": self.capped,
+            "reversed": self.reversed,
+            "confirmed": self.confirmed,
+            "quarantined": self.quarantined,
+            "amount_posted": dict(sorted(self.amount_posted.items())),
+        }
+
+
+@dataclass(frozen=True)
+class PlannedReward:
+    """One reward this run posts (or would post, in a dry run)."""
+
+    request: ledger.CreditRequest
+    capped_from: int | None = None
+
+
+def program_digest(program: Program) -> str:
+    hashes = sorted(f"{r.id}:{rule_hash(r)}" for r in program.rules)
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def period_window(period: str, day: date) -> tuple[date | None, date | None]:
+    """The LIMIT period holding ``day``, as a half-open [start, end) range."""
+    if period == "day":
+        return day, day + timedelta(days=1)
+    if period == "month":
+        start = day.replace(day=1)
+        end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+        return start, end
+    if period == "year":
+        return date(day.year, 1, 1), date(day.year + 1, 1, 1)
+    return None, None
+
+
+def event_date(record: Record, as_of: date) -> date:
+    """The record's own date (``referral.created_at``); LIMIT periods and HOLDs count from it."""
+    value = record.get("referral.created_at")
+    if value is None:
+        return as_of
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    raise EvaluationError(f"referral.created_at must be an ISO date, got {json.dumps(value)}")
+
+
+@dataclass
+class _Evaluated:
+    record: Record
+    evaluation: Evaluation
+    day: date
+    explain: dict[str, Any] | None
+
+
+class Settlement:
+    """One run over one connection; see ``settle`` for the entry point."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        program: Program,
+        *,
+        as_of: date,
+        run_id: str,
+        strict: bool,
+        default_currency: str | None,
+        explain: IO[str] | None,
+        on_plan: Callable[[PlannedReward], None] | None,
+        dry_run: bool,
+    ) -> None:
+        self.conn = conn
+        self.program = program
+        self.rules: dict[str, Rule] = {r.id: r for r in program.rules}
+        self.hashes = {r.id: rule_hash(r) for r in program.rules}
+        self.compiled = compile_program(program, default_currency=default_currency)
+        self.as_of = as_of
+        self.strict = strict
+        self.explain = explain
+        self.on_plan = on_plan
+        self.summary = RunSummary(run_id=run_id, as_of=as_of, dry_run=dry_run)
+        self.actor = f"settle:{run_id}"
+        self.input_hash = hashlib.sha256()
+        self.quarantine_rows: list[dict[str, Any]] = []
+
+    # -- records -----------------------------------------------------------
+
+    def run(self, items: Iterable[Record | BadRecord]) -> None:
+        for chunk in _chunks(items, CHUNK):
+            self._settle_chunk(chunk)
+        self._confirm_due()
+
+    def _quarantine(self, bad: BadRecord) -> None:
+        if self.strict:
+            raise SettlementError(f"{bad.file}:{bad.line}: error: {bad.reason} (--strict)")
+        self.summary.quarantined += 1
+        self.quarantine_rows.append(
+            {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
+             "raw": bad.raw, "reason": bad.reason}
+        )
+        self._explain({"file": bad.file, "line": bad.line, "quarantined": bad.reason})
+
+    def _explain(self, line: dict[str, Any]) -> None:
+        if self.explain is not None:
+            self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+
+    def _evaluate(self, item: Record | BadRecord) -> _Evaluated | None:
+        self.input_hash.update(item.raw.encode() + b"\n")
+        self.summary.records += 1
+        if isinstance(item, BadRecord):
+            self._quarantine(item)
+            return None
+        try:
+            day = event_date(item, self.as_of)
+            evaluation = self.compiled.evaluate(item.data, trace=self.explain is not None)
+        except EvaluationError as e:
+            self._quarantine(BadRecord(item.file, item.line, item.raw, e.message))
+            return None
+        explain = None
+        if self.explain is not None:
+            explain = {"file": item.file, "line": item.line, "referral_id": item.referral_id,
+                       "rules": [], "actions": []}
+        return _Evaluated(item, evaluation, day, explain)
+
+    def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
+        evaluated = [e for e in map(self._evaluate, chunk) if e is not None]
+        refs = [
+            reward_reference(o.rule_id, ev.record.referral_id, role)
+            for ev in evaluated
+            for o in ev.evaluation.outcomes
+            for role in ROLES
+        ]
+        existing = ledger.find_entries(self.conn, refs)
+        totals = self._limit_totals(evaluated)
+        granted: dict[tuple[str, str, date | None, str], int] = defaultdict(int)
+        to_post: list[PlannedReward] = []
+        to_reverse: list[str] = []
+        for ev in evaluated:
+            rid = ev.record.referral_id
+            rewarded = False
+            for outcome in ev.evaluation.outcomes:
+                rule = self.rules[outcome.rule_id]
+                if ev.explain is not None:
+                    ev.explain["rules"].append({
+                        "rule_id": rule.id, "matched": outcome.matched, "reverse": outcome.reverse,
+                        "trace": outcome.trace,
+                        "suppressed_by": outcome.suppressed_by,
+                    })
+                if outcome.reverse:
+                    for role in ROLES:
+                        ref = reward_reference(rule.id, rid, role)
+                        entry = existing.get(ref)
+                        if entry is not None and entry.status != "reversed":
+                            to_reverse.append(ref)
+                            self._note(ev, ref, "reversed", f"REVERSE IF of {rule.id} holds")
+                    continue
+                for reward in outcome.rewards:
+                    rewarded = True
+                    ref = reward_reference(rule.id, rid, reward.role)
+                    if ref in existing:
+                        self.summary.already_posted += 1
+                        self._note(ev, ref, "already_posted", "posted by an earlier run")
+                        continue
+                    planned = self._plan(ev, rule, reward, ref, totals, granted)
+                    if planned is not None:
+                        to_post.append(planned)
+            if rewarded:
+                self.summary.rewarded += 1
+            if ev.explain is not None:
+                self._explain(ev.explain)
+        self._post(to_post)
+        if to_reverse:
+            results = ledger.reverse_many(
+                self.conn, to_reverse, "REVERSE IF condition held", actor=self.actor,
+                run_id=self.summary.run_id,
+            )
+            self.summary.reversed += sum(1 for r in results if r.created)
+        if self.quarantine_rows:
+            self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
+            self.quarantine_rows = []
+
+    def _note(self, ev: _Evaluated, ref: str, outcome: str, why: str, **extra: Any) -> None:
+        if ev.explain is not None:
+            ev.explain["actions"].append({"reference_id": ref, "outcome": outcome, "why": why,
+                                          **extra})
+
+    # -- LIMIT ---------------------------------------------------------------
+
+    def _limit_totals(self, evaluated: list[_Evaluated]) -> dict[tuple, int]:
+        """What each capped beneficiary already has in the ledger, per rule and period.
+
+        Queried per chunk: earlier chunks of this run are already in the ledger
+        (same transaction), so memory stays flat however long the input.
+        """
+        wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
+        for ev in evaluated:
+            for outcome in ev.evaluation.outcomes:
+                limit = self.rules[outcome.rule_id].limit
+                if limit is None:
+                    continue
+                for reward in outcome.rewards:
+                    if reward.role == limit.per:
+                        start, end = period_window(limit.period, ev.day)
+                        user = str(ev.record.get(f"{reward.role}.id"))
+                        wanted[(outcome.rule_id, start, end)].add(user)
+        totals: dict[tuple, int] = {}
+        for (rule_id, start, end), users in wanted.items():
+            found = ledger.credited_totals(self.conn, rule_id, sorted(users), start, end)
+            for user, by_currency in found.items():
+                for currency, amount in by_currency.items():
+                    totals[(rule_id, user, start, currency)] = amount
+        return totals
+
+    def _plan(self, ev, rule, reward, ref, totals, granted) -> PlannedReward | None:
+        user = str(ev.record.get(f"{reward.role}.id"))
+        amount = reward.amount.amount
+        currency = reward.amount.currency
+        capped_from = None
+        limit = rule.limit
+        if limit is not None and limit.per == reward.role:
+            start, _ = period_window(limit.period, ev.day)
+            key = (rule.id, user, start, currency)
+            left = limit.amount.amount - totals.get(key, 0) - granted[key]
+            if amount > left:
+                capped_from, amount = amount, max(left, 0)
+                self.summary.capped += 1
+                note = (f"{ref}: capped from {capped_from} to {amount} {currency} minor units "
+                        f"by LIMIT of {rule.id} ({limit.period})")
+                if len(self.summary.capped_notes) < 100:
+                    self.summary.capped_notes.append(note)
+                self._note(ev, ref, "capped", note, amount=amount, requested=capped_from)
+                if amount == 0:
+                    return None
+            granted[key] += amount
+        hold_until = ev.day + timedelta(days=rule.hold_days) if rule.hold_days else None
+        request = ledger.CreditRequest(
+            user_id=user,
+            amount=amount,
+            currency=currency,
+            reference_id=ref,
+            status="pending" if rule.hold_days else "confirmed",
+            rule_id=rule.id,
+            rule_hash=self.hashes[rule.id],
+            referral_id=ev.record.referral_id,
+            role=reward.role,
+            event_date=ev.day,
+            hold_until=hold_until,
+        )
+        why = f"held until {hold_until}" if hold_until else "confirmed (no HOLD)"
+        self._note(ev, ref, "posted", why, amount=amount, currency=currency, user_id=user)
+        return PlannedReward(request, capped_from)
+
+    def _post(self, planned: list[PlannedReward]) -> None:
+        if not planned:
+            return
+        result = ledger.post_credits(
+            self.conn, [p.request for p in planned], actor=self.actor, run_id=self.summary.run_id
+        )
+        self.summary.posted += len(result.created)
+        # Only a concurrent writer could have posted these between lookup and insert.
+        self.summary.already_posted += len(result.existing)
+        for entry in result.created:
+            self.summary.amount_posted[entry.currency] = (
+                self.summary.amount_posted.get(entry.currency, 0) + entry.amount
+            )
+        if self.on_plan is not None:
+            for p in planned:
+                self.on_plan(p)
+
+    def _confirm_due(self) -> None:
+        due = ledger.due_for_confirmation(self.conn, self.as_of)
+        if due:
+            results = ledger.transition_many(
+                self.conn, due, "confirmed", actor=self.actor, run_id=self.summary.run_id,
+                reason=f"hold ended on or before {self.as_of}",
+            )
+            self.summary.confirmed += sum(1 for r in results if r.changed)
+
+
+def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:
+    """Chunks in which each referral_id appears at most once.
+
+    A later record for the same referral (a refund, say) must see what the
+    earlier one posted, so it starts a new chunk.
+    """
+    chunk: list[Record | BadRecord] = []
+    seen: set[str] = set()
+    for item in items:
+        rid = item.referral_id if isinstance(item, Record) else None
+        if len(chunk) >= size or (rid is not None and rid in seen):
+            yield chunk
+            chunk, seen = [], set()
+        chunk.append(item)
+        if rid is not None:
+            seen.add(rid)
+    if chunk:
+        yield chunk
+
+
+def _acquire_run_lock(conn: sa.Connection, wait: bool) -> None:
+    if conn.dialect.name == "postgresql":
+        if wait:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY})
+        else:
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY}
+            ).scalar()
+            if not got:
+                raise SettlementError("another settlement run holds the lock (--no-wait)")
+
+
+def settle(
+    conn: sa.Connection,
+    program: Program,
+    records: Iterable[Record | BadRecord],
+    *,
+    as_of: date,
+    input_name: str,
+    dry_run: bool = False,
+    strict: bool = False,
+    wait: bool = True,
+    explain: IO[str] | None = None,
+    on_plan: Callable[[PlannedReward], None] | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
+    """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
+
+    A dry run does all the work, reports it, and rolls the transaction back.
+    """
+    currencies = program.currencies()
+    default_currency = next(iter(currencies)) if len(currencies) == 1 else None
+    run_id = run_id or uuid.uuid4().hex
+    started = datetime.now(UTC)
+    if conn.dialect.name == "sqlite":
+        # SQLite's own lock: BEGIN IMMEDIATE waits up to busy_timeout for a running settle.
+        timeout_ms = 24 * 3600 * 1000 if wait else 0
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
+    try:
+        tx = conn.begin()
+    except sa.exc.OperationalError as e:
+        if "locked" in str(e.orig):
+            raise SettlementError("another settlement run holds the lock (--no-wait)") from e
+        raise
+    try:
+        _acquire_run_lock(conn, wait)
+        run = Settlement(
+            conn, program, as_of=as_of, run_id=run_id, strict=strict,
+            default_currency=default_currency, explain=explain, on_plan=on_plan,
+            dry_run=dry_run,
+        )
+        run.run(records)
+        summary = run.summary
+        conn.execute(
+            settlement_runs.insert(),
+            {
+                "run_id": run_id,
+                "as_of": as_of,
+                "started_at": started,
+                "finished_at": datetime.now(UTC),
+                "rules_digest": program_digest(program),
+                "input_digest": run.input_hash.hexdigest(),
+                "input_name": input_name,
+                "amount_posted": json.dumps(summary.as_json()["amount_posted"]),
+                **{k: getattr(summary, k) for k in (
+                    "records", "rewarded", "posted", "already_posted", "capped",
+                    "reversed", "confirmed", "quarantined")},
+            },
+        )
+    except BaseException:
+        tx.rollback()
+        raise
+    if dry_run:
+        tx.rollback()
+    else:
+        tx.commit()
+    return summary
