@@ -2,15 +2,124 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import date
+
 import click
+
+from dsl.errors import RuleError
+from dsl.money import Money, format_money
+from dsl.program import load_program
+from referral.cli.common import CliError, db_option, handle_errors
+from settlement.batch import PlannedReward, RunSummary
+from settlement.batch import settle as settle_records
+from settlement.db import open_engine, require_schema
+from settlement.demo import write_records
+from settlement.records import BadRecord, Record, read_records
+
+
+def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _with_progress(items: Iterator[Record | BadRecord], path: str, show: bool):
+    """Show a progress bar (bytes of input read) only on a terminal."""
+    if not show or path == "-":
+        yield from items
+        return
+    with click.progressbar(length=os.path.getsize(path), label="settling", file=sys.stderr) as bar:
+        for item in items:
+            bar.update(len(item.raw.encode()) + 1)
+            yield item
+
+
+def _print_plan(p: PlannedReward) -> None:
+    r = p.request
+    line = f"would post {r.reference_id}: {r.user_id} {format_money(Money(r.amount, r.currency))}"
+    line += f" {r.status}" + (f" until {r.hold_until}" if r.hold_until else "")
+    if p.capped_from is not None:
+        line += f" (capped from {format_money(Money(p.capped_from, r.currency))})"
+    click.echo(line)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    data = summary.as_json()
+    title = "dry run (nothing written)" if summary.dry_run else "settlement run"
+    click.echo(f"{title} {summary.run_id} as of {summary.as_of}")
+    for key in ("records", "rewarded", "posted", "already_posted", "capped", "reversed",
+                "confirmed", "quarantined"):
+        click.echo(f"  {key.replace('_', ' '):<15} {data[key]:>10}")
+    for currency, amount in data["amount_posted"].items():
+        click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency)):>10}")
+    for note in summary.capped_notes:
+        click.echo(f"  capped: {note}")
 
 
 @click.command()
-def settle() -> None:
-    """Evaluate referral records against the rules and post ledger entries."""
-    raise click.ClickException("not implemented yet")
+@click.option("--rules", "rule_paths", multiple=True, required=True,
+              type=click.Path(exists=True), help="Rule files or directories (repeatable).")
+@click.option("--records", "records_path", required=True,
+              help="JSON Lines or CSV file of referral records; - reads stdin.")
+@db_option
+@click.option("--as-of", callback=_parse_date, help="Settlement date (default: today).")
+@click.option("--dry-run", is_flag=True, help="Print what would be posted; write nothing.")
+@click.option("--strict", is_flag=True, help="Abort with nothing written on any bad record.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
+@click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for a running settlement, or stop at once.")
+@handle_errors
+def settle(
+    rule_paths, records_path, db_url, as_of, dry_run, strict, as_json, explain, wait
+) -> None:
+    """Evaluate referral records against the rules and post ledger entries (one transaction)."""
+    if records_path != "-" and not os.path.isfile(records_path):
+        raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
+    try:
+        loaded = load_program(rule_paths)
+    except RuleError as e:
+        raise CliError(f"rules are invalid; nothing was written\n{e}") from e
+    for warning in loaded.warnings:
+        click.echo(str(warning), err=True)
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            require_schema(conn)
+            items = _with_progress(
+                read_records(records_path), records_path,
+                show=sys.stderr.isatty() and not as_json,
+            )
+            summary = settle_records(
+                conn, loaded.program, items, as_of=as_of, input_name=records_path,
+                dry_run=dry_run, strict=strict, wait=wait, explain=explain,
+                on_plan=_print_plan if dry_run and not as_json else None,
+            )
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+    else:
+        _print_summary(summary)
 
 
 @click.group()
 def demo() -> None:
     """Demo data for the example program in rules/."""
+
+
+@demo.command("generate")
+@click.option("--records", "count", type=click.IntRange(min=1), required=True,
+              help="How many lines to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Output file.")
+def generate(count: int, seed: int, output) -> None:
+    """Write realistic JSONL referral records (with refunds and some malformed lines)."""
+    write_records(output, count, seed=seed)
