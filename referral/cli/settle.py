@@ -7,18 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import date
+from typing import TYPE_CHECKING
 
 import click
 
 from dsl.errors import RuleError
 from dsl.money import Money, format_money
-from dsl.program import load_program
 from referral.cli.common import CliError, db_option, handle_errors
-from settlement.batch import PlannedReward, RunSummary
-from settlement.batch import settle as settle_records
-from settlement.db import open_engine, require_schema
 from settlement.demo import write_records
 from settlement.records import BadRecord, Record, read_records
+
+if TYPE_CHECKING:
+    from settlement.batch import PlannedReward, RunSummary
 
 
 def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
@@ -81,6 +81,10 @@ def settle(
     rule_paths, records_path, db_url, as_of, dry_run, strict, as_json, explain, wait
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
+    from dsl.program import load_program
+    from settlement.batch import settle as settle_records
+    from settlement.db import open_engine, require_schema
+
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
     try:
