@@ -1,0 +1,135 @@
+"""The ledger's tables (SQLAlchemy Core).  Migration 0001 creates exactly these.
+
+- ``ledger_entries``: one row per credit or reversal debit, hash-chained in id
+  order.  Ids are assigned by the ledger under its writer lock (not by a
+  sequence) because each row's hash covers its id and the previous row's hash.
+- ``ledger_transitions``: the status history; an entry's status is its latest row.
+- ``ledger_postings``: double entry.  Each entry moves ``amount`` from
+  ``program:funding`` to ``user:<id>`` (a reversal debit has a negative amount,
+  so it moves the money back); paying a credit moves it from ``user:<id>`` to
+  ``payout:<id>``.  Per currency, all postings sum to zero.
+
+All three are append-only: triggers refuse UPDATE and DELETE (migration 0001).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+ENTRY_TYPES = ("credit", "debit")
+STATUSES = ("pending", "confirmed", "paid", "reversed")
+FUNDING_ACCOUNT = "program:funding"
+
+
+def user_account(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def payout_account(user_id: str) -> str:
+    return f"payout:{user_id}"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC with microseconds, read back identically on both databases.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the naive UTC text.  Values
+    come back as aware UTC datetimes either way, so entry hashes recompute.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: ledger times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
+    sa.Column("reference_id", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("entry_type", sa.String(6), nullable=False),
+    sa.Column("reversal_id", sa.String(255), nullable=True),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+    sa.Column("rule_id", sa.String(255), nullable=True),
+    sa.Column("rule_hash", sa.String(128), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("referral_id", sa.String(255), nullable=True),
+    sa.Column("role", sa.String(32), nullable=True),
+    sa.Column("event_date", sa.Date, nullable=True),
+    sa.Column("hold_until", sa.Date, nullable=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("prev_hash", sa.CHAR(64), nullable=False),
+    sa.Column("hash", sa.CHAR(64), nullable=False),
+    sa.UniqueConstraint("reference_id", name="uq_ledger_entries_reference_id"),
+    sa.UniqueConstraint("reversal_id", name="uq_ledger_entries_reversal_id"),
+    sa.CheckConstraint("entry_type IN ('credit', 'debit')", name="ck_ledger_entries_entry_type"),
+    sa.CheckConstraint(
+        "(entry_type = 'credit' AND amount > 0 AND reversal_id IS NULL)"
+        " OR (entry_type = 'debit' AND amount < 0 AND reversal_id IS NOT NULL)",
+        name="ck_ledger_entries_amount_sign",
+    ),
+    sa.Index("ix_ledger_entries_user_id", "user_id"),
+    sa.Index("ix_ledger_entries_rule_user", "rule_id", "user_id"),
+    sa.Index("ix_ledger_entries_hold_until", "hold_until"),
+)
+
+_STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
+
+ledger_transitions = sa.Table(
+    "ledger_transitions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.CheckConstraint(
+        f"from_status IS NULL OR from_status IN ({_STATUS_LIST})",
+        name="ck_ledger_transitions_from_status",
+    ),
+    sa.CheckConstraint(f"to_status IN ({_STATUS_LIST})", name="ck_ledger_transitions_to_status"),
+    sa.Index("ix_ledger_transitions_entry", "entry_id", "id"),
+)
+
+ledger_postings = sa.Table(
+    "ledger_postings",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), nullable=False),
+    sa.Column(
+        "transition_id", BigId, sa.ForeignKey("ledger_transitions.id"), nullable=True
+    ),
+    sa.Column("account", sa.String(300), nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("amount <> 0", name="ck_ledger_postings_amount_nonzero"),
+    sa.Index("ix_ledger_postings_account", "account", "currency"),
+    sa.Index("ix_ledger_postings_entry", "entry_id"),
+)
+
+APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
