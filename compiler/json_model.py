@@ -1,0 +1,170 @@
+"""Rule model -> versioned JSON (``schema_version`` 1, ``dsl/rule-model.schema.json``).
+
+Every literal carries its type (``{"money": {...}}``, ``{"date": "2026-01-01"}``)
+so that ``dsl.schema.program_from_json`` rebuilds exactly the same model, and
+the output is plain data with a stable key order, which makes a rule's JSON
+(without its source position) a content hash that settlement records as
+provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from dsl.errors import ReferralError, SourcePos
+from dsl.model import (
+    SCHEMA_VERSION,
+    Action,
+    And,
+    Compare,
+    Condition,
+    Definition,
+    Example,
+    FieldRef,
+    FixedReward,
+    Limit,
+    Not,
+    Or,
+    PercentReward,
+    PhraseRef,
+    Program,
+    Rule,
+    Value,
+    Within,
+)
+from dsl.money import Money
+
+
+class ModelEncodeError(ReferralError):
+    """A model object the JSON encoding has no form for (a bug, never silent)."""
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain positional notation (no exponent), so the text is also rule syntax."""
+    text = format(value, "f")
+    return "0" if text in ("-0", "") else text
+
+
+def money_to_json(money: Money) -> dict[str, Any]:
+    return {"amount": money.amount, "currency": money.currency}
+
+
+def source_to_json(pos: SourcePos) -> dict[str, Any]:
+    return {"file": pos.file, "line": pos.line, "column": pos.column}
+
+
+def value_to_json(value: Value) -> dict[str, Any]:
+    # bool before int: bool is a subclass of int.
+    if value is None:
+        return {"null": None}
+    if isinstance(value, bool):
+        return {"bool": value}
+    if isinstance(value, int):
+        return {"int": value}
+    if isinstance(value, Decimal):
+        return {"decimal": decimal_text(value)}
+    if isinstance(value, str):
+        return {"string": value}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    if isinstance(value, Money):
+        return {"money": money_to_json(value)}
+    if isinstance(value, FieldRef):
+        return {"field": value.path}
+    if isinstance(value, tuple):
+        return {"list": [value_to_json(v) for v in value]}
+    raise ModelEncodeError(f"no JSON form for value {value!r}")
+
+
+def condition_to_json(cond: Condition) -> dict[str, Any]:
+    if isinstance(cond, Compare):
+        return {"compare": {"path": cond.path, "op": cond.op, "value": value_to_json(cond.value)}}
+    if isinstance(cond, Within):
+        return {"within": {"path": cond.path, "days": cond.days, "of": cond.other}}
+    if isinstance(cond, And):
+        return {"and": [condition_to_json(c) for c in cond.items]}
+    if isinstance(cond, Or):
+        return {"or": [condition_to_json(c) for c in cond.items]}
+    if isinstance(cond, Not):
+        return {"not": condition_to_json(cond.item)}
+    if isinstance(cond, PhraseRef):
+        return {"phrase": cond.phrase}
+    raise ModelEncodeError(f"no JSON form for condition {cond!r}")
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    if isinstance(action, FixedReward):
+        return {"kind": "fixed", "amount": money_to_json(action.amount), "to": action.to}
+    if isinstance(action, PercentReward):
+        return {
+            "kind": "percent",
+            "percent": decimal_text(action.percent),
+            "of": action.of,
+            "to": action.to,
+            "cap": money_to_json(action.cap) if action.cap is not None else None,
+        }
+    raise ModelEncodeError(f"no JSON form for action {action!r}")
+
+
+def limit_to_json(limit: Limit) -> dict[str, Any]:
+    return {"amount": money_to_json(limit.amount), "per": limit.per, "period": limit.period}
+
+
+def _with_source(data: dict[str, Any], pos: SourcePos | None, with_source: bool) -> dict[str, Any]:
+    if with_source and pos is not None:
+        data["source"] = source_to_json(pos)
+    return data
+
+
+def rule_to_json(rule: Rule, *, with_source: bool = True) -> dict[str, Any]:
+    data = {
+        "id": rule.id,
+        "description": rule.description,
+        "priority": rule.priority,
+        "exclusive": rule.exclusive,
+        "condition": condition_to_json(rule.condition),
+        "actions": [action_to_json(a) for a in rule.actions],
+        "limit": limit_to_json(rule.limit) if rule.limit is not None else None,
+        "hold_days": rule.hold_days,
+        "reverse_if": condition_to_json(rule.reverse_if) if rule.reverse_if is not None else None,
+    }
+    return _with_source(data, rule.source, with_source)
+
+
+def definition_to_json(definition: Definition, *, with_source: bool = True) -> dict[str, Any]:
+    data = {"phrase": definition.phrase, "condition": condition_to_json(definition.condition)}
+    return _with_source(data, definition.source, with_source)
+
+
+def example_to_json(example: Example, *, with_source: bool = True) -> dict[str, Any]:
+    data = {
+        "name": example.name,
+        "given": [{"path": p, "value": value_to_json(v)} for p, v in example.given],
+        "expect": [{"to": e.to, "amount": money_to_json(e.amount)} for e in example.expect],
+    }
+    return _with_source(data, example.source, with_source)
+
+
+def program_to_json(program: Program) -> dict[str, Any]:
+    """The whole program as the versioned JSON model."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "definitions": [definition_to_json(d) for d in program.definitions],
+        "rules": [rule_to_json(r) for r in program.rules],
+        "examples": [example_to_json(e) for e in program.examples],
+    }
+
+
+def dumps(program: Program) -> str:
+    """The JSON text written by ``rules compile``: indented, keys sorted, UTF-8 kept."""
+    return json.dumps(program_to_json(program), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rule_hash(rule: Rule) -> str:
+    """Hex sha256 of the rule's meaning: same rule text anywhere -> same hash."""
+    data = json.dumps(rule_to_json(rule, with_source=False), sort_keys=True)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
