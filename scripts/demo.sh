@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make run`: the main job on the embedded default database, end to end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=demo
+mkdir -p "$out"
+db="${REFERRAL_DB_URL:-sqlite:///referral.db}"
+echo "== database: $db"
+referral db upgrade
+
+echo "== rules: check, test, render"
+referral rules check rules/
+referral rules test rules/
+if command -v dot >/dev/null 2>&1; then fmt=svg; else fmt=dot; fi
+referral rules render rules/ --format "$fmt" -o "$out/diagrams"
+
+echo "== generate 5,000 referral records"
+referral demo generate --records 5000 --seed 7 -o "$out/records.jsonl"
+
+echo "== settle (first run)"
+referral settle --rules rules/ --records "$out/records.jsonl" --explain "$out/explain.jsonl"
+
+echo "== settle again: the same input posts nothing twice"
+referral settle --rules rules/ --records "$out/records.jsonl"
+
+echo "== balances of a few users"
+for user in $(referral ledger export --format jsonl | head -n 40 \
+              | python3 -c 'import json,sys; print(*sorted({json.loads(l)["user_id"] for l in sys.stdin})[:3])'); do
+    echo "-- $user"
+    referral ledger balance "$user"
+done
+
+echo "== verify the whole ledger"
+referral ledger verify
