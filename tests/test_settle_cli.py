@@ -1,0 +1,212 @@
+"""`referral settle` as cron runs it: real processes, kill -9, concurrent runs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from referral.cli import main
+from settlement import ledger
+from settlement.batch import SETTLE_LOCK_KEY
+from settlement.db import open_engine, upgrade
+from settlement.demo import write_records
+from tests.test_settlement import FIRST, RULES
+
+SUMMARY_KEYS = ["run_id", "records", "rewarded", "posted", "already_posted", "capped",
+                "reversed", "confirmed", "quarantined", "amount_posted"]
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "program.rule").write_text(RULES, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def small_input(tmp_path: Path) -> Path:
+    path = tmp_path / "first.jsonl"
+    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
+    return path
+
+
+def settle_args(rules_dir: Path, records: Path, db: str, *extra: str) -> list[str]:
+    return ["settle", "--rules", str(rules_dir), "--records", str(records), "--db", db,
+            "--as-of", "2026-01-10", *extra]
+
+
+def spawn(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "referral", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def snapshot(url: str) -> set[tuple[str, str, int, str]]:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {(e.reference_id, e.user_id, e.amount, e.status)
+                    for e in ledger.iter_entries(conn)}
+    finally:
+        engine.dispose()
+
+
+def test_settle_json_prints_exactly_one_object(db_url, rules_dir, small_input) -> None:
+    upgrade(db_url)
+    result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--json"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert list(data) == SUMMARY_KEYS
+    assert (data["posted"], data["quarantined"], data["amount_posted"]) == (11, 3, {"INR": 190000})
+
+    again = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--json"))
+    assert again.exit_code == 0
+    assert (json.loads(again.stdout)["posted"], json.loads(again.stdout)["already_posted"]) == (0, 11)
+
+
+def test_settle_table_output_and_dry_run(db_url, rules_dir, small_input) -> None:
+    upgrade(db_url)
+    result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert "would post reward:paid_bonus:r3:referrer: A ₹200 pending until 2026-02-03" \
+        " (capped from ₹500)" in result.stdout
+    assert "dry run (nothing written)" in result.stdout
+    assert "posted" in result.stdout and "190000" not in result.stdout
+    assert "₹1,900" in result.stdout
+    assert snapshot(db_url) == set()
+
+
+def test_settle_strict_exit_1_and_nothing_written(db_url, rules_dir, small_input) -> None:
+    upgrade(db_url)
+    result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--strict"))
+    assert result.exit_code == 1
+    assert f"error: {small_input}:6: error: not valid JSON" in result.stderr
+    assert snapshot(db_url) == set()
+
+
+def test_settle_bad_rules_exit_1_before_writing(db_url, tmp_path, small_input) -> None:
+    upgrade(db_url)
+    bad = tmp_path / "bad.rule"
+    bad.write_text('RULE broken\n  IF referrer.plan = "paid"\n  THEN ISSUE ₹1.005 REWARD\n')
+    result = CliRunner().invoke(main, settle_args(bad, small_input, db_url))
+    assert result.exit_code == 1
+    assert "rules are invalid; nothing was written" in result.stderr
+    assert f"{bad}:3:" in result.stderr
+    assert snapshot(db_url) == set()
+
+
+def test_settle_unreachable_database_exit_3(rules_dir, small_input) -> None:
+    result = CliRunner().invoke(
+        main, settle_args(rules_dir, small_input, "postgresql://postgres@127.0.0.1:1/test")
+    )
+    assert result.exit_code == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_settle_missing_schema_says_to_upgrade(tmp_path, rules_dir, small_input) -> None:
+    result = CliRunner().invoke(
+        main, settle_args(rules_dir, small_input, f"sqlite:///{tmp_path / 'empty.db'}")
+    )
+    assert result.exit_code == 1
+    assert "referral db upgrade" in result.stderr
+
+
+def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir, small_input):
+    upgrade(db_url)
+    holder = open_engine(db_url)
+    with holder.connect() as conn:
+        tx = conn.begin()  # on SQLite: BEGIN IMMEDIATE holds the write lock
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY})
+        result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
+        tx.rollback()
+    holder.dispose()
+    assert result.exit_code == 1
+    assert "another settlement run holds the lock" in result.stderr
+    assert snapshot(db_url) == set()
+
+
+def test_demo_generate_is_deterministic(tmp_path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path in (a, b):
+        assert CliRunner().invoke(
+            main, ["demo", "generate", "--records", "300", "--seed", "3", "-o", str(path)]
+        ).exit_code == 0
+    lines = a.read_text().splitlines()
+    assert a.read_text() == b.read_text() and len(lines) == 300
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            pass
+    assert 0 < 300 - len(parsed) < 20  # a small rate of malformed lines
+    refunds = [p for p in parsed if p.get("referee", {}).get("refunded")]
+    assert refunds and all(
+        any(q["referral_id"] == r["referral_id"] and not q["referee"]["refunded"] for q in parsed)
+        for r in refunds
+    )
+
+
+@pytest.fixture
+def big_input(tmp_path: Path) -> Path:
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as fh:
+        write_records(fh, 30000, seed=11)
+    return path
+
+
+@pytest.mark.slow
+def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
+    db_url, rules_dir, big_input, tmp_path
+) -> None:
+    upgrade(db_url)
+    reference_db = f"sqlite:///{tmp_path / 'reference.db'}"
+    upgrade(reference_db)
+    assert CliRunner().invoke(main, settle_args(rules_dir, big_input, reference_db)).exit_code == 0
+    expected = snapshot(reference_db)
+    assert len(expected) > 1000
+
+    explain = tmp_path / "explain.jsonl"
+    proc = spawn(settle_args(rules_dir, big_input, db_url, "--explain", str(explain)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if explain.exists() and explain.stat().st_size > 2_000_000:  # well into the input
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "settle finished before it could be killed; use a bigger input"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    assert snapshot(db_url) == set()
+    rerun = spawn(settle_args(rules_dir, big_input, db_url, "--json"))
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert snapshot(db_url) == expected
+
+
+@pytest.mark.slow
+def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, big_input) -> None:
+    upgrade(pg_url)
+    procs = [spawn(settle_args(rules_dir, big_input, pg_url, "--json")) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
+    summaries = [json.loads(out) for out, _ in results]
+    entries = snapshot(pg_url)
+    credits = [e for e in entries if not e[0].startswith("reversal:")]
+    assert sum(s["posted"] for s in summaries) == len(credits)
+    assert sorted(s["posted"] for s in summaries)[0] == 0  # the second waited, found all posted
+    engine = open_engine(pg_url)
+    with engine.connect() as conn:
+        assert ledger.verify(conn).ok
+    engine.dispose()
