@@ -70,7 +70,8 @@ def test_settle_json_prints_exactly_one_object(db_url, rules_dir, small_input) -
 
     again = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--json"))
     assert again.exit_code == 0
-    assert (json.loads(again.stdout)["posted"], json.loads(again.stdout)["already_posted"]) == (0, 11)
+    data = json.loads(again.stdout)
+    assert (data["posted"], data["already_posted"]) == (0, 11)
 
 
 def test_settle_table_output_and_dry_run(db_url, rules_dir, small_input) -> None:
