@@ -37,9 +37,9 @@ AS_OF = date(2026, 11, 25)
 PG_ADMIN = os.environ.get("REFERRAL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[..., object], *args: object) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -130,10 +130,10 @@ def main() -> None:
         results: dict[str, object] = {"records": args.records}
         try:
             for kind in ("sqlite", "postgresql") if dbs.admin else ("sqlite",):
-                naive = timed(lambda: naive_settle(dbs.fresh(kind), program, small))
+                naive = timed(naive_settle, dbs.fresh(kind), program, small)
                 url = dbs.fresh(kind)
-                batch = timed(lambda: batch_settle(url, program, small))
-                rerun = timed(lambda: batch_settle(url, program, small))
+                batch = timed(batch_settle, url, program, small)
+                rerun = timed(batch_settle, url, program, small)
                 results[f"settle_{kind}"] = {
                     "batch_records_per_s": round(args.records / batch),
                     "speedup_vs_naive_loop": round(naive / batch, 2),
@@ -150,7 +150,7 @@ def main() -> None:
                     except Exception:  # noqa: BLE001, S112 - bad records are skipped here
                         continue
 
-            parse = timed(lambda: [json.loads(line) for line in lines if line.startswith("{")])
+            parse = timed(lambda: [json.loads(ln) for ln in lines if ln.startswith("{")])
             results["evaluate_vs_json_parse"] = round(timed(evaluate_all) / parse, 2)
 
             peaks = []
