@@ -53,6 +53,8 @@ class Compare:
     path: str
     op: CompareOp
     value: Value
+    # Where the path was written (for diagnostics and traces); not part of the meaning.
+    pos: SourcePos | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Within:
     path: str
     days: int
     other: str
+    pos: SourcePos | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,498 @@
+"""Rule text -> typed rule model, one file at a time.
+
+The grammar (``grammar/referral.lark``) is loaded once at import.  Parsing is
+LALR(1) with Lark's contextual lexer, so it is deterministic and fast; a
+``Transformer`` builds the dataclasses of ``dsl.model``.  The result is
+*unresolved*: vocabulary phrases stay ``PhraseRef`` nodes until
+``dsl.program`` resolves them against the DEFINEs of the whole program.
+
+Every problem is reported as a ``Diagnostic`` (``file:line:col: error: ...``)
+with the source line and a caret, and a file with several broken statements
+reports each of them, not only the first.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+import grammar
+from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos
+from dsl.model import (
+    ROLES,
+    And,
+    Compare,
+    Definition,
+    Example,
+    ExpectedReward,
+    FieldRef,
+    FixedReward,
+    Limit,
+    Not,
+    Or,
+    PercentReward,
+    PhraseRef,
+    Program,
+    Rule,
+    Within,
+)
+from dsl.money import Money, parse_money
+
+_comments = threading.local()
+
+
+def _collect_comment(token: Token) -> None:
+    sink = getattr(_comments, "sink", None)
+    if sink is not None:
+        sink.append(token)
+
+
+_PARSER = Lark.open(
+    "referral.lark",
+    rel_to=grammar.__file__,
+    parser="lalr",
+    lexer="contextual",
+    propagate_positions=True,
+    maybe_placeholders=True,
+    lexer_callbacks={"COMMENT": _collect_comment},
+)
+
+# What the user is told was expected, instead of internal terminal names.
+TOKEN_NAMES: dict[str, str] = {
+    "PATH": "a field path (like referee.country)",
+    "NAME": "a name",
+    "STRING": "a quoted string",
+    "MONEY": "a money amount",
+    "PERCENT": "a percentage",
+    "DATE": "a date",
+    "DECIMAL": "a decimal number",
+    "INT": "a whole number",
+    "PHRASE": "a phrase",
+    "PERIOD": "DAY, MONTH, YEAR or EVER",
+    "CMP": "a comparison (=, !=, >, >=, <, <=)",
+    "_EQ": '"="',
+    "_LPAR": '"("',
+    "_RPAR": '")"',
+    "_LSQB": '"["',
+    "_RSQB": '"]"',
+    "_COMMA": '","',
+    "$END": "end of input",
+}
+
+_CMP_CANON = {"==": "=", "<>": "!="}
+_STATEMENT_START = re.compile(r"^[ \t]*(?:rule|define|example)\b|^if\b", re.IGNORECASE | re.M)
+
+
+def token_name(name: str) -> str:
+    if name in TOKEN_NAMES:
+        return TOKEN_NAMES[name]
+    return name.lstrip("_") if name.lstrip("_").isalpha() else name
+
+
+def _expected(names: set[str] | frozenset[str]) -> str:
+    shown = sorted({token_name(n) for n in names if n not in {"COMMENT", "WS"}})
+    if len(shown) == 1:
+        return f"expected {shown[0]}"
+    return "expected one of: " + ", ".join(shown)
+
+
+def caret_context(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    pad = "".join("\t" if ch == "\t" else " " for ch in src[: column - 1])
+    return f"    {src}\n    {pad}^"
+
+
+def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnostic:
+    if isinstance(e, UnexpectedToken) and e.token.type == "$END" or isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        expected = getattr(e, "expected", None) or getattr(e, "accepts", None) or set()
+        message = f"unexpected end of input, {_expected(set(expected))}"
+    elif isinstance(e, UnexpectedToken):
+        line, column = e.line, e.column
+        found = str(e.token).split("\n")[0]
+        expected = e.accepts or e.expected
+        message = f"unexpected {found!r}, {_expected(set(expected))}"
+    else:
+        assert isinstance(e, UnexpectedCharacters)
+        line, column = e.line, e.column
+        found = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        message = f"unexpected character {found!r}, {_expected(set(e.allowed or ()))}"
+    return Diagnostic(
+        "error", message, SourcePos(filename, line, column), caret_context(text, line, column)
+    )
+
+
+def _resume_offset(text: str, after_line: int) -> int | None:
+    """Where parsing restarts after a syntax error: the next statement start."""
+    offset = 0
+    for i, line in enumerate(text.splitlines(keepends=True), start=1):
+        if i > after_line and _STATEMENT_START.match(line):
+            return offset
+        offset += len(line)
+    return None
+
+
+def _unquote(token: str) -> str:
+    return re.sub(r"\\(.)", r"\1", token[1:-1])
+
+
+def _normalize_phrase(phrase: str) -> str:
+    return " ".join(phrase.split())
+
+
+def _auto_id_prefix(filename: str) -> str:
+    stem = re.sub(r"\W+", "_", Path(filename).stem).strip("_").lower()
+    if not stem or stem[0].isdigit():
+        stem = "rule_" + stem if stem else "rule"
+    return stem
+
+
+class _Clause:
+    """A rule clause on its way into the Rule (keeps its position for errors)."""
+
+    def __init__(self, kind: str, value: Any, pos: SourcePos) -> None:
+        self.kind, self.value, self.pos = kind, value, pos
+
+
+class _ToModel(Transformer):
+    """Parse tree -> model.  Literal errors are collected, not raised, so that every
+    bad literal of a file is reported."""
+
+    def __init__(self, filename: str, text: str) -> None:
+        super().__init__()
+        self.filename = filename
+        self.text = text
+        self.errors: list[Diagnostic] = []
+        self._auto = 0
+        self._prefix = _auto_id_prefix(filename)
+
+    def _pos(self, tok: Any) -> SourcePos:
+        return SourcePos(self.filename, tok.line, tok.column)
+
+    def _error(self, message: str, pos: SourcePos) -> None:
+        self.errors.append(
+            Diagnostic("error", message, pos, caret_context(self.text, pos.line, pos.column))
+        )
+
+    def _role(self, tok: Token) -> str:
+        role = str(tok).lower()
+        if role not in ROLES:
+            self._error(f"unknown beneficiary {str(tok)!r} (expected referrer or referee)",
+                        self._pos(tok))
+            return "referrer"
+        return role
+
+    def _money(self, tok: Token) -> Money:
+        text = str(tok)
+        negative = text.startswith("-")
+        try:
+            m = parse_money(text[1:] if negative else text)
+        except MoneyError as e:
+            self._error(e.message, self._pos(tok))
+            return Money(0, "INR")
+        return Money(-m.amount, m.currency) if negative else m
+
+    # ---- literals
+    def string(self, items: list[Token]) -> str:
+        return _unquote(items[0])
+
+    def integer(self, items: list[Token]) -> int:
+        return int(items[0])
+
+    def decimal(self, items: list[Token]) -> Decimal:
+        return Decimal(str(items[0]))
+
+    def money(self, items: list[Token]) -> Money:
+        return self._money(items[0])
+
+    def date(self, items: list[Token]) -> date:
+        try:
+            return date.fromisoformat(str(items[0]))
+        except ValueError:
+            self._error(f"not a valid date: {str(items[0])}", self._pos(items[0]))
+            return date(1970, 1, 1)
+
+    def true(self, _: list[Any]) -> bool:
+        return True
+
+    def false(self, _: list[Any]) -> bool:
+        return False
+
+    def null(self, _: list[Any]) -> None:
+        return None
+
+    def list(self, items: list[Any]) -> tuple[Any, ...]:
+        return tuple(items)
+
+    def field_ref(self, items: list[Token]) -> FieldRef:
+        return FieldRef(str(items[0]))
+
+    # ---- conditions
+    def compare(self, items: list[Any]) -> Compare:
+        path, op, value = items
+        return Compare(str(path), _CMP_CANON.get(str(op), str(op)), value, self._pos(path))
+
+    def is_(self, items: list[Any]) -> Compare:
+        return Compare(str(items[0]), "IS", items[1], self._pos(items[0]))
+
+    def is_not(self, items: list[Any]) -> Compare:
+        return Compare(str(items[0]), "IS NOT", items[1], self._pos(items[0]))
+
+    def in_(self, items: list[Any]) -> Compare:
+        return Compare(str(items[0]), "IN", items[1], self._pos(items[0]))
+
+    def not_in(self, items: list[Any]) -> Compare:
+        return Compare(str(items[0]), "NOT IN", items[1], self._pos(items[0]))
+
+    def contains(self, items: list[Any]) -> Compare:
+        return Compare(str(items[0]), "CONTAINS", items[1], self._pos(items[0]))
+
+    def within(self, items: list[Any]) -> Within:
+        path, days, other = items
+        if int(days) < 0:
+            self._error(f"WITHIN needs a number of days >= 0, got {days}", self._pos(days))
+        return Within(str(path), int(days), str(other), self._pos(path))
+
+    def truthy(self, items: list[Token]) -> Compare:
+        return Compare(str(items[0]), "=", True, self._pos(items[0]))
+
+    def phrase(self, items: list[Token]) -> PhraseRef:
+        tok = items[0]
+        text = _unquote(tok) if tok.type == "STRING" else str(tok)
+        return PhraseRef(_normalize_phrase(text), self._pos(tok))
+
+    def negation(self, items: list[Any]) -> Not:
+        return Not(items[0])
+
+    def and_expr(self, items: list[Any]) -> And:
+        return And(tuple(items))
+
+    def or_expr(self, items: list[Any]) -> Or:
+        return Or(tuple(items))
+
+    # ---- actions and clauses
+    @v_args(meta=True)
+    def fixed(self, meta: Any, items: list[Any]) -> FixedReward:
+        amount = self._money(items[0])
+        to, cap = self._action_opts(items[1:])
+        if cap is not None:
+            self._error("UP TO applies only to percentage rewards",
+                        SourcePos(self.filename, cap[1].line, cap[1].column))
+        return FixedReward(amount, to)
+
+    @v_args(meta=True)
+    def percent(self, meta: Any, items: list[Any]) -> PercentReward:
+        tok, path = items[0], items[1]
+        percent = Decimal(str(tok).rstrip("%").strip())
+        to, cap = self._action_opts(items[2:])
+        return PercentReward(percent, str(path), to, cap[0] if cap else None)
+
+    def _action_opts(self, opts: list[Any]) -> tuple[str, tuple[Money, Token] | None]:
+        to: str | None = None
+        cap: tuple[Money, Token] | None = None
+        for opt in opts:
+            if opt is None:
+                continue
+            kind, value, tok = opt
+            if kind == "to":
+                if to is not None:
+                    self._error("TO given twice in one action", self._pos(tok))
+                to = value
+            else:
+                if cap is not None:
+                    self._error("UP TO given twice in one action", self._pos(tok))
+                cap = (value, tok)
+        return to or "referrer", cap
+
+    def beneficiary(self, items: list[Token]) -> tuple[str, str, Token]:
+        return ("to", self._role(items[0]), items[0])
+
+    def cap(self, items: list[Token]) -> tuple[str, Money, Token]:
+        return ("cap", self._money(items[0]), items[0])
+
+    def actions(self, items: list[Any]) -> tuple[Any, ...]:
+        return tuple(items)
+
+    @v_args(meta=True)
+    def priority(self, meta: Any, items: list[Token]) -> _Clause:
+        return _Clause("priority", int(items[0]), SourcePos(self.filename, meta.line, meta.column))
+
+    @v_args(meta=True)
+    def exclusive(self, meta: Any, items: list[Any]) -> _Clause:
+        return _Clause("exclusive", True, SourcePos(self.filename, meta.line, meta.column))
+
+    @v_args(meta=True)
+    def limit(self, meta: Any, items: list[Token]) -> _Clause:
+        amount = self._money(items[0])
+        value = Limit(amount, self._role(items[1]), str(items[2]).lower())
+        return _Clause("limit", value, SourcePos(self.filename, meta.line, meta.column))
+
+    @v_args(meta=True)
+    def hold(self, meta: Any, items: list[Token]) -> _Clause:
+        days = int(items[0])
+        if days < 0:
+            self._error(f"HOLD needs a number of days >= 0, got {days}", self._pos(items[0]))
+        return _Clause("hold", days, SourcePos(self.filename, meta.line, meta.column))
+
+    @v_args(meta=True)
+    def reverse(self, meta: Any, items: list[Any]) -> _Clause:
+        return _Clause("reverse", items[0], SourcePos(self.filename, meta.line, meta.column))
+
+    def rule_header(self, items: list[Any]) -> tuple[str, str | None]:
+        return str(items[0]), _unquote(items[1]) if items[1] is not None else None
+
+    @v_args(meta=True)
+    def rule(self, meta: Any, items: list[Any]) -> Rule:
+        header = items[0]
+        if header is None:
+            self._auto += 1
+            rule_id, description = f"{self._prefix}_{self._auto}", None
+        else:
+            rule_id, description = header
+        clauses: dict[str, Any] = {}
+        condition = actions = None
+        for item in items[1:]:
+            if isinstance(item, _Clause):
+                if item.kind in clauses:
+                    self._error(f"{item.kind.upper()} given twice in rule {rule_id}", item.pos)
+                clauses[item.kind] = item.value
+            elif isinstance(item, tuple):
+                actions = item
+            else:
+                condition = item
+        return Rule(
+            id=rule_id,
+            description=description,
+            condition=condition,
+            actions=actions or (),
+            priority=clauses.get("priority", 0),
+            exclusive=clauses.get("exclusive", False),
+            limit=clauses.get("limit"),
+            hold_days=clauses.get("hold", 0),
+            reverse_if=clauses.get("reverse"),
+            source=SourcePos(self.filename, meta.line, meta.column),
+        )
+
+    @v_args(meta=True)
+    def definition(self, meta: Any, items: list[Any]) -> Definition:
+        return Definition(
+            _normalize_phrase(_unquote(items[0])),
+            items[1],
+            source=SourcePos(self.filename, meta.line, meta.column),
+        )
+
+    def given(self, items: list[Any]) -> tuple[str, Any]:
+        return (str(items[0]), items[1])
+
+    def expected(self, items: list[Any]) -> ExpectedReward:
+        role = self._role(items[1]) if items[1] is not None else "referrer"
+        return ExpectedReward(role, self._money(items[0]))
+
+    def expect_nothing(self, _: list[Any]) -> tuple[ExpectedReward, ...]:
+        return ()
+
+    def expect_rewards(self, items: list[ExpectedReward]) -> tuple[ExpectedReward, ...]:
+        return tuple(items)
+
+    @v_args(meta=True)
+    def example(self, meta: Any, items: list[Any]) -> Example:
+        return Example(
+            _unquote(items[0]),
+            tuple(items[1:-1]),
+            items[-1],
+            source=SourcePos(self.filename, meta.line, meta.column),
+        )
+
+
+def _parse_trees(text: str, filename: str) -> tuple[list[tuple[Any, int]], list[Diagnostic]]:
+    """Parse the text; after a syntax error, resume at the next statement.
+
+    Returns the trees of the chunks that parsed (with the line offset they start
+    at, already applied by padding) and the syntax diagnostics.
+    """
+    trees: list[Any] = []
+    diagnostics: list[Diagnostic] = []
+    start = 0
+    while True:
+        # Pad with newlines so that line numbers stay those of the whole file.
+        chunk = "\n" * text.count("\n", 0, start) + text[start:]
+        try:
+            trees.append(_PARSER.parse(chunk))
+            return trees, diagnostics
+        except UnexpectedInput as e:
+            diag = _syntax_diagnostic(e, chunk, filename)
+            diagnostics.append(diag)
+            assert diag.pos is not None
+            resume = _resume_offset(text, diag.pos.line)
+            if resume is None or resume <= start:
+                return trees, diagnostics
+            start = resume
+
+
+def _attach_comments(
+    statements: list[Any], comments: list[Token]
+) -> list[Any]:
+    """Give each comment to the statement it precedes or sits in (the last one for
+    trailing comments), so that ``fmt`` never drops a comment."""
+    if not statements:
+        return statements
+    buckets: list[list[str]] = [[] for _ in statements]
+    for tok in comments:
+        index = len(statements) - 1
+        for i, (_stmt, end_line) in enumerate(statements):
+            if tok.line <= end_line:
+                index = i
+                break
+        buckets[index].append(str(tok).rstrip())
+    return [
+        replace(stmt, comments=tuple(extra)) if extra else stmt
+        for (stmt, _end), extra in zip(statements, buckets, strict=True)
+    ]
+
+
+def parse_text(text: str, filename: str = "<string>") -> Program:
+    """Parse one file into an unresolved Program (phrases still ``PhraseRef``)."""
+    _comments.sink = sink = []
+    try:
+        trees, diagnostics = _parse_trees(text, filename)
+    finally:
+        _comments.sink = None
+    if diagnostics:
+        raise RuleSyntaxError(diagnostics)
+    transformer = _ToModel(filename, text)
+    statements: list[tuple[Any, int]] = []
+    for tree in trees:
+        for child in tree.children:
+            statements.append((transformer.transform(child), child.meta.end_line))
+    if transformer.errors:
+        raise RuleSyntaxError(transformer.errors)
+    # A parse that was retried after an error would see comments twice; dedupe by place.
+    seen: dict[tuple[int, int], Token] = {}
+    for tok in sink:
+        seen.setdefault((tok.line, tok.column), tok)
+    ordered = sorted(seen.values(), key=lambda t: (t.line, t.column))
+    with_comments = _attach_comments(statements, ordered)
+    return Program(
+        rules=tuple(s for s in with_comments if isinstance(s, Rule)),
+        definitions=tuple(s for s in with_comments if isinstance(s, Definition)),
+        examples=tuple(s for s in with_comments if isinstance(s, Example)),
+    )
+
+
+def parse_file(path: str | Path) -> Program:
+    """Parse one ``.rule`` file (diagnostics name it as given)."""
+    p = Path(path)
+    return parse_text(p.read_text(encoding="utf-8"), str(p))
+
+
+__all__ = ["parse_text", "parse_file", "caret_context", "token_name", "TOKEN_NAMES"]
