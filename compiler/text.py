@@ -1,0 +1,260 @@
+"""Rule model -> canonical rule text (what ``rules fmt`` writes).
+
+One method per node type (``<node>_text``) and one hook for anything else, so
+a model node the formatter does not know raises instead of being dropped.
+Parsing the output gives back the same model; formatting it again gives the
+same text.  Unresolved per-file programs keep their vocabulary phrases and
+their comments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from decimal import Decimal
+
+from compiler.json_model import decimal_text
+from dsl.errors import ReferralError
+from dsl.model import (
+    And,
+    Compare,
+    Condition,
+    Definition,
+    Example,
+    ExpectedReward,
+    FieldRef,
+    FixedReward,
+    Limit,
+    Not,
+    Or,
+    PercentReward,
+    PhraseRef,
+    Program,
+    Rule,
+    Within,
+)
+from dsl.money import Money, format_money
+
+INDENT = "  "
+WIDTH = 100
+
+# Mirrors the PHRASE terminal of grammar/referral.lark: words of letters, digits,
+# _ ' - (not starting with a digit), single spaces, no word that ends a condition,
+# and not starting with NOT.  Anything else is written as a quoted phrase.
+_PHRASE_STOP = frozenset("and or then if rule define example".split())
+_PLAIN_PHRASE = re.compile(r"[^\W\d][\w'-]*(?: [^\W\d][\w'-]*)*")
+
+# Binding strength: NOT > AND > OR; comparisons and phrases are atoms.
+_PREC_OR, _PREC_AND, _PREC_NOT, _PREC_ATOM = 1, 2, 3, 4
+
+
+class FormatError(ReferralError):
+    """A model node the text generator has no syntax for."""
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def quote(text: str) -> str:
+    """A string literal: double quotes, backslash escapes as in JSON."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def is_plain_phrase(phrase: str) -> bool:
+    """True when the phrase can be written unquoted and still parse as the same phrase."""
+    if not _PLAIN_PHRASE.fullmatch(phrase):
+        return False
+    words = phrase.lower().split(" ")
+    return words[0] != "not" and not _PHRASE_STOP.intersection(words)
+
+
+class TextGenerator:
+    """Canonical text for each model node."""
+
+    def text(self, node: object) -> str:
+        method = getattr(self, f"{_snake(type(node).__name__)}_text", None)
+        if method is None:
+            return self.unsupported(node)
+        return method(node)
+
+    def unsupported(self, node: object) -> str:
+        raise FormatError(f"cannot format {type(node).__name__} as rule text: {node!r}")
+
+    # -- statements ---------------------------------------------------------------------
+
+    def program_text(self, program: Program) -> str:
+        statements = [*program.definitions, *program.rules, *program.examples]
+        return "\n\n".join(self.text(s) for s in statements) + "\n" if statements else ""
+
+    def _comments(self, comments: tuple[str, ...]) -> list[str]:
+        return [c if c.startswith("#") else f"# {c}".rstrip() for c in comments]
+
+    def definition_text(self, d: Definition) -> str:
+        lines = self._comments(d.comments)
+        lines.append(f"DEFINE {quote(d.phrase)} AS {self.condition_text(d.condition)}")
+        return "\n".join(lines)
+
+    def rule_text(self, rule: Rule) -> str:
+        lines = self._comments(rule.comments)
+        header = f"RULE {rule.id}"
+        if rule.description is not None:
+            header += f" {quote(rule.description)}"
+        lines.append(header)
+        if rule.priority:
+            lines.append(f"{INDENT}PRIORITY {rule.priority}")
+        if rule.exclusive:
+            lines.append(f"{INDENT}EXCLUSIVE")
+        cond = rule.condition
+        if isinstance(cond, (And, Or)):
+            joiner = "AND" if isinstance(cond, And) else "OR"
+            items = [self._operand(c, cond) for c in cond.items]
+            lines.append(f"{INDENT}IF {items[0]}")
+            lines.extend(f"{INDENT}{joiner} {item}" for item in items[1:])
+        else:
+            lines.append(f"{INDENT}IF {self.condition_text(cond)}")
+        for i, action in enumerate(rule.actions):
+            lines.append(f"{INDENT}{'THEN' if i == 0 else 'AND'} {self.text(action)}")
+        if rule.limit is not None:
+            lines.append(f"{INDENT}{self.text(rule.limit)}")
+        if rule.hold_days:
+            lines.append(f"{INDENT}HOLD {rule.hold_days} DAYS")
+        if rule.reverse_if is not None:
+            lines.append(f"{INDENT}REVERSE IF {self.condition_text(rule.reverse_if)}")
+        return "\n".join(lines)
+
+    def example_text(self, example: Example) -> str:
+        lines = self._comments(example.comments)
+        lines.append(f"EXAMPLE {quote(example.name)}")
+        if example.given:
+            pairs = [f"{path} = {self.value_text(v)}" for path, v in example.given]
+            lines.extend(self._wrap(f"{INDENT}GIVEN ", pairs))
+        if example.expect:
+            expected = " AND ".join(self.text(e) for e in example.expect)
+            lines.append(f"{INDENT}EXPECT {expected}")
+        else:
+            lines.append(f"{INDENT}EXPECT NOTHING")
+        return "\n".join(lines)
+
+    def _wrap(self, lead: str, items: list[str]) -> list[str]:
+        """Comma-separated items, continuation lines aligned under the first item."""
+        lines: list[str] = []
+        current = lead
+        for i, item in enumerate(items):
+            piece = item + ("," if i < len(items) - 1 else "")
+            if current.strip() and len(current) + 1 + len(piece) > WIDTH:
+                lines.append(current.rstrip())
+                current = " " * len(lead)
+            current += piece if current.endswith(" ") else " " + piece
+        lines.append(current)
+        return lines
+
+    # -- actions ------------------------------------------------------------------------
+
+    def fixed_reward_text(self, action: FixedReward) -> str:
+        return f"ISSUE {self.money_text(action.amount)} REWARD TO {action.to}"
+
+    def percent_reward_text(self, action: PercentReward) -> str:
+        text = f"ISSUE {decimal_text(action.percent)}% OF {action.of} REWARD TO {action.to}"
+        if action.cap is not None:
+            text += f" UP TO {self.money_text(action.cap)}"
+        return text
+
+    def limit_text(self, limit: Limit) -> str:
+        return (
+            f"LIMIT {self.money_text(limit.amount)} PER {limit.per} PER {limit.period.upper()}"
+        )
+
+    def expected_reward_text(self, expected: ExpectedReward) -> str:
+        return f"ISSUE {self.money_text(expected.amount)} TO {expected.to}"
+
+    # -- conditions ---------------------------------------------------------------------
+
+    def condition_text(self, cond: Condition) -> str:
+        return self.text(cond)
+
+    def _precedence(self, cond: Condition) -> int:
+        if isinstance(cond, Or):
+            return _PREC_OR
+        if isinstance(cond, And):
+            return _PREC_AND
+        if isinstance(cond, Not):
+            return _PREC_NOT
+        return _PREC_ATOM
+
+    def _operand(self, cond: Condition, parent: Condition) -> str:
+        # Strictly tighter than the parent, or parenthesised: this also keeps an
+        # AND nested in an AND (or NOT in NOT) as the same tree when re-parsed.
+        text = self.condition_text(cond)
+        if self._precedence(cond) <= self._precedence(parent):
+            return f"({text})"
+        return text
+
+    def and_text(self, cond: And) -> str:
+        return " AND ".join(self._operand(c, cond) for c in cond.items)
+
+    def or_text(self, cond: Or) -> str:
+        return " OR ".join(self._operand(c, cond) for c in cond.items)
+
+    def not_text(self, cond: Not) -> str:
+        return f"NOT {self._operand(cond.item, cond)}"
+
+    def compare_text(self, cond: Compare) -> str:
+        return f"{cond.path} {cond.op} {self.value_text(cond.value)}"
+
+    def within_text(self, cond: Within) -> str:
+        return f"{cond.path} WITHIN {cond.days} DAYS OF {cond.other}"
+
+    def phrase_ref_text(self, cond: PhraseRef) -> str:
+        return cond.phrase if is_plain_phrase(cond.phrase) else quote(cond.phrase)
+
+    # -- values -------------------------------------------------------------------------
+
+    def value_text(self, value: object) -> str:
+        # bool before int: bool is a subclass of int.
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, Decimal):
+            text = decimal_text(value)
+            return text if "." in text else text + ".0"
+        if isinstance(value, str):
+            return quote(value)
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, tuple):
+            return "[" + ", ".join(self.value_text(v) for v in value) + "]"
+        return self.text(value)
+
+    def money_text(self, money: Money) -> str:
+        return format_money(money)
+
+    def field_ref_text(self, ref: FieldRef) -> str:
+        return ref.path
+
+
+_GENERATOR = TextGenerator()
+
+
+def format_program(program: Program) -> str:
+    """Canonical text of a program: DEFINEs, RULEs, EXAMPLEs, a blank line between."""
+    return _GENERATOR.program_text(program)
+
+
+def format_condition(cond: Condition) -> str:
+    return _GENERATOR.condition_text(cond)
+
+
+def format_action(action: FixedReward | PercentReward) -> str:
+    return _GENERATOR.text(action)
+
+
+def format_node(node: object) -> str:
+    """Text of any single model node (a rule, a limit, a value...)."""
+    if node is None or isinstance(node, (bool, int, Decimal, str, date, tuple)):
+        return _GENERATOR.value_text(node)
+    return _GENERATOR.text(node)
