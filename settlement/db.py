@@ -127,7 +127,7 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine_or_url: Engine | str) -> str:
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:
     """Apply the shipped migrations up to head (idempotent); returns the revision reached."""
     engine = open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
@@ -135,7 +135,7 @@ def upgrade(engine_or_url: Engine | str) -> str:
         with engine.begin() as conn:
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
             revision = current_revision(conn)
     finally:
         if isinstance(engine_or_url, str):
