@@ -126,7 +126,10 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnost
         assert isinstance(e, UnexpectedCharacters)
         line, column = e.line, e.column
         found = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-        message = f"unexpected character {found!r}, {_expected(set(e.allowed or ()))}"
+        if found == '"':
+            message = "unterminated string (a string ends with \" on the same line)"
+        else:
+            message = f"unexpected character {found!r}, {_expected(set(e.allowed or ()))}"
     return Diagnostic(
         "error", message, SourcePos(filename, line, column), caret_context(text, line, column)
     )

@@ -1,0 +1,602 @@
+"""Evaluating a resolved program on one referral context.
+
+``compile_program`` turns each rule's condition tree into nested closures once;
+evaluating a record is then plain function calls, no walk over the model.
+
+Semantics that settlement relies on:
+- a condition on a missing field (or on ``null``, except ``IS [NOT] NULL``) is
+  false, and the trace says why;
+- a value of the wrong type (a string where money is compared, a float, an
+  unparsable date) raises ``EvaluationError`` naming the rule, the path, what was
+  expected and what was found: the record is bad, and must not silently earn
+  nothing;
+- percentage rewards are exact: Decimal arithmetic, rounded down to whole minor
+  units, then cut to the ``UP TO`` cap;
+- an EXCLUSIVE rule that pays a beneficiary suppresses the rewards of strictly
+  lower-priority rules to that beneficiary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from dsl.errors import EvaluationError, MoneyError
+from dsl.model import (
+    And,
+    Compare,
+    Condition,
+    FieldRef,
+    FixedReward,
+    Not,
+    Or,
+    PercentReward,
+    PhraseRef,
+    Program,
+    Role,
+    Rule,
+    Within,
+)
+from dsl.money import Money, format_money
+
+_MISSING = object()
+Trace = list[dict[str, Any]] | None
+CondFn = Callable[[Mapping[str, Any], Trace, int], bool]
+
+
+@dataclass(frozen=True)
+class Reward:
+    rule_id: str
+    role: Role
+    amount: Money
+    capped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "role": self.role,
+            "amount": self.amount.amount,
+            "currency": self.amount.currency,
+            "capped": self.capped,
+        }
+
+
+@dataclass
+class RuleOutcome:
+    rule_id: str
+    matched: bool
+    rewards: list[Reward] = field(default_factory=list)
+    reverse: bool = False
+    suppressed: list[Reward] = field(default_factory=list)
+    suppressed_by: str | None = None
+    trace: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "matched": self.matched,
+            "rewards": [r.to_json() for r in self.rewards],
+            "reverse": self.reverse,
+            "suppressed": [r.to_json() for r in self.suppressed],
+            "suppressed_by": self.suppressed_by,
+            "trace": self.trace,
+        }
+
+
+@dataclass
+class Evaluation:
+    rewards: list[Reward]
+    outcomes: list[RuleOutcome]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rewards": [r.to_json() for r in self.rewards],
+            "outcomes": [o.to_json() for o in self.outcomes],
+        }
+
+
+def jsonable(value: Any) -> Any:
+    """A value as it is shown in traces (JSON-serialisable, money as text)."""
+    if isinstance(value, Money):
+        return format_money(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, FieldRef):
+        return {"field": value.path}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if value is _MISSING:
+        return None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, float):
+        return f"the float {value!r} (floats are not allowed; use an integer or a decimal)"
+    if isinstance(value, Mapping):
+        return f"an object {jsonable(value)!r}"
+    return f"{type(value).__name__} {jsonable(value)!r}"
+
+
+class _Compiler:
+    """Builds the closures of one rule.  Errors name the rule."""
+
+    def __init__(self, rule_id: str, default_currency: str | None) -> None:
+        self.rule_id = rule_id
+        self.default_currency = default_currency
+
+    def fail(self, path: str, expected: str, actual: Any) -> EvaluationError:
+        return EvaluationError(
+            f"rule {self.rule_id}: {path}: expected {expected}, found {_describe(actual)}"
+        )
+
+    # ---- reading the context
+    @staticmethod
+    def getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+        keys = tuple(path.split("."))
+
+        def get(ctx: Mapping[str, Any]) -> Any:
+            cur: Any = ctx
+            for k in keys:
+                if not isinstance(cur, Mapping) or k not in cur:
+                    return _MISSING
+                cur = cur[k]
+            return cur
+
+        return get
+
+    # ---- coercions: context value -> the kind of the literal
+    def to_money(self, path: str, v: Any, currency: str | None) -> Money:
+        if isinstance(v, Money):
+            m = v
+        elif isinstance(v, Mapping) and set(v) == {"amount", "currency"}:
+            amount, cur = v["amount"], v["currency"]
+            if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(cur, str):
+                raise self.fail(path, "money as {amount: int minor units, currency}", v)
+            try:
+                m = Money(amount, cur.upper())
+            except MoneyError as e:
+                raise self.fail(path, f"money ({e.message})", v) from None
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if self.default_currency is None:
+                raise self.fail(path, "money (a bare integer needs a default currency)", v)
+            m = Money(v, self.default_currency)
+        else:
+            raise self.fail(path, "a money amount", v)
+        if currency is not None and m.currency != currency:
+            raise self.fail(path, f"an amount in {currency}", v)
+        return m
+
+    def to_number(self, path: str, v: Any) -> int | Decimal:
+        if isinstance(v, (int, Decimal)) and not isinstance(v, bool):
+            return v
+        raise self.fail(path, "a number", v)
+
+    def to_date(self, path: str, v: Any) -> date:
+        if isinstance(v, datetime):
+            return v.date()
+        if isinstance(v, date):
+            return v
+        if isinstance(v, str):
+            try:
+                return date.fromisoformat(v)
+            except ValueError:
+                try:
+                    return datetime.fromisoformat(v).date()
+                except ValueError:
+                    pass
+        raise self.fail(path, "a date (ISO, like 2026-01-31)", v)
+
+    def coercer(self, path: str, literal: Any) -> Callable[[Any], Any]:
+        """A function bringing a context value to the literal's kind (or raising)."""
+        if isinstance(literal, bool):
+            def as_bool(v: Any) -> Any:
+                if isinstance(v, bool):
+                    return v
+                raise self.fail(path, "a boolean", v)
+            return as_bool
+        if isinstance(literal, Money):
+            return lambda v: self.to_money(path, v, literal.currency)
+        if isinstance(literal, date):
+            return lambda v: self.to_date(path, v)
+        if isinstance(literal, (int, Decimal)):
+            return lambda v: self.to_number(path, v)
+        if isinstance(literal, str):
+            def as_str(v: Any) -> Any:
+                if isinstance(v, str):
+                    return v
+                raise self.fail(path, "a string", v)
+            return as_str
+        if isinstance(literal, tuple):
+            def as_list(v: Any) -> Any:
+                if isinstance(v, (list, tuple)):
+                    return tuple(v)
+                raise self.fail(path, "a list", v)
+            return as_list
+        return lambda v: v
+
+    def field_pair(self, path: str, a: Any, other: str, b: Any) -> tuple[Any, Any]:
+        """Two context values compared with each other: same kind, or both dates/money."""
+        if isinstance(a, bool) or isinstance(b, bool):
+            if isinstance(a, bool) and isinstance(b, bool):
+                return a, b
+        elif isinstance(a, (int, Decimal)) and isinstance(b, (int, Decimal)):
+            return a, b
+        elif isinstance(a, str) and isinstance(b, str):
+            return a, b
+        elif isinstance(a, (Money, Mapping)) or isinstance(b, (Money, Mapping)):
+            ma = self.to_money(path, a, None)
+            return ma.amount, self.to_money(other, b, ma.currency).amount
+        elif isinstance(a, date) or isinstance(b, date):
+            return self.to_date(path, a), self.to_date(other, b)
+        if isinstance(a, float):
+            raise self.fail(path, "a value comparable with " + other, a)
+        raise self.fail(other, f"a value comparable with {path} ({_describe(a)})", b)
+
+    # ---- conditions
+    def condition(self, cond: Condition) -> CondFn:
+        if isinstance(cond, Compare):
+            return self.compare(cond)
+        if isinstance(cond, Within):
+            return self.within(cond)
+        if isinstance(cond, (And, Or)):
+            return self.connective(cond)
+        if isinstance(cond, Not):
+            return self.negation(cond)
+        if isinstance(cond, PhraseRef):
+            raise EvaluationError(
+                f"rule {self.rule_id}: phrase {cond.phrase!r} was not resolved "
+                "(load the program with dsl.program.load_program)"
+            )
+        raise TypeError(f"unknown condition {cond!r}")
+
+    def connective(self, cond: And | Or) -> CondFn:
+        parts = [self.condition(c) for c in cond.items]
+        kind = "and" if isinstance(cond, And) else "or"
+        stop_on = kind == "or"  # OR stops at the first true, AND at the first false
+        skipped = [_static(c) for c in cond.items]
+
+        def run(ctx: Mapping[str, Any], trace: Trace, depth: int) -> bool:
+            if trace is None:
+                for p in parts:
+                    if p(ctx, None, 0) is stop_on:
+                        return stop_on
+                return not stop_on
+            entry: dict[str, Any] = {"kind": kind, "depth": depth, "result": None}
+            trace.append(entry)
+            result = not stop_on
+            for i, p in enumerate(parts):
+                if p(ctx, trace, depth + 1) is stop_on:
+                    result = stop_on
+                    for rest in skipped[i + 1:]:
+                        trace.append({**rest, "depth": depth + 1, "result": None,
+                                      "reason": "not evaluated"})
+                    break
+            entry["result"] = result
+            return result
+
+        return run
+
+    def negation(self, cond: Not) -> CondFn:
+        inner = self.condition(cond.item)
+
+        def run(ctx: Mapping[str, Any], trace: Trace, depth: int) -> bool:
+            if trace is None:
+                return not inner(ctx, None, 0)
+            entry: dict[str, Any] = {"kind": "not", "depth": depth, "result": None}
+            trace.append(entry)
+            entry["result"] = result = not inner(ctx, trace, depth + 1)
+            return result
+
+        return run
+
+    def within(self, cond: Within) -> CondFn:
+        get_a, get_b = self.getter(cond.path), self.getter(cond.other)
+        days, path, other = cond.days, cond.path, cond.other
+
+        def run(ctx: Mapping[str, Any], trace: Trace, depth: int) -> bool:
+            a, b = get_a(ctx), get_b(ctx)
+            reason = _absent(path, a) or _absent(other, b)
+            if reason:
+                result = False
+            else:
+                result = abs((self.to_date(path, a) - self.to_date(other, b)).days) <= days
+            if trace is not None:
+                trace.append(_entry("within", depth, path, f"WITHIN {days} DAYS OF", other,
+                                    a, result, reason, other_actual=b))
+            return result
+
+        return run
+
+    def compare(self, cond: Compare) -> CondFn:
+        path, op, value = cond.path, cond.op, cond.value
+        get = self.getter(path)
+        test = self.field_test(cond) if isinstance(value, FieldRef) else self.literal_test(cond)
+        null_ok = op in {"IS", "IS NOT"}
+
+        def run(ctx: Mapping[str, Any], trace: Trace, depth: int) -> bool:
+            actual = get(ctx)
+            if actual is _MISSING:
+                result, reason = False, f"{path} is missing"
+            elif actual is None and not null_ok:
+                result, reason = False, f"{path} is null"
+            else:
+                result, reason = test(actual, ctx)
+            if trace is not None:
+                trace.append(_entry("compare", depth, path, op, value, actual, result, reason))
+            return result
+
+        return run
+
+    def field_test(self, cond: Compare) -> Callable[[Any, Mapping[str, Any]], tuple[bool, str]]:
+        assert isinstance(cond.value, FieldRef)
+        other = cond.value.path
+        get_other = self.getter(other)
+        op, path = cond.op, cond.path
+        compare = _ORDER_OPS.get(op)
+
+        def test(actual: Any, ctx: Mapping[str, Any]) -> tuple[bool, str]:
+            b = get_other(ctx)
+            if b is _MISSING or b is None:
+                return False, f"{other} is {'missing' if b is _MISSING else 'null'}"
+            if op in {"IN", "NOT IN"}:
+                if not isinstance(b, (list, tuple)):
+                    raise self.fail(other, "a list", b)
+                found = actual in b
+                return (found if op == "IN" else not found), ""
+            if op == "CONTAINS":
+                return self.contains(path, actual, b), ""
+            if op in {"IS", "IS NOT"}:
+                same = actual == b
+                return (same if op == "IS" else not same), ""
+            x, y = self.field_pair(path, actual, other, b)
+            if compare is None:
+                raise EvaluationError(f"rule {self.rule_id}: unknown operator {op}")
+            return compare(x, y), ""
+
+        return test
+
+    def contains(self, path: str, actual: Any, needle: Any) -> bool:
+        if isinstance(actual, str):
+            if not isinstance(needle, str):
+                raise self.fail(path, "a list (a string CONTAINS only strings)", actual)
+            return needle in actual
+        if isinstance(actual, (list, tuple)):
+            coerce = self.coercer(path, needle)
+            for item in actual:
+                if item is not None and coerce(item) == needle:
+                    return True
+            return False
+        raise self.fail(path, "a list or a string", actual)
+
+    def literal_test(self, cond: Compare) -> Callable[[Any, Mapping[str, Any]], tuple[bool, str]]:
+        op, path, value = cond.op, cond.path, cond.value
+        if op in {"IS", "IS NOT"}:
+            positive = op == "IS"
+            if value is None:
+                return lambda a, _c: ((a is None) == positive, "")
+            coerce_is = self.coercer(path, value)
+
+            def test_is(a: Any, _c: Mapping[str, Any]) -> tuple[bool, str]:
+                if a is None:
+                    return (not positive), ""
+                return (coerce_is(a) == value) == positive, ""
+
+            return test_is
+        if op in {"IN", "NOT IN"}:
+            assert isinstance(value, tuple)
+            positive = op == "IN"
+            sample = next((v for v in value if v is not None), None)
+            coerce_in = self.coercer(path, sample)
+            members = tuple(_key(v) for v in value)
+            return lambda a, _c: ((_key(coerce_in(a)) in members) == positive, "")
+        if op == "CONTAINS":
+            return lambda a, _c: (self.contains(path, a, value), "")
+        if isinstance(value, Money):
+            key = value.amount
+
+            def coerce_m(a: Any) -> int:
+                return self.to_money(path, a, value.currency).amount
+            coerce: Callable[[Any], Any] = coerce_m
+        else:
+            key, coerce = _key(value), self.coercer(path, value)
+        compare = _ORDER_OPS[op]
+        if value is None:  # "= null" / "!= null" (the present, non-null case)
+            return lambda a, _c: (op == "!=", "")
+        return lambda a, _c: (compare(_key(coerce(a)), key), "")
+
+    # ---- actions
+    def action(self, action: FixedReward | PercentReward) -> Callable[[Mapping[str, Any]], Any]:
+        rule_id = self.rule_id
+        if isinstance(action, FixedReward):
+            reward = Reward(rule_id, action.to, action.amount, False)
+            return lambda ctx: reward
+        get = self.getter(action.of)
+        share = action.percent / Decimal(100)
+        cap, to, of = action.cap, action.to, action.of
+
+        def percent(ctx: Mapping[str, Any]) -> Reward | str:
+            base = get(ctx)
+            if base is _MISSING or base is None:
+                return f"{of} is {'missing' if base is _MISSING else 'null'}: no percentage reward"
+            money = self.to_money(of, base, cap.currency if cap else None)
+            if money.amount < 0:
+                raise self.fail(of, "a non-negative amount", base)
+            amount = int((Decimal(money.amount) * share).to_integral_value(rounding=ROUND_DOWN))
+            capped = cap is not None and amount > cap.amount
+            if capped:
+                amount = cap.amount  # type: ignore[union-attr]
+            if amount <= 0:
+                return f"{action.percent}% of {format_money(money)} rounds down to nothing"
+            return Reward(rule_id, to, Money(amount, money.currency), capped)
+
+        return percent
+
+
+def _key(v: Any) -> Any:
+    if isinstance(v, Money):
+        return v.amount
+    return v
+
+
+_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _absent(path: str, v: Any) -> str:
+    if v is _MISSING:
+        return f"{path} is missing"
+    if v is None:
+        return f"{path} is null"
+    return ""
+
+
+def _entry(kind: str, depth: int, path: str, op: str, expected: Any, actual: Any,
+           result: bool, reason: str, **extra: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "depth": depth,
+        "path": path,
+        "op": op,
+        "expected": jsonable(expected),
+        "actual": jsonable(actual),
+        "result": result,
+    }
+    if actual is _MISSING:
+        entry["missing"] = True
+    for k, v in extra.items():
+        entry[k] = jsonable(v)
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def _static(cond: Condition) -> dict[str, Any]:
+    """What the trace shows for a condition that was not evaluated."""
+    if isinstance(cond, Compare):
+        return {"kind": "compare", "path": cond.path, "op": cond.op,
+                "expected": jsonable(cond.value)}
+    if isinstance(cond, Within):
+        return {"kind": "within", "path": cond.path, "op": f"WITHIN {cond.days} DAYS OF",
+                "expected": cond.other}
+    if isinstance(cond, And):
+        return {"kind": "and"}
+    if isinstance(cond, Or):
+        return {"kind": "or"}
+    return {"kind": "not"}
+
+
+@dataclass
+class CompiledRule:
+    rule: Rule
+    condition: CondFn
+    reverse_if: CondFn | None
+    actions: list[Callable[[Mapping[str, Any]], Any]]
+
+
+class CompiledProgram:
+    """A program ready to evaluate many contexts."""
+
+    def __init__(self, program: Program, rules: Sequence[CompiledRule]) -> None:
+        self.program = program
+        self.rules = list(rules)
+
+    def evaluate(self, context: Mapping[str, Any], *, trace: bool = False) -> Evaluation:
+        outcomes: list[RuleOutcome] = []
+        paid: list[Reward] = []
+        claims: dict[str, tuple[int, str]] = {}  # role -> (priority, exclusive rule id)
+        for cr in self.rules:
+            rule = cr.rule
+            steps: list[dict[str, Any]] | None = [] if trace else None
+            matched = cr.condition(context, steps, 0)
+            reverse = False
+            if cr.reverse_if is not None:
+                rev_steps: list[dict[str, Any]] | None = [] if trace else None
+                reverse = cr.reverse_if(context, rev_steps, 0)
+                if steps is not None and rev_steps is not None:
+                    steps.append({"kind": "reverse_if", "depth": 0, "result": reverse})
+                    steps.extend({**s, "depth": s["depth"] + 1} for s in rev_steps)
+            outcome = RuleOutcome(rule.id, matched, reverse=reverse, trace=steps)
+            if matched:
+                for act in cr.actions:
+                    got = act(context)
+                    if isinstance(got, Reward):
+                        outcome.rewards.append(got)
+                    elif steps is not None:
+                        steps.append({"kind": "action", "depth": 0, "result": None,
+                                      "reason": got})
+                kept = []
+                for r in outcome.rewards:
+                    claim = claims.get(r.role)
+                    if claim is not None and claim[0] > rule.priority:
+                        outcome.suppressed.append(r)
+                        outcome.suppressed_by = claim[1]
+                    else:
+                        kept.append(r)
+                outcome.rewards = kept
+                if rule.exclusive:
+                    for r in kept:
+                        claims.setdefault(r.role, (rule.priority, rule.id))
+                paid.extend(kept)
+            outcomes.append(outcome)
+        return Evaluation(paid, outcomes)
+
+
+def compile_rule(rule: Rule, *, default_currency: str | None = None) -> CompiledRule:
+    c = _Compiler(rule.id, default_currency)
+    return CompiledRule(
+        rule=rule,
+        condition=c.condition(rule.condition),
+        reverse_if=c.condition(rule.reverse_if) if rule.reverse_if is not None else None,
+        actions=[c.action(a) for a in rule.actions],
+    )
+
+
+def compile_program(program: Program, *, default_currency: str | None = None) -> CompiledProgram:
+    """Compile every rule once, in evaluation (priority) order."""
+    return CompiledProgram(
+        program,
+        [compile_rule(r, default_currency=default_currency) for r in program.by_priority()],
+    )
+
+
+def evaluate(program: Program, context: Mapping[str, Any], *, trace: bool = False,
+             default_currency: str | None = None) -> Evaluation:
+    """One-off convenience: compile and evaluate (batch callers keep the compiled program)."""
+    return compile_program(program, default_currency=default_currency).evaluate(
+        context, trace=trace
+    )
+
+
+__all__ = [
+    "Reward",
+    "RuleOutcome",
+    "Evaluation",
+    "CompiledProgram",
+    "CompiledRule",
+    "compile_program",
+    "compile_rule",
+    "evaluate",
+    "jsonable",
+]

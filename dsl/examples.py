@@ -1,0 +1,85 @@
+"""Running the EXAMPLE blocks of a program: executable documentation.
+
+Each example evaluates the *whole* program on its GIVEN context and compares
+the rewards paid (as a multiset of beneficiary and amount) with its EXPECT.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from dsl.errors import EvaluationError, SourcePos
+from dsl.evaluate import compile_program
+from dsl.model import Example, ExpectedReward, Program
+from dsl.money import format_money
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    name: str
+    source: SourcePos | None
+    passed: bool
+    expected: tuple[ExpectedReward, ...]
+    actual: tuple[ExpectedReward, ...]
+    error: str | None = None
+
+
+def describe_rewards(rewards: tuple[ExpectedReward, ...]) -> str:
+    if not rewards:
+        return "NOTHING"
+    return " AND ".join(f"ISSUE {format_money(r.amount)} TO {r.to}" for r in rewards)
+
+
+def context_from_given(given: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """``a.b = 1, a.c = 2`` -> ``{"a": {"b": 1, "c": 2}}``."""
+    ctx: dict[str, Any] = {}
+    for path, value in given:
+        *parents, leaf = path.split(".")
+        node = ctx
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise EvaluationError(f"GIVEN {path}: {key} already has a value")
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return ctx
+
+
+def default_currency(program: Program) -> str | None:
+    """The program's currency when it names exactly one (bare integers mean its minor units)."""
+    found = program.currencies()
+    for ex in program.examples:
+        found.update(e.amount.currency for e in ex.expect)
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def run_example(program: Program, example: Example, *, currency: str | None = None) -> ExampleResult:
+    compiled = compile_program(program, default_currency=currency or default_currency(program))
+    return _run(compiled, example)
+
+
+def _run(compiled: Any, example: Example) -> ExampleResult:
+    expected = tuple(sorted(example.expect, key=_order))
+    try:
+        evaluation = compiled.evaluate(context_from_given(example.given))
+    except EvaluationError as e:
+        return ExampleResult(example.name, example.source, False, expected, (), str(e))
+    actual = tuple(sorted((ExpectedReward(r.role, r.amount) for r in evaluation.rewards),
+                          key=_order))
+    passed = Counter(actual) == Counter(expected)
+    return ExampleResult(example.name, example.source, passed, expected, actual)
+
+
+def _order(r: ExpectedReward) -> tuple[str, str, int]:
+    return (r.to, r.amount.currency, r.amount.amount)
+
+
+def run_examples(program: Program, *, currency: str | None = None) -> list[ExampleResult]:
+    """Evaluate every example of the (resolved) program, in source order."""
+    compiled = compile_program(program, default_currency=currency or default_currency(program))
+    return [_run(compiled, ex) for ex in program.examples]
+
+
+__all__ = ["ExampleResult", "run_examples", "run_example", "context_from_given",
+           "describe_rewards", "default_currency"]

@@ -1,0 +1,217 @@
+"""A rule program: every ``.rule`` file of a directory or a file list, resolved.
+
+Each file parses on its own (``dsl.parser``); here the files are merged, the
+vocabulary phrases are expanded against the DEFINEs of *all* files, and the
+program is validated (``dsl.validate``).  Every error of every file is collected
+and raised together, so that an author fixes a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dsl.errors import (
+    Diagnostic,
+    ModelSchemaError,
+    ReferralError,
+    RuleError,
+    RuleValidationError,
+    SourcePos,
+)
+from dsl.model import And, Compare, Condition, Definition, Not, Or, PhraseRef, Program, Within
+from dsl.parser import caret_context, parse_text
+
+
+@dataclass
+class LoadedProgram:
+    """The resolved program, the per-file unresolved programs (for fmt), and warnings."""
+
+    program: Program
+    files: dict[Path, Program] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def phrase_key(phrase: str) -> str:
+    """Phrases match case-insensitively and regardless of spacing."""
+    return " ".join(phrase.casefold().split())
+
+
+def program_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand directories to their ``*.rule`` files (sorted, recursive)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*.rule") if f.is_file()))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ReferralError(f"no such file or directory: {p}")
+    return out
+
+
+def merge(programs: Sequence[Program]) -> Program:
+    return Program(
+        rules=tuple(r for p in programs for r in p.rules),
+        definitions=tuple(d for p in programs for d in p.definitions),
+        examples=tuple(e for p in programs for e in p.examples),
+    )
+
+
+class _Resolver:
+    """Expands phrases; records undefined phrases and definition cycles."""
+
+    def __init__(self, definitions: Sequence[Definition]) -> None:
+        self.defs: dict[str, Definition] = {}
+        for d in definitions:
+            self.defs.setdefault(phrase_key(d.phrase), d)
+        self.errors: list[Diagnostic] = []
+        self._done: dict[str, Condition] = {}
+        self._cyclic: set[str] = set()
+
+    def _error(self, message: str, pos: SourcePos | None) -> None:
+        self.errors.append(Diagnostic("error", message, pos, _context(pos)))
+
+    def definition(self, key: str, stack: tuple[str, ...] = ()) -> Condition | None:
+        if key in self._done:
+            return self._done[key]
+        if key in stack:
+            chain = " -> ".join(f'"{self.defs[k].phrase}"' for k in (*stack[stack.index(key):], key))
+            if key not in self._cyclic:
+                self._cyclic.update(stack[stack.index(key):])
+                d = self.defs[key]
+                self._error(f'phrase "{d.phrase}" is defined in terms of itself ({chain})', d.source)
+            return None
+        cond = self.resolve(self.defs[key].condition, (*stack, key))
+        if cond is not None:
+            self._done[key] = cond
+        return cond
+
+    def resolve(self, cond: Condition, stack: tuple[str, ...] = ()) -> Condition | None:
+        if isinstance(cond, PhraseRef):
+            key = phrase_key(cond.phrase)
+            if key not in self.defs:
+                close = difflib.get_close_matches(key, list(self.defs), n=1, cutoff=0.6)
+                hint = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
+                self._error(f'phrase "{cond.phrase}" is not defined{hint}', cond.pos)
+                return None
+            return self.definition(key, stack)
+        if isinstance(cond, (And, Or)):
+            items: list[Condition] = []
+            for item in cond.items:
+                resolved = self.resolve(item, stack)
+                if resolved is None:
+                    return None
+                # A phrase that expands to the same connective splices in, so that
+                # "IF p AND q" equals the explicit "IF a AND b AND q".
+                if isinstance(item, PhraseRef) and type(resolved) is type(cond):
+                    items.extend(resolved.items)  # type: ignore[union-attr]
+                else:
+                    items.append(resolved)
+            return type(cond)(tuple(items))
+        if isinstance(cond, Not):
+            inner = self.resolve(cond.item, stack)
+            return None if inner is None else Not(inner)
+        return cond
+
+
+def _context(pos: SourcePos | None) -> str | None:
+    if pos is None:
+        return None
+    try:
+        text = Path(pos.file).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return caret_context(text, pos.line, pos.column)
+
+
+def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
+    """Expand every phrase; returns the resolved program and the errors found."""
+    resolver = _Resolver(program.definitions)
+    rules = []
+    for r in program.rules:
+        cond = resolver.resolve(r.condition)
+        rev = resolver.resolve(r.reverse_if) if r.reverse_if is not None else None
+        rules.append(replace(r, condition=cond if cond is not None else And(()), reverse_if=rev))
+    definitions = []
+    for d in program.definitions:
+        cond = resolver.definition(phrase_key(d.phrase))
+        definitions.append(replace(d, condition=cond if cond is not None else And(())))
+    resolved = replace(program, rules=tuple(rules), definitions=tuple(definitions))
+    return resolved, resolver.errors
+
+
+def contains_phrase(cond: Condition | None) -> bool:
+    if isinstance(cond, PhraseRef):
+        return True
+    if isinstance(cond, (And, Or)):
+        return any(contains_phrase(c) for c in cond.items)
+    if isinstance(cond, Not):
+        return contains_phrase(cond.item)
+    return False
+
+
+def _load_json(path: Path) -> Program:
+    from dsl.schema import program_from_json  # lazy: written alongside this module
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelSchemaError(f"{path}: not JSON: {e}") from e
+    return program_from_json(data, str(path))
+
+
+def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> LoadedProgram:
+    """Parse, merge, resolve and validate a program.
+
+    Raises ``RuleError`` carrying every diagnostic of every file (syntax and
+    validation).  With ``strict`` warnings are errors too.
+    """
+    from dsl.validate import validate
+
+    files: dict[Path, Program] = {}
+    diagnostics: list[Diagnostic] = []
+    syntax_failed = False
+    for path in program_files(paths):
+        try:
+            if path.suffix == ".json":
+                files[path] = _load_json(path)
+            else:
+                files[path] = parse_text(path.read_text(encoding="utf-8"), str(path))
+        except RuleError as e:
+            diagnostics.extend(e.diagnostics)
+            syntax_failed = True
+        except (ModelSchemaError, UnicodeDecodeError) as e:
+            diagnostics.append(Diagnostic("error", str(e), SourcePos(str(path), 1, 1)))
+            syntax_failed = True
+    merged = merge(list(files.values()))
+    resolved, resolve_errors = resolve_program(merged)
+    diagnostics.extend(resolve_errors)
+    found = validate(merged, resolved, skip_combination=bool(resolve_errors) or syntax_failed)
+    diagnostics.extend(found)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    warnings = [d for d in diagnostics if d.severity == "warning"]
+    if errors or (strict and warnings):
+        raise RuleValidationError(_sorted(errors + warnings))
+    return LoadedProgram(resolved, files, _sorted(warnings))
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Errors file by file, line by line (stable for the same position)."""
+    unplaced = SourcePos("", 0, 0)
+    return sorted(diags, key=lambda d: d.pos or unplaced)
+
+
+__all__ = [
+    "LoadedProgram",
+    "load_program",
+    "merge",
+    "phrase_key",
+    "program_files",
+    "resolve_program",
+    "contains_phrase",
+]

@@ -1,0 +1,350 @@
+"""Checks on a whole program that the grammar cannot express.
+
+Errors: duplicate rule ids, phrases defined twice, amounts that cannot be paid
+(negative, zero, a percentage outside (0, 100]), caps and limits in another
+currency than the reward, operators given a value they cannot compare.
+Warnings: a field path used once that is one or two edits from another (a
+likely typo), and two rules of equal priority that could both pay the same
+beneficiary (collect-all double rewards should be a decision, not an accident).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+from dsl.errors import Diagnostic, SourcePos
+from dsl.model import (
+    And,
+    Compare,
+    Condition,
+    FieldRef,
+    FixedReward,
+    Not,
+    Or,
+    PercentReward,
+    Program,
+    Rule,
+    Within,
+)
+from dsl.money import Money
+
+_ORDERING = {">", ">=", "<", "<="}
+
+
+def _diag(severity: str, message: str, pos: SourcePos | None) -> Diagnostic:
+    from dsl.program import _context
+
+    return Diagnostic(severity, message, pos, _context(pos))
+
+
+def validate(
+    merged: Program, resolved: Program, *, skip_combination: bool = False
+) -> list[Diagnostic]:
+    """All diagnostics of a program: ``merged`` as written, ``resolved`` expanded."""
+    out: list[Diagnostic] = []
+    out += _duplicates(merged)
+    for rule in merged.rules:
+        out += _rule_values(rule)
+    for d in merged.definitions:
+        out += _condition_values(d.condition, d.source)
+    out += _example_checks(merged)
+    out += _typo_warnings(merged)
+    if not skip_combination:
+        out += _equal_priority_warnings(resolved)
+    return out
+
+
+def _duplicates(program: Program) -> list[Diagnostic]:
+    from dsl.program import phrase_key
+
+    out = []
+    seen_rules: dict[str, SourcePos | None] = {}
+    for r in program.rules:
+        if r.id in seen_rules:
+            out.append(_diag("error", f'duplicate rule id "{r.id}" (first defined at '
+                                      f"{seen_rules[r.id]})", r.source))
+        else:
+            seen_rules[r.id] = r.source
+    seen_phrases: dict[str, SourcePos | None] = {}
+    for d in program.definitions:
+        key = phrase_key(d.phrase)
+        if key in seen_phrases:
+            out.append(_diag("error", f'phrase "{d.phrase}" is already defined at '
+                                      f"{seen_phrases[key]}", d.source))
+        else:
+            seen_phrases[key] = d.source
+    return out
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, Decimal)):
+        return "number"
+    if isinstance(value, Money):
+        return "money"
+    if isinstance(value, date):
+        return "date"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, tuple):
+        return "list"
+    return "field"
+
+
+def _conditions(cond: Condition | None) -> Iterator[Compare | Within]:
+    if isinstance(cond, (Compare, Within)):
+        yield cond
+    elif isinstance(cond, (And, Or)):
+        for c in cond.items:
+            yield from _conditions(c)
+    elif isinstance(cond, Not):
+        yield from _conditions(cond.item)
+
+
+def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> list[Diagnostic]:
+    out = []
+    for c in _conditions(cond):
+        if not isinstance(c, Compare):
+            continue
+        pos = c.pos or fallback
+        kind = _kind(c.value)
+        if c.op in _ORDERING and kind not in {"number", "money", "date", "field"}:
+            out.append(_diag("error", f"{c.path} {c.op} needs a number, money or date, "
+                                      f"not a {kind}", pos))
+        elif c.op in {"IS", "IS NOT"} and kind not in {"boolean", "null"}:
+            out.append(_diag("error", f"{c.op} compares with TRUE, FALSE or NULL; use = or != "
+                                      f"for a {kind}", pos))
+        elif c.op in {"IN", "NOT IN"}:
+            kinds = {_kind(v) for v in c.value if v is not None}  # type: ignore[union-attr]
+            if kinds - {"number"} and len(kinds) > 1:
+                out.append(_diag("error", f"the list after {c.op} mixes "
+                                          f"{' and '.join(sorted(kinds))} values", pos))
+        elif c.op in {"=", "!="} and kind == "null":
+            out.append(_diag("error", f"{c.path} {c.op} null is never true; use IS "
+                                      f"{'NOT ' if c.op == '!=' else ''}NULL", pos))
+        elif c.op == "CONTAINS" and kind in {"list", "null"}:
+            out.append(_diag("error", f"CONTAINS needs a single value, not a {kind}", pos))
+    return out
+
+
+def _rule_values(rule: Rule) -> list[Diagnostic]:
+    out = _condition_values(rule.condition, rule.source)
+    out += _condition_values(rule.reverse_if, rule.source)
+    pos = rule.source
+
+    def err(message: str) -> None:
+        out.append(_diag("error", f"rule {rule.id}: {message}", pos))
+
+    currencies: set[str] = set()
+    for a in rule.actions:
+        if isinstance(a, FixedReward):
+            currencies.add(a.amount.currency)
+            if a.amount.amount <= 0:
+                err(f"a reward must be positive, got {a.amount}")
+        elif isinstance(a, PercentReward):
+            if not Decimal(0) < a.percent <= Decimal(100):
+                err(f"a percentage must be in (0, 100], got {a.percent}%")
+            if a.cap is not None:
+                if a.cap.amount <= 0:
+                    err(f"UP TO must be positive, got {a.cap}")
+                currencies.add(a.cap.currency)
+    if len(currencies) > 1:
+        err(f"rewards and caps mix currencies ({', '.join(sorted(currencies))})")
+    if rule.limit is not None:
+        if rule.limit.amount.amount <= 0:
+            err(f"LIMIT must be positive, got {rule.limit.amount}")
+        if currencies and rule.limit.amount.currency not in currencies:
+            err(f"LIMIT is in {rule.limit.amount.currency} but the rule pays in "
+                f"{', '.join(sorted(currencies))}")
+    return out
+
+
+def _example_checks(program: Program) -> list[Diagnostic]:
+    out = []
+    for ex in program.examples:
+        paths = [p for p, _ in ex.given]
+        for path, n in Counter(paths).items():
+            if n > 1:
+                out.append(_diag("error", f'example "{ex.name}" gives {path} twice', ex.source))
+        for path in paths:
+            if any(other.startswith(path + ".") for other in paths):
+                out.append(_diag("error", f'example "{ex.name}" gives {path} a value and '
+                                          "also fields inside it", ex.source))
+        for e in ex.expect:
+            if e.amount.amount <= 0:
+                out.append(_diag("error", f'example "{ex.name}": an expected reward must be '
+                                          f"positive, got {e.amount}", ex.source))
+    return out
+
+
+# ---------------------------------------------------------------- typos
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and
+    adjacent transpositions each cost one."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
+    uses: list[tuple[str, SourcePos | None]] = []
+
+    def cond_uses(cond: Condition | None, fallback: SourcePos | None) -> None:
+        for c in _conditions(cond):
+            uses.append((c.path, c.pos or fallback))
+            if isinstance(c, Within):
+                uses.append((c.other, c.pos or fallback))
+            elif isinstance(c.value, FieldRef):
+                uses.append((c.value.path, c.pos or fallback))
+
+    for r in program.rules:
+        cond_uses(r.condition, r.source)
+        cond_uses(r.reverse_if, r.source)
+        for a in r.actions:
+            if isinstance(a, PercentReward):
+                uses.append((a.of, r.source))
+    for d in program.definitions:
+        cond_uses(d.condition, d.source)
+    for ex in program.examples:
+        for path, value in ex.given:
+            uses.append((path, ex.source))
+    return uses
+
+
+def _typo_warnings(program: Program) -> list[Diagnostic]:
+    uses = _path_uses(program)
+    counts = Counter(p for p, _ in uses)
+    # A segment written in more than one path is a real word (referee vs referrer).
+    segment_paths: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for path in counts:
+        for i, seg in enumerate(path.split(".")):
+            segment_paths[(i, seg)].add(path)
+    out = []
+    for path, pos in uses:
+        if counts[path] != 1:
+            continue
+        segs = path.split(".")
+        best: tuple[int, str] | None = None
+        for other in counts:
+            if other == path:
+                continue
+            osegs = other.split(".")
+            if len(osegs) != len(segs):
+                continue
+            differing = [i for i, (x, y) in enumerate(zip(segs, osegs, strict=True)) if x != y]
+            if len(differing) != 1 or len(segment_paths[(differing[0], segs[differing[0]])]) > 1:
+                continue
+            dist = edit_distance(path, other)
+            if dist <= 2 and (best is None or (dist, other) < best):
+                best = (dist, other)
+        if best is not None:
+            out.append(_diag("warning", f'field {path} is used only here; did you mean '
+                                        f'{best[1]}?', pos))
+    return out
+
+
+# ---------------------------------------------------------------- combination
+
+def _conjuncts(cond: Condition) -> list[Condition]:
+    if isinstance(cond, And):
+        return [c for item in cond.items for c in _conjuncts(item)]
+    return [cond]
+
+
+def _orderable(value: object) -> bool:
+    return isinstance(value, (int, Decimal, Money, date)) and not isinstance(value, bool)
+
+
+def _same_kind(a: object, b: object) -> bool:
+    if isinstance(a, Money) or isinstance(b, Money):
+        return isinstance(a, Money) and isinstance(b, Money) and a.currency == b.currency
+    if isinstance(a, date) or isinstance(b, date):
+        return isinstance(a, date) and isinstance(b, date)
+    return True
+
+
+def _contradict(a: Condition, b: Condition) -> bool:
+    """True when two conjuncts cannot both hold (a deliberately small, sound check)."""
+    if isinstance(a, Not):
+        return a.item == b
+    if isinstance(b, Not):
+        return b.item == a
+    if not (isinstance(a, Compare) and isinstance(b, Compare) and a.path == b.path):
+        return False
+    if isinstance(a.value, FieldRef) or isinstance(b.value, FieldRef):
+        return False
+    ops = {a.op, b.op}
+    if ops == {"="} or ops == {"IS"}:
+        return a.value != b.value
+    if ops == {"=", "!="} or ops == {"IS", "IS NOT"}:
+        return a.value == b.value
+    if ops == {"=", "IN"}:
+        eq, lst = (a, b) if a.op == "=" else (b, a)
+        return eq.value not in lst.value  # type: ignore[operator]
+    if ops == {"=", "NOT IN"}:
+        eq, lst = (a, b) if a.op == "=" else (b, a)
+        return eq.value in lst.value  # type: ignore[operator]
+    if ops == {"IN"}:
+        return not set(a.value) & set(b.value)  # type: ignore[arg-type]
+    if a.op in _ORDERING | {"="} and b.op in _ORDERING | {"="}:
+        if not (_orderable(a.value) and _orderable(b.value) and _same_kind(a.value, b.value)):
+            return False
+        return _interval_empty(a, b)
+    return False
+
+
+def _interval_empty(a: Compare, b: Compare) -> bool:
+    lo, lo_incl, hi, hi_incl = None, True, None, True
+    for c in (a, b):
+        v = c.value
+        if c.op in {">", ">=", "="} and (lo is None or v > lo or (v == lo and c.op == ">")):
+            lo, lo_incl = v, c.op != ">"
+        if c.op in {"<", "<=", "="} and (hi is None or v < hi or (v == hi and c.op == "<")):
+            hi, hi_incl = v, c.op != "<"
+    if lo is None or hi is None:
+        return False
+    return lo > hi or (lo == hi and not (lo_incl and hi_incl))
+
+
+def could_both_hold(a: Condition, b: Condition) -> bool:
+    ca, cb = _conjuncts(a), _conjuncts(b)
+    return not any(_contradict(x, y) for x in ca for y in cb)
+
+
+def _equal_priority_warnings(program: Program) -> list[Diagnostic]:
+    out = []
+    rules = list(program.rules)
+    for i, later in enumerate(rules):
+        for earlier in rules[:i]:
+            if earlier.priority != later.priority or earlier.exclusive or later.exclusive:
+                continue
+            shared = {a.to for a in earlier.actions} & {a.to for a in later.actions}
+            if not shared or not could_both_hold(earlier.condition, later.condition):
+                continue
+            who = " and ".join(sorted(shared))
+            out.append(_diag(
+                "warning",
+                f"rules {earlier.id} and {later.id} have equal priority {later.priority} and "
+                f"can both pay the {who}; mark one EXCLUSIVE or give them different priorities "
+                f"({earlier.id} is at {earlier.source})",
+                later.source,
+            ))
+    return out
+
+
+__all__ = ["validate", "edit_distance", "could_both_hold"]
