@@ -71,3 +71,14 @@ def pg_url(request: pytest.FixtureRequest) -> str:
     url = request.getfixturevalue("pg_database_url")
     _reset_pg_schema(url)
     return url
+
+
+@pytest.fixture
+def ledger_engine(db_url: str) -> Iterator[sa.Engine]:
+    """An engine on an empty database upgraded to the head revision (both databases)."""
+    from settlement.db import open_engine, upgrade
+
+    engine = open_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
