@@ -9,7 +9,6 @@ their comments.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -58,8 +57,10 @@ def _snake(name: str) -> str:
 
 
 def quote(text: str) -> str:
-    """A string literal: double quotes, backslash escapes as in JSON."""
-    return json.dumps(text, ensure_ascii=False)
+    """A string literal: double quotes; ``\\`` and ``\"`` are the only escapes the parser reads."""
+    if "\n" in text or "\r" in text:
+        raise FormatError(f"a rule string cannot hold a line break: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def is_plain_phrase(phrase: str) -> bool:
@@ -114,6 +115,8 @@ class TextGenerator:
             lines.extend(f"{INDENT}{joiner} {item}" for item in items[1:])
         else:
             lines.append(f"{INDENT}IF {self.condition_text(cond)}")
+        if not rule.actions:
+            raise FormatError(f"rule {rule.id} has no actions")
         for i, action in enumerate(rule.actions):
             lines.append(f"{INDENT}{'THEN' if i == 0 else 'AND'} {self.text(action)}")
         if rule.limit is not None:
@@ -127,9 +130,10 @@ class TextGenerator:
     def example_text(self, example: Example) -> str:
         lines = self._comments(example.comments)
         lines.append(f"EXAMPLE {quote(example.name)}")
-        if example.given:
-            pairs = [f"{path} = {self.value_text(v)}" for path, v in example.given]
-            lines.extend(self._wrap(f"{INDENT}GIVEN ", pairs))
+        if not example.given:
+            raise FormatError(f"example {example.name!r} has no GIVEN values")
+        pairs = [f"{path} = {self.value_text(v)}" for path, v in example.given]
+        lines.extend(self._wrap(f"{INDENT}GIVEN ", pairs))
         if example.expect:
             expected = " AND ".join(self.text(e) for e in example.expect)
             lines.append(f"{INDENT}EXPECT {expected}")

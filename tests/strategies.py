@@ -60,10 +60,9 @@ paths = st.builds(
     st.lists(_SEGMENT, min_size=1, max_size=2),
 )
 
-# Printable text without the characters whose escaping is the parser's business
-# (quotes, backslashes, line breaks); tests/test_text.py covers escapes by example.
+# One-line text, quotes and backslashes included (a rule string cannot hold a line break).
 safe_text = st.text(
-    alphabet=string.ascii_letters + string.digits + " _-.,:;!?'()₹$€/&",
+    alphabet=string.ascii_letters + string.digits + " _-.,:;!?'()₹$€/&\"\\\t#é",
     max_size=20,
 )
 
@@ -109,20 +108,32 @@ def compares(draw: st.DrawFn) -> Compare:
 withins = st.builds(Within, paths, st.integers(min_value=0, max_value=3650), paths)
 
 
-def conditions(leaves: st.SearchStrategy[Condition] | None = None) -> st.SearchStrategy:
-    """Normalised condition trees over ``leaves`` (comparisons by default)."""
+def conditions(
+    leaves: st.SearchStrategy[Condition] | None = None, depth: int = 3
+) -> st.SearchStrategy[Condition]:
+    """Normalised condition trees over ``leaves`` (comparisons by default), built by
+    kind rather than filtered, which keeps generation fast."""
     base = leaves if leaves is not None else st.one_of(compares(), withins)
 
-    def extend(children: st.SearchStrategy[Condition]) -> st.SearchStrategy[Condition]:
-        not_and = children.filter(lambda c: not isinstance(c, And))
-        not_or = children.filter(lambda c: not isinstance(c, Or))
-        return st.one_of(
-            st.lists(not_and, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
-            st.lists(not_or, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
-            children.filter(lambda c: not isinstance(c, Not)).map(Not),
-        )
+    def groups(d: int) -> dict[str, st.SearchStrategy[Condition]]:
+        if d == 0:
+            return {}
+        inner = groups(d - 1)
 
-    return st.recursive(base, extend, max_leaves=6)
+        def items(*kinds: str) -> st.SearchStrategy[Condition]:
+            return st.one_of(base, *(inner[k] for k in kinds if k in inner))
+
+        return {
+            "and": st.lists(items("or", "not"), min_size=2, max_size=3).map(
+                lambda xs: And(tuple(xs))
+            ),
+            "or": st.lists(items("and", "not"), min_size=2, max_size=3).map(
+                lambda xs: Or(tuple(xs))
+            ),
+            "not": items("and", "or").map(Not),
+        }
+
+    return st.one_of(base, *groups(depth).values())
 
 
 roles = st.sampled_from(ROLES)
@@ -170,7 +181,8 @@ examples = st.builds(
 )
 
 phrases = st.lists(_WORD, min_size=1, max_size=5).map(" ".join)
-quoted_phrases = safe_text.filter(lambda s: s.strip() != "")
+# The parser normalises a phrase's spacing, so generated phrases are already normal.
+quoted_phrases = safe_text.map(lambda s: " ".join(s.split())).filter(bool)
 
 
 @st.composite
