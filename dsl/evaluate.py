@@ -328,6 +328,7 @@ class _Compiler:
         get = self.getter(path)
         test = self.field_test(cond) if isinstance(value, FieldRef) else self.literal_test(cond)
         null_ok = op in {"IS", "IS NOT"}
+        get_other = self.getter(value.path) if isinstance(value, FieldRef) else None
 
         def run(ctx: Mapping[str, Any], trace: Trace, depth: int) -> bool:
             actual = get(ctx)
@@ -338,7 +339,9 @@ class _Compiler:
             else:
                 result, reason = test(actual, ctx)
             if trace is not None:
-                trace.append(_entry("compare", depth, path, op, value, actual, result, reason))
+                extra = {} if get_other is None else {"other_actual": get_other(ctx)}
+                trace.append(_entry("compare", depth, path, op, value, actual, result, reason,
+                                    **extra))
             return result
 
         return run

@@ -1,10 +1,185 @@
-"""`referral rules ...`: check, compile, fmt, render, test, eval."""
+"""`referral rules ...`: check, compile, fmt, render, test, eval.
+
+check, test and eval live here; compile, fmt and render live in
+``referral.cli.compile`` and are attached to the same group below.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
 import click
+
+from dsl.errors import Diagnostic, RuleError
+from dsl.evaluate import Evaluation, compile_program
+from dsl.examples import default_currency, describe_rewards, run_examples
+from dsl.program import LoadedProgram, load_program
+from referral.cli.common import EXIT_INVALID, CliError, handle_errors
+
+paths_argument = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
 
 
 @click.group()
 def rules() -> None:
     """Check, compile, format, render and test rule programs."""
+
+
+def _line(d: Diagnostic) -> str:
+    where = f"{d.pos}: " if d.pos else ""
+    return f"{where}{d.severity}: {d.message}"
+
+
+def load_or_exit(paths: tuple[Path, ...], *, strict: bool = False) -> LoadedProgram:
+    """Load a program; on errors print every diagnostic (one a line) and exit 1."""
+    try:
+        loaded = load_program(paths, strict=strict)
+    except RuleError as e:
+        for d in e.diagnostics:
+            click.echo(_line(d), err=True)
+        raise SystemExit(EXIT_INVALID) from e
+    for w in loaded.warnings:
+        click.echo(_line(w), err=True)
+    return loaded
+
+
+@rules.command()
+@paths_argument
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@handle_errors
+def check(paths: tuple[Path, ...], strict: bool) -> None:
+    """Parse and validate a program; print every error and warning."""
+    loaded = load_or_exit(paths, strict=strict)
+    p = loaded.program
+    click.echo(
+        f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
+        f"{len(p.examples)} examples in {len(loaded.files)} files"
+    )
+
+
+@rules.command("test")
+@paths_argument
+@handle_errors
+def test_examples(paths: tuple[Path, ...]) -> None:
+    """Run every EXAMPLE; exit 1 if any fails."""
+    loaded = load_or_exit(paths)
+    results = run_examples(loaded.program)
+    failed = 0
+    for r in results:
+        where = f" ({r.source})" if r.source else ""
+        if r.passed:
+            click.echo(f"PASS {r.name}{where}")
+            continue
+        failed += 1
+        click.echo(f"FAIL {r.name}{where}")
+        click.echo(f"  expected: {describe_rewards(r.expected)}")
+        if r.error:
+            click.echo(f"  error:    {r.error}")
+        else:
+            click.echo(f"  actual:   {describe_rewards(r.actual)}")
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        raise SystemExit(EXIT_INVALID)
+
+
+def _read_context(path: Path) -> Any:
+    try:
+        # Decimal, never float: money and percentages stay exact.
+        return json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CliError(f"{path}: cannot read context: {e}") from e
+
+
+def format_trace(evaluation: Evaluation) -> str:
+    """The evaluation as indented text: each rule, each condition, the rewards."""
+    lines: list[str] = []
+    for o in evaluation.outcomes:
+        state = "matched" if o.matched else "not matched"
+        extra = ", REVERSE IF holds" if o.reverse else ""
+        lines.append(f"rule {o.rule_id}: {state}{extra}")
+        for step in o.trace or []:
+            lines.append("  " * (step.get("depth", 0) + 1) + _step_text(step))
+        for r in o.rewards:
+            capped = " (capped)" if r.capped else ""
+            lines.append(f"  -> ISSUE {r.amount} TO {r.role}{capped}")
+        for r in o.suppressed:
+            lines.append(f"  -> suppressed by {o.suppressed_by}: ISSUE {r.amount} TO {r.role}")
+    lines.append("rewards:" if evaluation.rewards else "rewards: none")
+    for r in evaluation.rewards:
+        lines.append(f"  {r.rule_id}: ISSUE {r.amount} TO {r.role}")
+    return "\n".join(lines)
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    result = {True: "true", False: "false", None: "skipped"}[step.get("result")]
+    kind = step["kind"]
+    if kind in {"compare", "within"}:
+        expected = step["expected"]
+        if kind == "within":
+            shown = expected
+        elif isinstance(expected, dict) and "field" in expected:
+            shown = expected["field"]
+        else:
+            shown = json.dumps(expected, ensure_ascii=False)
+        text = f"{step['path']} {step['op']} {shown}"
+        if "actual" in step and not step.get("missing"):
+            text += f" (actual: {json.dumps(step['actual'], ensure_ascii=False)}"
+            if "other_actual" in step:
+                text += f" vs {json.dumps(step['other_actual'], ensure_ascii=False)}"
+            text += ")"
+    elif kind == "action":
+        text = "action"
+    else:
+        text = kind.upper().replace("_", " ")
+    reason = f" ({step['reason']})" if step.get("reason") else ""
+    return f"{text} -> {result}{reason}"
+
+
+@rules.command("eval")
+@paths_argument
+@click.option("--context", "context_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A JSON file with the referral context.")
+@click.option("--currency", default=None,
+              help="Currency of bare integer amounts (default: the program's only currency).")
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+@handle_errors
+def eval_context(
+    paths: tuple[Path, ...], context_file: Path, currency: str | None, as_json: bool
+) -> None:
+    """Evaluate one context and print the trace of every condition."""
+    loaded = load_or_exit(paths)
+    context = _read_context(context_file)
+    if not isinstance(context, dict):
+        raise CliError(f"{context_file}: the context must be a JSON object")
+    compiled = compile_program(
+        loaded.program,
+        default_currency=(currency or "").upper() or default_currency(loaded.program),
+    )
+    evaluation = compiled.evaluate(context, trace=True)
+    if as_json:
+        click.echo(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_trace(evaluation))
+
+
+def _attach_other_commands() -> None:
+    """compile, fmt and render are written in referral.cli.compile."""
+    if importlib.util.find_spec("referral.cli.compile") is None:
+        return
+    module = importlib.import_module("referral.cli.compile")
+    for value in vars(module).values():
+        if isinstance(value, click.Command) and not isinstance(value, click.Group):
+            if value.name and value.name not in rules.commands:
+                rules.add_command(value)
+
+
+_attach_other_commands()
+
+__all__ = ["rules", "load_or_exit", "format_trace"]
