@@ -183,6 +183,13 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
         click.echo(f"{currency}  " + "  ".join(parts))
 
 
+class _Echo:
+    """A file-like sink for csv.writer that goes through click.echo."""
+
+    def write(self, text: str) -> None:
+        click.echo(text, nl=False)
+
+
 @ledger.command()
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True)
@@ -190,7 +197,7 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
 @handle_errors
 def export(fmt: str, db_url: str) -> None:
     """Every entry in ledger order: user_id, amount, currency, entry_type, status, ..."""
-    out = click.get_text_stream("stdout")
+    out = _Echo()
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     if fmt == "csv":
         writer.writeheader()
@@ -201,7 +208,6 @@ def export(fmt: str, db_url: str) -> None:
                 writer.writerow({k: "" if v is None else v for k, v in record.items()})
             else:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    out.flush()
 
 
 @ledger.command()
