@@ -135,11 +135,12 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnost
     )
 
 
-def _resume_offset(text: str, after_line: int) -> int | None:
-    """Where parsing restarts after a syntax error: the next statement start."""
+def _resume_offset(text: str, error_line: int, after: int) -> int | None:
+    """Where parsing restarts after a syntax error: the next statement start at or
+    after the error's line (past the current start, so parsing always advances)."""
     offset = 0
     for i, line in enumerate(text.splitlines(keepends=True), start=1):
-        if i > after_line and _STATEMENT_START.match(line):
+        if i >= error_line and offset > after and _STATEMENT_START.match(line):
             return offset
         offset += len(line)
     return None
@@ -434,10 +435,11 @@ def _parse_trees(text: str, filename: str) -> tuple[list[tuple[Any, int]], list[
             return trees, diagnostics
         except UnexpectedInput as e:
             diag = _syntax_diagnostic(e, chunk, filename)
-            diagnostics.append(diag)
+            if diag not in diagnostics:
+                diagnostics.append(diag)
             assert diag.pos is not None
-            resume = _resume_offset(text, diag.pos.line)
-            if resume is None or resume <= start:
+            resume = _resume_offset(text, diag.pos.line, start)
+            if resume is None:
                 return trees, diagnostics
             start = resume
 
