@@ -221,7 +221,7 @@ def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
     for d in program.definitions:
         cond_uses(d.condition, d.source)
     for ex in program.examples:
-        for path, value in ex.given:
+        for path, _value in ex.given:
             uses.append((path, ex.source))
     return uses
 
@@ -247,7 +247,11 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             if len(osegs) != len(segs):
                 continue
             differing = [i for i, (x, y) in enumerate(zip(segs, osegs, strict=True)) if x != y]
-            if len(differing) != 1 or len(segment_paths[(differing[0], segs[differing[0]])]) > 1:
+            if len(differing) != 1:
+                continue
+            seg = segs[differing[0]]
+            # Short names (x.a, x.b) are deliberately different, not typos.
+            if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
                 continue
             dist = edit_distance(path, other)
             if dist <= 2 and (best is None or (dist, other) < best):
