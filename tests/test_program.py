@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl.errors import RuleError, RuleSyntaxError, RuleValidationError
+from dsl.errors import RuleError, RuleValidationError
 from dsl.model import And, Compare, Not, Or, PhraseRef
 from dsl.parser import parse_text
 from dsl.program import load_program, resolve_program
