@@ -10,8 +10,10 @@ their comments.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from compiler.json_model import decimal_text
 from dsl.errors import ReferralError
@@ -262,3 +264,19 @@ def format_node(node: object) -> str:
     if node is None or isinstance(node, (bool, int, Decimal, str, date, tuple)):
         return _GENERATOR.value_text(node)
     return _GENERATOR.text(node)
+
+
+def reformat_files(files: Mapping[Path, Program]) -> dict[Path, str]:
+    """The canonical text of every ``.rule`` file whose current text differs from it.
+
+    ``files`` are the per-file, unresolved programs (``LoadedProgram.files``);
+    JSON models among them are left alone.
+    """
+    changed: dict[Path, str] = {}
+    for path, program in files.items():
+        if path.suffix != ".rule":
+            continue
+        text = format_program(program)
+        if path.read_text(encoding="utf-8") != text:
+            changed[path] = text
+    return changed
