@@ -120,7 +120,7 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
         elif c.op in {"IS", "IS NOT"} and kind not in {"boolean", "null"}:
             out.append(_diag("error", f"{c.op} compares with TRUE, FALSE or NULL; use = or != "
                                       f"for a {kind}", pos))
-        elif c.op in {"IN", "NOT IN"}:
+        elif c.op in {"IN", "NOT IN"} and kind == "list":
             kinds = {_kind(v) for v in c.value if v is not None}  # type: ignore[union-attr]
             if kinds - {"number"} and len(kinds) > 1:
                 out.append(_diag("error", f"the list after {c.op} mixes "
@@ -297,6 +297,10 @@ def _contradict(a: Condition, b: Condition) -> bool:
         return a.value != b.value
     if ops == {"=", "!="} or ops == {"IS", "IS NOT"}:
         return a.value == b.value
+    if (a.op in {"IN", "NOT IN"} and not isinstance(a.value, tuple)) or (
+        b.op in {"IN", "NOT IN"} and not isinstance(b.value, tuple)
+    ):
+        return False
     if ops == {"=", "IN"}:
         eq, lst = (a, b) if a.op == "=" else (b, a)
         return eq.value not in lst.value  # type: ignore[operator]

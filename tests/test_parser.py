@@ -137,6 +137,7 @@ def test_parse_phrases(text, expected):
         ('a.b IN ["IN", "US",]', Compare("a.b", "IN", ("IN", "US"))),
         ("a.b NOT IN [1, 2]", Compare("a.b", "NOT IN", (1, 2))),
         ("a.b IN []", Compare("a.b", "IN", ())),
+        ("a.b NOT IN c.d", Compare("a.b", "NOT IN", FieldRef("c.d"))),
         ('a.b CONTAINS "vip"', Compare("a.b", "CONTAINS", "vip")),
         ("a.b WITHIN 7 DAYS OF c.d", Within("a.b", 7, "c.d")),
         ("a.b within 1 day of c.d", Within("a.b", 1, "c.d")),
@@ -280,7 +281,8 @@ def test_parse_reports_every_broken_statement():
             "EXAMPLE \"e\" GIVEN a.b = 1 EXPECT ISSUE 5 TO referrer\n")
     with pytest.raises(RuleSyntaxError) as info:
         parse_text(text, "f.rule")
-    assert [(d.pos.line, d.pos.column) for d in info.value.diagnostics] == [(1, 17), (4, 1), (4, 40)]
+    got = [(d.pos.line, d.pos.column) for d in info.value.diagnostics]
+    assert got == [(1, 17), (4, 1), (4, 40)]
 
 
 def test_parse_reports_every_bad_literal():
