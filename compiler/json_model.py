@@ -160,8 +160,8 @@ def program_to_json(program: Program) -> dict[str, Any]:
 
 
 def dumps(program: Program) -> str:
-    """The JSON text written by ``rules compile``: indented, keys sorted, UTF-8 kept."""
-    return json.dumps(program_to_json(program), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """The JSON text written by ``rules compile``: indented, keys in model order, UTF-8 kept."""
+    return json.dumps(program_to_json(program), indent=2, ensure_ascii=False) + "\n"
 
 
 def rule_hash(rule: Rule) -> str:

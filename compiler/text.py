@@ -88,8 +88,16 @@ class TextGenerator:
     # -- statements ---------------------------------------------------------------------
 
     def program_text(self, program: Program) -> str:
-        statements = [*program.definitions, *program.rules, *program.examples]
-        return "\n\n".join(self.text(s) for s in statements) + "\n" if statements else ""
+        blocks: list[str] = []
+        # Consecutive one-line DEFINEs stay together as a vocabulary block; a comment
+        # starts a new paragraph.
+        for d in program.definitions:
+            if blocks and not d.comments:
+                blocks[-1] += "\n" + self.text(d)
+            else:
+                blocks.append(self.text(d))
+        blocks.extend(self.text(s) for s in (*program.rules, *program.examples))
+        return "\n\n".join(blocks) + "\n" if blocks else ""
 
     def _comments(self, comments: tuple[str, ...]) -> list[str]:
         return [c if c.startswith("#") else f"# {c}".rstrip() for c in comments]
@@ -247,7 +255,8 @@ _GENERATOR = TextGenerator()
 
 
 def format_program(program: Program) -> str:
-    """Canonical text of a program: DEFINEs, RULEs, EXAMPLEs, a blank line between."""
+    """Canonical text of a program: DEFINEs, RULEs, EXAMPLEs, a blank line between
+    statements (consecutive DEFINEs form one block)."""
     return _GENERATOR.program_text(program)
 
 

@@ -41,7 +41,6 @@ C = Compare("c.x", "=", 3)
 
 ISSUE_EXAMPLE = '''\
 DEFINE "referrer is a paid user" AS referrer.plan = "paid"
-
 DEFINE "referred user subscribes" AS referee.subscribed = true
 
 RULE paid_referrer_bonus "Paid referrers earn when their referee subscribes"
@@ -228,6 +227,17 @@ def test_format_program_expect_nothing_and_comments():
     assert format_program(Program(rules=(rule,), examples=(example,))) == (
         "# first\nRULE r\n  IF a.x = 1\n  THEN ISSUE ₹0.01 REWARD TO referrer\n\n"
         '# no reward\n# why\nEXAMPLE "none"\n  GIVEN a.x = 1\n  EXPECT NOTHING\n'
+    )
+
+
+def test_format_program_defines_grouped_until_a_comment():
+    program = Program(definitions=(
+        Definition("one two", A), Definition("three four", B),
+        Definition("five six", C, comments=("# later",)),
+    ))
+    assert format_program(program) == (
+        'DEFINE "one two" AS a.x = 1\nDEFINE "three four" AS b.x = 2\n\n'
+        '# later\nDEFINE "five six" AS c.x = 3\n'
     )
 
 
