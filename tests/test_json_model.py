@@ -195,3 +195,18 @@ def test_program_to_json_round_trips(program):
     validate_model_json(data)
     assert program_from_json(data) == program
     assert program_to_json(program_from_json(data)) == data
+
+
+def test_program_to_json_example_program_validates():
+    from pathlib import Path
+
+    from dsl.program import load_program
+
+    rules_dir = Path(__file__).parent.parent / "rules"
+    if not any(rules_dir.glob("*.rule")):
+        pytest.skip("no example program in rules/")
+    program = load_program([rules_dir]).program
+    data = json.loads(dumps(program))
+    validate_model_json(data, "rules.json")
+    assert program_from_json(data) == program
+    assert all("source" in r for r in data["rules"])

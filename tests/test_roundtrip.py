@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -83,3 +85,17 @@ def test_roundtrip_program_with_phrases(program):
     parsed = parse_text(text, "t.rule")
     assert parsed == program
     assert format_program(parsed) == text
+
+
+RULE_FILES = sorted((Path(__file__).parent.parent / "rules").glob("*.rule"))
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_roundtrip_example_program_files(path):
+    original = parse_text(path.read_text(encoding="utf-8"), path.name)
+    text = format_program(original)
+    reparsed = parse_text(text, path.name)
+    assert reparsed == original
+    assert [r.comments for r in reparsed.rules] == [r.comments for r in original.rules]
+    assert [e.comments for e in reparsed.examples] == [e.comments for e in original.examples]
+    assert format_program(reparsed) == text
