@@ -128,6 +128,8 @@ def _describe(value: Any) -> str:
         return f"the string {value!r}"
     if isinstance(value, float):
         return f"the float {value!r} (floats are not allowed; use an integer or a decimal)"
+    if isinstance(value, Decimal):
+        return f"the decimal {value}"
     if isinstance(value, Mapping):
         return f"an object {jsonable(value)!r}"
     return f"{type(value).__name__} {jsonable(value)!r}"
