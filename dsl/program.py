@@ -22,7 +22,7 @@ from dsl.errors import (
     RuleValidationError,
     SourcePos,
 )
-from dsl.model import And, Compare, Condition, Definition, Not, Or, PhraseRef, Program, Within
+from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program
 from dsl.parser import caret_context, parse_text
 
 
@@ -80,11 +80,13 @@ class _Resolver:
         if key in self._done:
             return self._done[key]
         if key in stack:
-            chain = " -> ".join(f'"{self.defs[k].phrase}"' for k in (*stack[stack.index(key):], key))
+            cycle = (*stack[stack.index(key):], key)
+            chain = " -> ".join(f'"{self.defs[k].phrase}"' for k in cycle)
             if key not in self._cyclic:
                 self._cyclic.update(stack[stack.index(key):])
                 d = self.defs[key]
-                self._error(f'phrase "{d.phrase}" is defined in terms of itself ({chain})', d.source)
+                message = f'phrase "{d.phrase}" is defined in terms of itself ({chain})'
+                self._error(message, d.source)
             return None
         cond = self.resolve(self.defs[key].condition, (*stack, key))
         if cond is not None:
@@ -158,10 +160,7 @@ def contains_phrase(cond: Condition | None) -> bool:
 def _load_json(path: Path) -> Program:
     from dsl.schema import program_from_json  # lazy: written alongside this module
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelSchemaError(f"{path}: not JSON: {e}") from e
+    data = json.loads(path.read_text(encoding="utf-8"))
     return program_from_json(data, str(path))
 
 
@@ -185,8 +184,18 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
         except RuleError as e:
             diagnostics.extend(e.diagnostics)
             syntax_failed = True
-        except (ModelSchemaError, UnicodeDecodeError) as e:
-            diagnostics.append(Diagnostic("error", str(e), SourcePos(str(path), 1, 1)))
+        except json.JSONDecodeError as e:
+            pos = SourcePos(str(path), e.lineno, e.colno)
+            diagnostics.append(Diagnostic("error", f"not JSON: {e.msg}", pos))
+            syntax_failed = True
+        except ModelSchemaError as e:
+            # One line per schema violation, each already naming the file and JSON path.
+            for line in str(e).splitlines():
+                diagnostics.append(Diagnostic("error", line))
+            syntax_failed = True
+        except UnicodeDecodeError as e:
+            pos = SourcePos(str(path), 1, 1)
+            diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
             syntax_failed = True
     merged = merge(list(files.values()))
     resolved, resolve_errors = resolve_program(merged)

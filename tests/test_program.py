@@ -227,3 +227,27 @@ def test_could_both_hold(a, b, both):
     ca = parse_text(f"RULE a IF {a} THEN ISSUE ₹1").rules[0].condition
     cb = parse_text(f"RULE b IF {b} THEN ISSUE ₹1").rules[0].condition
     assert could_both_hold(ca, cb) is both
+
+
+def test_load_compiled_json_model_equals_source(tmp_path):
+    from compiler.json_model import dumps
+
+    source = load_program([RULES_DIR]).program
+    (tmp_path / "model.json").write_text(dumps(source), encoding="utf-8")
+    assert load_program([tmp_path / "model.json"]).program == source
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{nope", "{d}/m.json:1:2: error: not JSON: Expecting property name enclosed in double "
+                  "quotes"),
+        ('{"schema_version": 1, "rules": [], "definitions": [], "examples": [{}]}',
+         "error: {d}/m.json: $.examples[0]: 'name' is a required property"),
+    ],
+)
+def test_load_bad_json_model(tmp_path, text, expected):
+    (tmp_path / "m.json").write_text(text, encoding="utf-8")
+    with pytest.raises(RuleError) as info:
+        load_program([tmp_path / "m.json"])
+    assert expected.format(d=tmp_path) in [str(d) for d in info.value.diagnostics]
