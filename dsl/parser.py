@@ -418,11 +418,11 @@ class _ToModel(Transformer):
         )
 
 
-def _parse_trees(text: str, filename: str) -> tuple[list[tuple[Any, int]], list[Diagnostic]]:
+def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]:
     """Parse the text; after a syntax error, resume at the next statement.
 
-    Returns the trees of the chunks that parsed (with the line offset they start
-    at, already applied by padding) and the syntax diagnostics.
+    Returns the parse trees (only meaningful when there are no diagnostics) and
+    the syntax diagnostics, one per broken statement.
     """
     trees: list[Any] = []
     diagnostics: list[Diagnostic] = []
@@ -444,13 +444,11 @@ def _parse_trees(text: str, filename: str) -> tuple[list[tuple[Any, int]], list[
             start = resume
 
 
-def _attach_comments(
-    statements: list[Any], comments: list[Token]
-) -> list[Any]:
+def _attach_comments(statements: list[tuple[Any, int]], comments: list[Token]) -> list[Any]:
     """Give each comment to the statement it precedes or sits in (the last one for
     trailing comments), so that ``fmt`` never drops a comment."""
     if not statements:
-        return statements
+        return []
     buckets: list[list[str]] = [[] for _ in statements]
     for tok in comments:
         index = len(statements) - 1
