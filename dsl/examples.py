@@ -54,7 +54,9 @@ def default_currency(program: Program) -> str | None:
     return next(iter(found)) if len(found) == 1 else None
 
 
-def run_example(program: Program, example: Example, *, currency: str | None = None) -> ExampleResult:
+def run_example(
+    program: Program, example: Example, *, currency: str | None = None
+) -> ExampleResult:
     compiled = compile_program(program, default_currency=currency or default_currency(program))
     return _run(compiled, example)
 
