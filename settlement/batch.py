@@ -29,6 +29,7 @@ from dsl.errors import EvaluationError, SettlementError
 from dsl.evaluate import compile_program
 from dsl.model import ROLES, Program, Rule
 from settlement import ledger
+from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, require_schema
 from settlement.records import BadRecord, Record
 from settlement.runs import settlement_quarantine, settlement_runs
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 CHUNK = 1000
 # Key of the PostgreSQL advisory lock that serialises settlement runs.
 SETTLE_LOCK_KEY = 0x5E771E
+# How long a SQLite settle waits for another one with --wait (a nightly run may be long).
+SQLITE_WAIT_MS = 6 * 3600 * 1000
 
 
 def reward_reference(rule_id: str, referral_id: str, role: str) -> str:
@@ -155,6 +158,7 @@ class Settlement:
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
+        self.explain_lines: list[dict[str, Any]] = []
 
     # -- records -----------------------------------------------------------
 
@@ -171,11 +175,9 @@ class Settlement:
             {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
              "raw": bad.raw, "reason": bad.reason}
         )
-        self._explain({"file": bad.file, "line": bad.line, "quarantined": bad.reason})
-
-    def _explain(self, line: dict[str, Any]) -> None:
         if self.explain is not None:
-            self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+            self.explain_lines.append({"file": bad.file, "line": bad.line,
+                                       "quarantined": bad.reason})
 
     def _evaluate(self, item: Record | BadRecord) -> _Evaluated | None:
         self.input_hash.update(item.raw.encode() + b"\n")
@@ -193,6 +195,7 @@ class Settlement:
         if self.explain is not None:
             explain = {"file": item.file, "line": item.line, "referral_id": item.referral_id,
                        "rules": [], "actions": []}
+            self.explain_lines.append(explain)
         return _Evaluated(item, evaluation, day, explain)
 
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
@@ -239,8 +242,6 @@ class Settlement:
                         to_post.append(planned)
             if rewarded:
                 self.summary.rewarded += 1
-            if ev.explain is not None:
-                self._explain(ev.explain)
         self._post(to_post)
         if to_reverse:
             results = ledger.reverse_many(
@@ -251,6 +252,10 @@ class Settlement:
         if self.quarantine_rows:
             self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
             self.quarantine_rows = []
+        if self.explain is not None:
+            for line in self.explain_lines:  # input order, decisions included
+                self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+            self.explain_lines = []
 
     def _note(self, ev: _Evaluated, ref: str, outcome: str, why: str, **extra: Any) -> None:
         if ev.explain is not None:
@@ -404,10 +409,13 @@ def settle(
     default_currency = next(iter(currencies)) if len(currencies) == 1 else None
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
+    if conn.in_transaction():
+        raise SettlementError("settle owns its transaction: pass a connection outside one")
     if conn.dialect.name == "sqlite":
         # SQLite's own lock: BEGIN IMMEDIATE waits up to busy_timeout for a running settle.
-        timeout_ms = 24 * 3600 * 1000 if wait else 0
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
+        # Set on the driver connection so that SQLAlchemy does not begin a transaction.
+        timeout_ms = SQLITE_WAIT_MS if wait else 0
+        conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}")
     try:
         tx = conn.begin()
     except sa.exc.OperationalError as e:
@@ -415,6 +423,7 @@ def settle(
             raise SettlementError("another settlement run holds the lock (--no-wait)") from e
         raise
     try:
+        require_schema(conn)
         _acquire_run_lock(conn, wait)
         run = Settlement(
             conn, program, as_of=as_of, run_id=run_id, strict=strict,
@@ -442,6 +451,11 @@ def settle(
     except BaseException:
         tx.rollback()
         raise
+    finally:
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.execute(
+                f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}"
+            )
     if dry_run:
         tx.rollback()
     else:

@@ -83,7 +83,7 @@ def settle(
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
     from dsl.program import load_program
     from settlement.batch import settle as settle_records
-    from settlement.db import open_engine, require_schema
+    from settlement.db import open_engine
 
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
@@ -96,7 +96,6 @@ def settle(
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
-            require_schema(conn)
             items = _with_progress(
                 read_records(records_path), records_path,
                 show=sys.stderr.isatty() and not as_json,
