@@ -19,10 +19,11 @@ COUNTRIES = ("IN", "IN", "IN", "US", "GB", "SG")
 
 
 def generate_records(
-    count: int, *, seed: int = 0, malformed_rate: float = 0.01, start: date = DEMO_START
+    count: int, *, seed: int = 0, malformed_per_mille: int = 10, start: date = DEMO_START
 ) -> Iterator[str]:
     """Yield ``count`` JSONL lines (refund updates and malformed lines included in the count)."""
     rng = random.Random(seed)
+    malformed_rate = malformed_per_mille / 1000
     users = max(10, count // 4)
     pending_refunds: list[dict] = []
     for n in range(count):
