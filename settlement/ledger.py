@@ -351,15 +351,12 @@ def program_balance(conn: Connection) -> dict[str, int]:
 
 def due_for_confirmation(conn: Connection, as_of: date) -> list[str]:
     """Pending credits whose hold ended on or before ``as_of``, in ledger order."""
-    entries = _ENTRY_SELECT.subquery()
+    entries = _ENTRY_SELECT.where(
+        _E.c.entry_type == "credit", _E.c.hold_until.is_not(None), _E.c.hold_until <= as_of
+    ).subquery()
     rows = conn.execute(
         sa.select(entries.c.reference_id)
-        .where(
-            entries.c.entry_type == "credit",
-            entries.c.status == "pending",
-            entries.c.hold_until.is_not(None),
-            entries.c.hold_until <= as_of,
-        )
+        .where(entries.c.status == "pending")
         .order_by(entries.c.id)
     )
     return list(rows.scalars())
@@ -379,17 +376,20 @@ def credited_totals(
     """
     users = list(dict.fromkeys(user_ids))
     result: dict[str, dict[str, int]] = {user: {} for user in users}
-    entries = _ENTRY_SELECT.where(_E.c.rule_id == rule_id, _E.c.entry_type == "credit").subquery()
     for chunk in _chunks(users):
-        stmt = (
-            sa.select(entries.c.user_id, entries.c.currency, sa.func.sum(entries.c.amount))
-            .where(entries.c.user_id.in_(chunk), entries.c.status != "reversed")
-            .group_by(entries.c.user_id, entries.c.currency)
+        inner = _ENTRY_SELECT.where(
+            _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
         )
         if start is not None:
-            stmt = stmt.where(entries.c.event_date >= start)
+            inner = inner.where(_E.c.event_date >= start)
         if end is not None:
-            stmt = stmt.where(entries.c.event_date < end)
+            inner = inner.where(_E.c.event_date < end)
+        entries = inner.subquery()
+        stmt = (
+            sa.select(entries.c.user_id, entries.c.currency, sa.func.sum(entries.c.amount))
+            .where(entries.c.status != "reversed")
+            .group_by(entries.c.user_id, entries.c.currency)
+        )
         for user, currency, total in conn.execute(stmt):
             result[user][currency] = _sum(total)
     return result
@@ -467,18 +467,19 @@ def _insert_entries(
         rows.append(row)
         statuses.append(spec["status"])
         next_id += 1
-    for chunk in _chunks(rows):
-        stmt = (
-            _insert(conn, _E)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["reference_id"])
-            .returning(_E.c.id)
+    # executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs from one
+    # cached compiled statement (compiling a fresh .values([...]) per chunk cost more
+    # than the database work).
+    stmt = (
+        _insert(conn, _E)
+        .on_conflict_do_nothing(index_elements=["reference_id"])
+        .returning(_E.c.id)
+    )
+    inserted = conn.execute(stmt, rows).scalars().all()
+    if len(inserted) != len(rows):
+        raise LedgerError(
+            "another writer added entries without the ledger lock; nothing was written, retry"
         )
-        inserted = conn.execute(stmt).scalars().all()
-        if len(inserted) != len(chunk):
-            raise LedgerError(
-                "another writer added entries without the ledger lock; nothing was written, retry"
-            )
     conn.execute(
         sa.insert(_T),
         [
