@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal, Union
+from typing import Literal
 
 from dsl.errors import SourcePos
 from dsl.money import Money
@@ -42,8 +42,8 @@ class FieldRef:
 
 # A literal value.  Lists are tuples so that the model stays hashable.
 # bool is checked before int everywhere, since bool is a subclass of int.
-Scalar = Union[str, int, Decimal, bool, date, Money, None]
-Value = Union[Scalar, tuple["Value", ...], FieldRef]
+Scalar = str | int | Decimal | bool | date | Money | None
+Value = Scalar | tuple["Value", ...] | FieldRef
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class PhraseRef:
     pos: SourcePos | None = field(default=None, compare=False)
 
 
-Condition = Union[Compare, Within, And, Or, Not, PhraseRef]
+Condition = Compare | Within | And | Or | Not | PhraseRef
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class PercentReward:
     cap: Money | None = None
 
 
-Action = Union[FixedReward, PercentReward]
+Action = FixedReward | PercentReward
 
 
 @dataclass(frozen=True)

@@ -200,11 +200,13 @@ class Settlement:
 
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
         evaluated = [e for e in map(self._evaluate, chunk) if e is not None]
+        # Only rewards to pay and rewards to reverse need a look at the ledger.
         refs = [
             reward_reference(o.rule_id, ev.record.referral_id, role)
             for ev in evaluated
             for o in ev.evaluation.outcomes
-            for role in ROLES
+            if o.reverse or o.rewards
+            for role in (ROLES if o.reverse else {r.role for r in o.rewards})
         ]
         existing = ledger.find_entries(self.conn, refs)
         totals = self._limit_totals(evaluated)
@@ -346,13 +348,16 @@ class Settlement:
                 self.on_plan(p)
 
     def _confirm_due(self) -> None:
-        due = ledger.due_for_confirmation(self.conn, self.as_of)
-        if due:
+        after_id = 0
+        while due := ledger.due_for_confirmation(
+            self.conn, self.as_of, after_id=after_id, limit=CHUNK
+        ):
             results = ledger.transition_many(
-                self.conn, due, "confirmed", actor=self.actor, run_id=self.summary.run_id,
-                reason=f"hold ended on or before {self.as_of}",
+                self.conn, [ref for _, ref in due], "confirmed", actor=self.actor,
+                run_id=self.summary.run_id, reason=f"hold ended on or before {self.as_of}",
             )
             self.summary.confirmed += sum(1 for r in results if r.changed)
+            after_id = due[-1][0]
 
 
 def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:

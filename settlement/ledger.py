@@ -349,17 +349,26 @@ def program_balance(conn: Connection) -> dict[str, int]:
     return {currency: _sum(total) for currency, total in rows}
 
 
-def due_for_confirmation(conn: Connection, as_of: date) -> list[str]:
-    """Pending credits whose hold ended on or before ``as_of``, in ledger order."""
+def due_for_confirmation(
+    conn: Connection, as_of: date, *, after_id: int = 0, limit: int | None = None
+) -> list[tuple[int, str]]:
+    """Pending credits whose hold ended on or before ``as_of``: (id, reference) in ledger order.
+
+    ``after_id`` and ``limit`` page through a large ledger in bounded memory.
+    """
     entries = _ENTRY_SELECT.where(
-        _E.c.entry_type == "credit", _E.c.hold_until.is_not(None), _E.c.hold_until <= as_of
+        _E.c.entry_type == "credit",
+        _E.c.hold_until.is_not(None),
+        _E.c.hold_until <= as_of,
+        _E.c.id > after_id,
     ).subquery()
     rows = conn.execute(
-        sa.select(entries.c.reference_id)
+        sa.select(entries.c.id, entries.c.reference_id)
         .where(entries.c.status == "pending")
         .order_by(entries.c.id)
+        .limit(limit)
     )
-    return list(rows.scalars())
+    return [(row.id, row.reference_id) for row in rows]
 
 
 def credited_totals(

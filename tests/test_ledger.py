@@ -436,8 +436,11 @@ def test_due_for_confirmation_only_pending_with_ended_hold(conn) -> None:
     ]
     L.post_credits(conn, reqs, actor="t")
     L.reverse(conn, "gone", "refund")
-    assert L.due_for_confirmation(conn, date(2026, 1, 10)) == ["due"]
-    assert L.due_for_confirmation(conn, date(2026, 1, 11)) == ["due", "later"]
+    assert [ref for _, ref in L.due_for_confirmation(conn, date(2026, 1, 10))] == ["due"]
+    due = L.due_for_confirmation(conn, date(2026, 1, 11))
+    assert [ref for _, ref in due] == ["due", "later"]
+    assert L.due_for_confirmation(conn, date(2026, 1, 11), after_id=due[0][0]) == due[1:]
+    assert L.due_for_confirmation(conn, date(2026, 1, 11), limit=1) == due[:1]
 
 
 def test_credited_totals_counts_unreversed_credits_in_window(conn) -> None:
