@@ -31,12 +31,13 @@ class Diagnostic:
     pos: SourcePos | None = None
     context: str | None = None  # the offending source line with a caret under the column
 
-    def __str__(self) -> str:
+    def line(self) -> str:
+        """``file:line:col: severity: message``, as the CLI prints it (one a line)."""
         where = f"{self.pos}: " if self.pos else ""
-        text = f"{where}{self.severity}: {self.message}"
-        if self.context:
-            text += "\n" + self.context
-        return text
+        return f"{where}{self.severity}: {self.message}"
+
+    def __str__(self) -> str:
+        return self.line() + ("\n" + self.context if self.context else "")
 
 
 class ReferralError(Exception):

@@ -28,6 +28,7 @@ from compiler.json_model import rule_hash
 from dsl.errors import EvaluationError, SettlementError
 from dsl.evaluate import compile_program
 from dsl.model import ROLES, Program, Rule
+from dsl.money import Money, format_money
 from settlement import ledger
 from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, require_schema
 from settlement.records import BadRecord, Record
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+MAX_CAPPED_NOTES = 100
 # Key of the PostgreSQL advisory lock that serialises settlement runs.
 SETTLE_LOCK_KEY = 0x5E771E
 # How long a SQLite settle waits for another one with --wait (a nightly run may be long).
@@ -304,9 +306,10 @@ class Settlement:
             if amount > left:
                 capped_from, amount = amount, max(left, 0)
                 self.summary.capped += 1
-                note = (f"{ref}: capped from {capped_from} to {amount} {currency} minor units "
-                        f"by LIMIT of {rule.id} ({limit.period})")
-                if len(self.summary.capped_notes) < 100:
+                note = (f"{ref}: {format_money(Money(capped_from, currency))} cut to "
+                        f"{format_money(Money(amount, currency))} by LIMIT "
+                        f"{format_money(limit.amount)} PER {limit.per} PER {limit.period.upper()}")
+                if len(self.summary.capped_notes) < MAX_CAPPED_NOTES:
                     self.summary.capped_notes.append(note)
                 self._note(ev, ref, "capped", note, amount=amount, requested=capped_from)
                 if amount == 0:

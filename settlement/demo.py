@@ -1,9 +1,10 @@
 """Realistic sample records for the example program in ``rules/``.
 
 Deterministic for a given seed, so a demo or a benchmark can be reproduced.
-The mix: paid and free referrers, referees who do or do not subscribe,
-self-referrals, refunds that arrive later in the file as a second record for
-the same referral, and a small rate of malformed lines.
+The mix: paid and free referrers (a few of them prolific enough to hit LIMIT
+caps), referees who do or do not subscribe, self-referrals, refunds that
+arrive later in the file as a second record for the same referral, and a
+small rate of malformed lines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TextIO
 
 DEMO_START = date(2026, 8, 15)
 COUNTRIES = ("IN", "IN", "IN", "US", "GB", "SG")
+INFLUENCERS = 3
 
 
 def generate_records(
@@ -43,7 +45,9 @@ def generate_records(
 
 
 def _referral(rng: random.Random, n: int, users: int, start: date) -> dict:
-    referrer = f"u{rng.randrange(users):06d}"
+    # A few prolific referrers bring many friends: they are the ones LIMIT caps.
+    pool = INFLUENCERS if rng.random() < 0.08 else users
+    referrer = f"u{rng.randrange(pool):06d}"
     referee = referrer if rng.random() < 0.02 else f"u{rng.randrange(users, users * 5):06d}"
     created = start + timedelta(days=rng.randrange(55))
     subscribed = rng.random() < 0.6

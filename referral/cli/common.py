@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from dsl.errors import DatabaseUnavailable, ReferralError
+from dsl.errors import DatabaseUnavailable, ReferralError, RuleError
+from dsl.program import LoadedProgram, load_program
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,3 +64,28 @@ def handle_errors(f: F) -> F:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
+paths_argument = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+
+
+def load_rules(
+    paths: tuple[Path, ...], *, strict: bool = False, note: str | None = None
+) -> LoadedProgram:
+    """Load a rule program; on errors print every diagnostic (one a line) and exit 1.
+
+    Every command that reads rules reports them exactly as ``rules check`` does.
+    """
+    try:
+        loaded = load_program(paths, strict=strict)
+    except RuleError as e:
+        for d in e.diagnostics:
+            click.echo(d.line(), err=True)
+        if note:
+            click.echo(f"error: {note}", err=True)
+        raise SystemExit(EXIT_INVALID) from e
+    for w in loaded.warnings:
+        click.echo(w.line(), err=True)
+    return loaded

@@ -1,8 +1,7 @@
 """`referral rules compile|fmt|render`: the rule program as JSON, canonical text, diagrams.
 
-The commands are attached to the ``rules`` group by ``referral.cli.rules``; each
-loads the program (printing every diagnostic on failure) and calls one
-``compiler`` function.
+Each loads the program (printing every diagnostic on failure) and calls one
+``compiler`` function; ``referral.cli`` adds them to the ``rules`` group.
 """
 
 from __future__ import annotations
@@ -14,20 +13,9 @@ import click
 from compiler.dot import FORMATS, render_program
 from compiler.json_model import dumps
 from compiler.text import reformat_files
-from dsl.program import LoadedProgram
-from referral.cli.common import EXIT_INVALID, handle_errors
+from referral.cli.common import EXIT_INVALID, handle_errors, load_rules, paths_argument
 
-paths_argument = click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-
-
-def _load(paths: tuple[Path, ...], strict: bool = False) -> LoadedProgram:
-    # Imported here: referral.cli.rules imports this module to attach its commands.
-    from referral.cli.rules import load_or_exit
-
-    return load_or_exit(paths, strict=strict)
 
 
 @click.command("compile")
@@ -38,7 +26,7 @@ def _load(paths: tuple[Path, ...], strict: bool = False) -> LoadedProgram:
 @handle_errors
 def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> None:
     """Print the JSON rule model (schema_version 1) of a program."""
-    loaded = _load(paths, strict)
+    loaded = load_rules(paths, strict=strict)
     text = dumps(loaded.program)
     if output is None:
         click.echo(text, nl=False)
@@ -54,7 +42,7 @@ def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> N
 @handle_errors
 def fmt(paths: tuple[Path, ...], check: bool) -> None:
     """Rewrite .rule files in the canonical layout."""
-    changed = reformat_files(_load(paths).files)
+    changed = reformat_files(load_rules(paths).files)
     for path, text in changed.items():
         if check:
             click.echo(f"would reformat {path}")
@@ -74,5 +62,5 @@ def fmt(paths: tuple[Path, ...], check: bool) -> None:
 @handle_errors
 def render(paths: tuple[Path, ...], fmt: str, outdir: Path) -> None:
     """Write one diagram per rule (<rule id>.<format>)."""
-    for path in render_program(_load(paths).program, fmt, outdir):  # type: ignore[arg-type]
+    for path in render_program(load_rules(paths).program, fmt, outdir):  # type: ignore[arg-type]
         click.echo(str(path))

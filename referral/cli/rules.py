@@ -1,13 +1,7 @@
-"""`referral rules ...`: check, compile, fmt, render, test, eval.
-
-check, test and eval live here; compile, fmt and render live in
-``referral.cli.compile`` and are attached to the same group below.
-"""
+"""`referral rules ...`: check, test, eval (compile, fmt and render: ``referral.cli.compile``)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -15,38 +9,14 @@ from typing import Any
 
 import click
 
-from dsl.errors import Diagnostic, RuleError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.examples import default_currency, describe_rewards, run_examples
-from dsl.program import LoadedProgram, load_program
-from referral.cli.common import EXIT_INVALID, CliError, handle_errors
-
-paths_argument = click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
+from referral.cli.common import EXIT_INVALID, CliError, handle_errors, load_rules, paths_argument
 
 
 @click.group()
 def rules() -> None:
     """Check, compile, format, render and test rule programs."""
-
-
-def _line(d: Diagnostic) -> str:
-    where = f"{d.pos}: " if d.pos else ""
-    return f"{where}{d.severity}: {d.message}"
-
-
-def load_or_exit(paths: tuple[Path, ...], *, strict: bool = False) -> LoadedProgram:
-    """Load a program; on errors print every diagnostic (one a line) and exit 1."""
-    try:
-        loaded = load_program(paths, strict=strict)
-    except RuleError as e:
-        for d in e.diagnostics:
-            click.echo(_line(d), err=True)
-        raise SystemExit(EXIT_INVALID) from e
-    for w in loaded.warnings:
-        click.echo(_line(w), err=True)
-    return loaded
 
 
 @rules.command()
@@ -55,7 +25,7 @@ def load_or_exit(paths: tuple[Path, ...], *, strict: bool = False) -> LoadedProg
 @handle_errors
 def check(paths: tuple[Path, ...], strict: bool) -> None:
     """Parse and validate a program; print every error and warning."""
-    loaded = load_or_exit(paths, strict=strict)
+    loaded = load_rules(paths, strict=strict)
     p = loaded.program
     click.echo(
         f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
@@ -68,7 +38,7 @@ def check(paths: tuple[Path, ...], strict: bool) -> None:
 @handle_errors
 def test_examples(paths: tuple[Path, ...]) -> None:
     """Run every EXAMPLE; exit 1 if any fails."""
-    loaded = load_or_exit(paths)
+    loaded = load_rules(paths)
     results = run_examples(loaded.program)
     failed = 0
     for r in results:
@@ -154,7 +124,7 @@ def eval_context(
     paths: tuple[Path, ...], context_file: Path, currency: str | None, as_json: bool
 ) -> None:
     """Evaluate one context and print the trace of every condition."""
-    loaded = load_or_exit(paths)
+    loaded = load_rules(paths)
     context = _read_context(context_file)
     if not isinstance(context, dict):
         raise CliError(f"{context_file}: the context must be a JSON object")
@@ -168,18 +138,3 @@ def eval_context(
     else:
         click.echo(format_trace(evaluation))
 
-
-def _attach_other_commands() -> None:
-    """compile, fmt and render are written in referral.cli.compile."""
-    if importlib.util.find_spec("referral.cli.compile") is None:
-        return
-    module = importlib.import_module("referral.cli.compile")
-    for value in vars(module).values():
-        if isinstance(value, click.Command) and not isinstance(value, click.Group):
-            if value.name and value.name not in rules.commands:
-                rules.add_command(value)
-
-
-_attach_other_commands()
-
-__all__ = ["rules", "load_or_exit", "format_trace"]

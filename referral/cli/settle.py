@@ -7,18 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import date
-from typing import TYPE_CHECKING
 
 import click
 
-from dsl.errors import RuleError
 from dsl.money import Money, format_money
-from referral.cli.common import CliError, db_option, handle_errors
+from referral.cli.common import db_option, handle_errors, load_rules
+from settlement.batch import PlannedReward, RunSummary
+from settlement.batch import settle as settle_records
+from settlement.db import open_engine
 from settlement.demo import write_records
 from settlement.records import BadRecord, Record, read_records
 
-if TYPE_CHECKING:
-    from settlement.batch import PlannedReward, RunSummary
+SHOWN_CAPPED = 10
 
 
 def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
@@ -59,8 +59,10 @@ def _print_summary(summary: RunSummary) -> None:
         click.echo(f"  {key.replace('_', ' '):<15} {data[key]:>10}")
     for currency, amount in data["amount_posted"].items():
         click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency)):>10}")
-    for note in summary.capped_notes:
+    for note in summary.capped_notes[:SHOWN_CAPPED]:
         click.echo(f"  capped: {note}")
+    if summary.capped > SHOWN_CAPPED:
+        click.echo(f"  ... and {summary.capped - SHOWN_CAPPED} more capped (see --explain)")
 
 
 @click.command()
@@ -81,18 +83,9 @@ def settle(
     rule_paths, records_path, db_url, as_of, dry_run, strict, as_json, explain, wait
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
-    from dsl.program import load_program
-    from settlement.batch import settle as settle_records
-    from settlement.db import open_engine
-
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
-    try:
-        loaded = load_program(rule_paths)
-    except RuleError as e:
-        raise CliError(f"rules are invalid; nothing was written\n{e}") from e
-    for warning in loaded.warnings:
-        click.echo(str(warning), err=True)
+    loaded = load_rules(rule_paths, note="rules are invalid; nothing was written")
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
