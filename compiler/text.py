@@ -100,7 +100,8 @@ class TextGenerator:
         return "\n\n".join(blocks) + "\n" if blocks else ""
 
     def _comments(self, comments: tuple[str, ...]) -> list[str]:
-        return [c if c.startswith("#") else f"# {c}".rstrip() for c in comments]
+        # "" is a blank line the author left after a comment block.
+        return [c if c.startswith("#") or c == "" else f"# {c}".rstrip() for c in comments]
 
     def definition_text(self, d: Definition) -> str:
         lines = self._comments(d.comments)

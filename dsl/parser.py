@@ -444,22 +444,33 @@ def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]
             start = resume
 
 
-def _attach_comments(statements: list[tuple[Any, int]], comments: list[Token]) -> list[Any]:
+def _attach_comments(
+    statements: list[tuple[Any, int, int]], comments: list[Token]
+) -> list[Any]:
     """Give each comment to the statement it precedes or sits in (the last one for
-    trailing comments), so that ``fmt`` never drops a comment."""
+    trailing comments), so that ``fmt`` never drops a comment.
+
+    A blank line between a leading comment block and what follows it (a file's
+    header comment, say) is kept as an empty string in ``comments``.
+    """
     if not statements:
         return []
     buckets: list[list[str]] = [[] for _ in statements]
-    for tok in comments:
+    for n, tok in enumerate(comments):
         index = len(statements) - 1
-        for i, (_stmt, end_line) in enumerate(statements):
+        for i, (_stmt, _start, end_line) in enumerate(statements):
             if tok.line <= end_line:
                 index = i
                 break
         buckets[index].append(str(tok).rstrip())
+        start = statements[index][1]
+        if tok.line < start:
+            following = comments[n + 1].line if n + 1 < len(comments) else start
+            if min(following, start) > tok.line + 1:
+                buckets[index].append("")
     return [
         replace(stmt, comments=tuple(extra)) if extra else stmt
-        for (stmt, _end), extra in zip(statements, buckets, strict=True)
+        for (stmt, _start, _end), extra in zip(statements, buckets, strict=True)
     ]
 
 
@@ -473,10 +484,12 @@ def parse_text(text: str, filename: str = "<string>") -> Program:
     if diagnostics:
         raise RuleSyntaxError(diagnostics)
     transformer = _ToModel(filename, text)
-    statements: list[tuple[Any, int]] = []
+    statements: list[tuple[Any, int, int]] = []
     for tree in trees:
         for child in tree.children:
-            statements.append((transformer.transform(child), child.meta.end_line))
+            statements.append(
+                (transformer.transform(child), child.meta.line, child.meta.end_line)
+            )
     if transformer.errors:
         raise RuleSyntaxError(transformer.errors)
     # A parse that was retried after an error would see comments twice; dedupe by place.

@@ -157,3 +157,9 @@ def test_render_bad_format_is_usage_error(runner, program_dir):
     result = runner.invoke(rules, ["render", str(program_dir), "--format", "pdf"])
     assert result.exit_code == 2
     assert "'pdf' is not one of 'dot', 'svg', 'png'" in result.stderr
+
+
+def test_fmt_check_example_program_is_canonical(runner):
+    """rules/ is what `rules fmt` writes, so CI catches an unformatted example."""
+    result = runner.invoke(rules, ["fmt", "--check", "rules"])
+    assert result.exit_code == 0, result.output

@@ -64,7 +64,7 @@ def test_parse_issue_example_full_model():
     assert rule.reverse_if == Compare("referee.refunded", "=", True)
     assert rule.source == SourcePos("paid.rule", 3, 1)
     assert rule.comments == ("# The rule from the product brief: paid referrers earn when their "
-                             "referee subscribes.",)
+                             "referee subscribes.", "")
     ex = program.examples[0]
     assert ex.name == "paid referrer, subscribed referee"
     assert ex.given[5] == ("referee.first_payment", Money(150000, "INR"))
@@ -221,6 +221,11 @@ def test_parse_keeps_comments():
     program = parse_text(text)
     assert program.rules[0].comments == ("# leading", "# two", "# on the header", "# inside")
     assert program.definitions[0].comments == ("# between", "# trailing")
+
+
+def test_parse_keeps_blank_line_after_a_comment_block():
+    text = "# file header\n\n# about r\nRULE r\n  IF a.b\n  THEN ISSUE ₹1\n"
+    assert parse_text(text).rules[0].comments == ("# file header", "", "# about r")
 
 
 def test_parse_is_deterministic_and_ignores_positions_in_equality():

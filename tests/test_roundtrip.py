@@ -69,6 +69,11 @@ def test_roundtrip_comments_survive():
     assert program.rules[0].comments == ("# top", "# inside", "# tail")
 
 
+def test_roundtrip_keeps_the_blank_line_after_a_file_header():
+    text = "# header\n\nRULE r\n  IF a.b = 1\n  THEN ISSUE ₹1 REWARD TO referrer\n"
+    assert format_program(parse_text(text, "t.rule")) == text
+
+
 @ROUND_TRIP
 @given(programs())
 def test_roundtrip_resolved_program(program):
