@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 
 from dsl.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
+from settlement.runs import runs_metadata
 from settlement.schema import APPEND_ONLY_TABLES, metadata
 
 
@@ -94,4 +95,20 @@ def test_migration_0001_matches_ledger_tables(db_url) -> None:
             conn, opts={"include_object": ledger_only, "compare_type": True}
         )
         assert compare_metadata(ctx, metadata) == []
+    engine.dispose()
+
+
+def test_migration_0002_matches_settlement_tables(db_url) -> None:
+    engine = open_engine(db_url)
+    upgrade(engine)
+
+    def settlement_only(obj, name, type_, reflected, compare_to) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        return table is None or table.name in runs_metadata.tables
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"include_object": settlement_only, "compare_type": True}
+        )
+        assert compare_metadata(ctx, runs_metadata) == []
     engine.dispose()

@@ -281,3 +281,18 @@ def test_settle_explain_writes_one_line_per_record(engine, program, tmp_path) ->
 )
 def test_period_window_bounds(period, day, window) -> None:
     assert period_window(period, day) == window
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE settlement_runs SET posted = 0",
+        "DELETE FROM settlement_runs",
+        "UPDATE settlement_quarantine SET reason = 'fine'",
+        "DELETE FROM settlement_quarantine",
+    ],
+)
+def test_settlement_log_is_append_only_in_the_database(engine, program, tmp_path, statement):
+    run(engine, program, write(tmp_path, "first.jsonl", FIRST))
+    with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        conn.execute(sa.text(statement))
