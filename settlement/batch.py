@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from compiler.json_model import rule_hash
 from dsl.errors import EvaluationError, SettlementError
-from dsl.evaluate import compile_program
+from dsl.evaluate import Reward, compile_program
 from dsl.model import ROLES, Program, Rule
 from dsl.money import Money, format_money
 from settlement import ledger
@@ -90,6 +90,21 @@ class PlannedReward:
 
     request: ledger.CreditRequest
     capped_from: int | None = None
+
+
+def per_beneficiary(rewards: Iterable[Reward]) -> list[Reward]:
+    """One reward per role: a rule that pays a role twice pays one summed entry.
+
+    The reference names rule, referral and role, so two entries for the same
+    role would collide; the validator keeps a rule's rewards in one currency.
+    """
+    merged: dict[str, Reward] = {}
+    for r in rewards:
+        prev = merged.get(r.role)
+        merged[r.role] = r if prev is None else replace(
+            prev, amount=prev.amount + r.amount, capped=prev.capped or r.capped
+        )
+    return list(merged.values())
 
 
 def program_digest(program: Program) -> str:
@@ -234,7 +249,7 @@ class Settlement:
                             to_reverse.append(ref)
                             self._note(ev, ref, "reversed", f"REVERSE IF of {rule.id} holds")
                     continue
-                for reward in outcome.rewards:
+                for reward in per_beneficiary(outcome.rewards):
                     rewarded = True
                     ref = reward_reference(rule.id, rid, reward.role)
                     if ref in existing:
@@ -280,7 +295,7 @@ class Settlement:
                 limit = self.rules[outcome.rule_id].limit
                 if limit is None:
                     continue
-                for reward in outcome.rewards:
+                for reward in per_beneficiary(outcome.rewards):
                     if reward.role == limit.per:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))

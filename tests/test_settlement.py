@@ -296,3 +296,17 @@ def test_settlement_log_is_append_only_in_the_database(engine, program, tmp_path
     run(engine, program, write(tmp_path, "first.jsonl", FIRST))
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
         conn.execute(sa.text(statement))
+
+
+def test_settle_rule_paying_one_role_twice_posts_one_summed_entry(engine, tmp_path) -> None:
+    path = tmp_path / "double.rule"
+    path.write_text(
+        'RULE double\n  IF referee.subscribed = true\n'
+        "  THEN ISSUE ₹100 REWARD TO referrer\n"
+        "  AND ISSUE 10% OF referee.first_payment REWARD TO referrer\n",
+        encoding="utf-8",
+    )
+    program = load_program([path]).program
+    summary = run(engine, program, write(tmp_path, "one.jsonl", [rec("r1", "A", "B")]))
+    assert summary.posted == 1
+    assert entries(engine) == {"reward:double:r1:referrer": ("A", 10000 + 15000, "confirmed")}
