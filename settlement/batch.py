@@ -442,7 +442,7 @@ def settle(
     try:
         tx = conn.begin()
     except sa.exc.OperationalError as e:
-        if "locked" in str(e.orig):
+        if not wait and "locked" in str(e.orig):
             raise SettlementError("another settlement run holds the lock (--no-wait)") from e
         raise
     try:

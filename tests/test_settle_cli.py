@@ -211,3 +211,18 @@ def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, bi
     with engine.connect() as conn:
         assert ledger.verify(conn).ok
     engine.dispose()
+
+
+def test_settle_locked_sqlite_past_busy_timeout_exit_3_one_line(tmp_path, rules_dir, small_input):
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    upgrade(url)
+    holder = open_engine(url)
+    with holder.connect() as conn:
+        tx = conn.begin()  # BEGIN IMMEDIATE: the write lock
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("settlement.batch.SQLITE_WAIT_MS", 100)
+            result = CliRunner().invoke(main, settle_args(rules_dir, small_input, url))
+        tx.rollback()
+    holder.dispose()
+    assert result.exit_code == 3
+    assert result.stderr == "error: database unavailable: database is locked; nothing was written\n"

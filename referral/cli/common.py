@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
 
 from dsl.errors import DatabaseUnavailable, ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
@@ -58,6 +59,13 @@ def handle_errors(f: F) -> F:
             raise CliError(str(e), EXIT_DB_UNAVAILABLE) from e
         except ReferralError as e:
             raise CliError(str(e), EXIT_INVALID) from e
+        except sa.exc.OperationalError as e:
+            # The server went away mid-command, or SQLite stayed locked past its
+            # busy timeout: the transaction was rolled back, nothing was written.
+            reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+            raise CliError(
+                f"database unavailable: {reason}; nothing was written", EXIT_DB_UNAVAILABLE
+            ) from e
 
     return wrapper  # type: ignore[return-value]
 
