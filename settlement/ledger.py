@@ -247,6 +247,26 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return dialect.insert(table)
 
 
+def _append_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows whose ids the database assigns and nobody reads back.
+
+    PostgreSQL: COPY on the same psycopg connection, so inside the caller's
+    transaction (several times faster than multi-row INSERT for a settlement
+    run's transitions and postings).  SQLite: executemany.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.insert(table), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(columns)
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -489,8 +509,9 @@ def _insert_entries(
         raise LedgerError(
             "another writer added entries without the ledger lock; nothing was written, retry"
         )
-    conn.execute(
-        sa.insert(_T),
+    _append_rows(
+        conn,
+        _T,
         [
             {"entry_id": row["id"], "from_status": None, "to_status": status, "at": now,
              "reason": reason, "actor": actor, "run_id": run_id}
@@ -505,7 +526,7 @@ def _insert_entries(
         ):
             postings.append({"entry_id": row["id"], "transition_id": None, "account": account,
                              "currency": row["currency"], "amount": amount})
-    conn.execute(sa.insert(_P), postings)
+    _append_rows(conn, _P, postings)
     return [Entry(**row, status=status) for row, status in zip(rows, statuses, strict=True)]
 
 
@@ -656,7 +677,7 @@ def _append_transitions(
         for entry, from_status in moves
     ]
     if to_status != "paid":
-        conn.execute(sa.insert(_T), rows)
+        _append_rows(conn, _T, rows)
         return
     ids = conn.execute(
         sa.insert(_T).returning(_T.c.id, sort_by_parameter_order=True), rows
@@ -669,7 +690,7 @@ def _append_transitions(
         ):
             postings.append({"entry_id": entry.id, "transition_id": transition_id,
                              "account": account, "currency": entry.currency, "amount": amount})
-    conn.execute(sa.insert(_P), postings)
+    _append_rows(conn, _P, postings)
 
 
 def confirm(
