@@ -418,18 +418,36 @@ class _ToModel(Transformer):
         )
 
 
+def _statement_start_before(text: str, error_line: int, after: int) -> int | None:
+    """The start of the statement holding a syntax error (the last statement start at
+    or before its line, past ``after``), so the statements before it still parse."""
+    found = None
+    offset = 0
+    for i, line in enumerate(text.splitlines(keepends=True), start=1):
+        if i > error_line:
+            break
+        if offset > after and _STATEMENT_START.match(line):
+            found = offset
+        offset += len(line)
+    return found
+
+
 def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]:
     """Parse the text; after a syntax error, resume at the next statement.
 
-    Returns the parse trees (only meaningful when there are no diagnostics) and
-    the syntax diagnostics, one per broken statement.
+    Returns the parse trees of every statement that parsed (those before a broken
+    statement too) and the syntax diagnostics, one per broken statement.
     """
     trees: list[Any] = []
     diagnostics: list[Diagnostic] = []
     start = 0
-    while True:
+
+    def padded(begin: int, end: int | None = None) -> str:
         # Pad with newlines so that line numbers stay those of the whole file.
-        chunk = "\n" * text.count("\n", 0, start) + text[start:]
+        return "\n" * text.count("\n", 0, begin) + text[begin:end]
+
+    while True:
+        chunk = padded(start)
         try:
             trees.append(_PARSER.parse(chunk))
             return trees, diagnostics
@@ -438,6 +456,12 @@ def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]
             if diag not in diagnostics:
                 diagnostics.append(diag)
             assert diag.pos is not None
+            broken = _statement_start_before(text, diag.pos.line, start)
+            if broken is not None:
+                try:
+                    trees.append(_PARSER.parse(padded(start, broken)))
+                except UnexpectedInput:
+                    pass  # the split guessed wrong: those statements stay unchecked
             resume = _resume_offset(text, diag.pos.line, start)
             if resume is None:
                 return trees, diagnostics
@@ -476,33 +500,45 @@ def _attach_comments(
 
 def parse_text(text: str, filename: str = "<string>") -> Program:
     """Parse one file into an unresolved Program (phrases still ``PhraseRef``)."""
+    program, diagnostics = parse_partial(text, filename)
+    if diagnostics:
+        raise RuleSyntaxError(diagnostics)
+    return program
+
+
+def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[Diagnostic]]:
+    """Parse what can be parsed: the statements free of errors, and every error.
+
+    ``load_program`` validates those statements too, so an author sees the
+    duplicate ids and unknown phrases of a file along with its syntax errors.
+    """
     _comments.sink = sink = []
     try:
         trees, diagnostics = _parse_trees(text, filename)
     finally:
         _comments.sink = None
-    if diagnostics:
-        raise RuleSyntaxError(diagnostics)
     transformer = _ToModel(filename, text)
     statements: list[tuple[Any, int, int]] = []
     for tree in trees:
         for child in tree.children:
-            statements.append(
-                (transformer.transform(child), child.meta.line, child.meta.end_line)
-            )
-    if transformer.errors:
-        raise RuleSyntaxError(transformer.errors)
+            errors_before = len(transformer.errors)
+            stmt = transformer.transform(child)
+            if len(transformer.errors) == errors_before:  # a bad literal: leave it out
+                statements.append((stmt, child.meta.line, child.meta.end_line))
+    unplaced = SourcePos("", 0, 0)
+    diagnostics = sorted(diagnostics + transformer.errors, key=lambda d: d.pos or unplaced)
     # A parse that was retried after an error would see comments twice; dedupe by place.
     seen: dict[tuple[int, int], Token] = {}
     for tok in sink:
         seen.setdefault((tok.line, tok.column), tok)
     ordered = sorted(seen.values(), key=lambda t: (t.line, t.column))
     with_comments = _attach_comments(statements, ordered)
-    return Program(
+    program = Program(
         rules=tuple(s for s in with_comments if isinstance(s, Rule)),
         definitions=tuple(s for s in with_comments if isinstance(s, Definition)),
         examples=tuple(s for s in with_comments if isinstance(s, Example)),
     )
+    return program, diagnostics
 
 
 def parse_file(path: str | Path) -> Program:

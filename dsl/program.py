@@ -23,7 +23,7 @@ from dsl.errors import (
     SourcePos,
 )
 from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program
-from dsl.parser import caret_context, parse_text
+from dsl.parser import caret_context, parse_partial
 
 
 @dataclass
@@ -180,7 +180,9 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
             if path.suffix == ".json":
                 files[path] = _load_json(path)
             else:
-                files[path] = parse_text(path.read_text(encoding="utf-8"), str(path))
+                files[path], found = parse_partial(path.read_text(encoding="utf-8"), str(path))
+                diagnostics.extend(found)
+                syntax_failed = syntax_failed or bool(found)
         except RuleError as e:
             diagnostics.extend(e.diagnostics)
             syntax_failed = True

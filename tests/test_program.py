@@ -92,6 +92,27 @@ def test_load_reports_all_files_errors_together(tmp_path):
     ]
 
 
+def test_load_validates_the_statements_around_errors_in_the_same_file(tmp_path):
+    got = diagnostics(tmp_path, {
+        "v.rule": 'DEFINE "paid user" AS referrer.plan = "paid"\n',
+        "a.rule": (
+            "RULE dup IF paid usr THEN ISSUE ₹1\n"          # undefined phrase
+            "RULE dup IF referee.x = 1 THEN ISSUE ₹1\n"      # duplicate id
+            "RULE broken IF referee.x = THEN ISSUE ₹1\n"     # syntax error
+            "RULE money IF referee.x = 1 THEN ISSUE ₹1.001\n"  # bad literal
+            "RULE late IF referee.x = 1 THEN ISSUE 150% OF referee.p REWARD\n"
+        ),
+    })
+    assert [line.split(": error: ")[0] for line in got] == [
+        "a.rule:1:13", "a.rule:2:1", "a.rule:3:28", "a.rule:4:40", "a.rule:5:1",
+    ]
+    assert "did you mean \"paid user\"" in got[0]
+    assert "duplicate rule id \"dup\"" in got[1]
+    assert "unexpected 'THEN'" in got[2]
+    assert "more decimals than INR allows" in got[3]
+    assert "150%" in got[4]
+
+
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
