@@ -104,6 +104,7 @@ class FixedReward:
 
     amount: Money
     to: Role = "referrer"
+    pos: SourcePos | None = field(default=None, compare=False)  # of the amount
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class PercentReward:
     of: str
     to: Role = "referrer"
     cap: Money | None = None
+    pos: SourcePos | None = field(default=None, compare=False)  # of the percentage
 
 
 Action = FixedReward | PercentReward
@@ -130,6 +132,7 @@ class Limit:
     amount: Money
     per: Role
     period: Period
+    pos: SourcePos | None = field(default=None, compare=False)  # of the amount
 
 
 @dataclass(frozen=True)

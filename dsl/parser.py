@@ -292,14 +292,14 @@ class _ToModel(Transformer):
         if cap is not None:
             self._error("UP TO applies only to percentage rewards",
                         SourcePos(self.filename, cap[1].line, cap[1].column))
-        return FixedReward(amount, to)
+        return FixedReward(amount, to, pos=self._pos(items[0]))
 
     @v_args(meta=True)
     def percent(self, meta: Any, items: list[Any]) -> PercentReward:
         tok, path = items[0], items[1]
         percent = Decimal(str(tok).rstrip("%").strip())
         to, cap = self._action_opts(items[2:])
-        return PercentReward(percent, str(path), to, cap[0] if cap else None)
+        return PercentReward(percent, str(path), to, cap[0] if cap else None, pos=self._pos(tok))
 
     def _action_opts(self, opts: list[Any]) -> tuple[str, tuple[Money, Token] | None]:
         to: str | None = None
@@ -338,7 +338,7 @@ class _ToModel(Transformer):
     @v_args(meta=True)
     def limit(self, meta: Any, items: list[Token]) -> _Clause:
         amount = self._money(items[0])
-        value = Limit(amount, self._role(items[1]), str(items[2]).lower())
+        value = Limit(amount, self._role(items[1]), str(items[2]).lower(), pos=self._pos(items[0]))
         return _Clause("limit", value, SourcePos(self.filename, meta.line, meta.column))
 
     @v_args(meta=True)

@@ -136,32 +136,36 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
 def _rule_values(rule: Rule) -> list[Diagnostic]:
     out = _condition_values(rule.condition, rule.source)
     out += _condition_values(rule.reverse_if, rule.source)
-    pos = rule.source
 
-    def err(message: str) -> None:
-        out.append(_diag("error", f"rule {rule.id}: {message}", pos))
+    def err(message: str, at: SourcePos | None = None) -> None:
+        out.append(_diag("error", f"rule {rule.id}: {message}", at or rule.source))
 
     currencies: set[str] = set()
     for a in rule.actions:
         if isinstance(a, FixedReward):
+            if currencies and a.amount.currency not in currencies:
+                err(f"rewards and caps mix currencies ({a.amount.currency} after "
+                    f"{', '.join(sorted(currencies))})", a.pos)
             currencies.add(a.amount.currency)
             if a.amount.amount <= 0:
-                err(f"a reward must be positive, got {a.amount}")
+                err(f"a reward must be positive, got {a.amount}", a.pos)
         elif isinstance(a, PercentReward):
             if not Decimal(0) < a.percent <= Decimal(100):
-                err(f"a percentage must be in (0, 100], got {a.percent}%")
+                err(f"a percentage must be in (0, 100], got {a.percent}%", a.pos)
             if a.cap is not None:
                 if a.cap.amount <= 0:
-                    err(f"UP TO must be positive, got {a.cap}")
+                    err(f"UP TO must be positive, got {a.cap}", a.pos)
+                if currencies and a.cap.currency not in currencies:
+                    err(f"rewards and caps mix currencies ({a.cap.currency} after "
+                        f"{', '.join(sorted(currencies))})", a.pos)
                 currencies.add(a.cap.currency)
-    if len(currencies) > 1:
-        err(f"rewards and caps mix currencies ({', '.join(sorted(currencies))})")
     if rule.limit is not None:
+        at = rule.limit.pos
         if rule.limit.amount.amount <= 0:
-            err(f"LIMIT must be positive, got {rule.limit.amount}")
+            err(f"LIMIT must be positive, got {rule.limit.amount}", at)
         if currencies and rule.limit.amount.currency not in currencies:
             err(f"LIMIT is in {rule.limit.amount.currency} but the rule pays in "
-                f"{', '.join(sorted(currencies))}")
+                f"{', '.join(sorted(currencies))}", at)
     return out
 
 

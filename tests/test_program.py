@@ -104,7 +104,7 @@ def test_load_validates_the_statements_around_errors_in_the_same_file(tmp_path):
         ),
     })
     assert [line.split(": error: ")[0] for line in got] == [
-        "a.rule:1:13", "a.rule:2:1", "a.rule:3:28", "a.rule:4:40", "a.rule:5:1",
+        "a.rule:1:13", "a.rule:2:1", "a.rule:3:28", "a.rule:4:40", "a.rule:5:39",
     ]
     assert "did you mean \"paid user\"" in got[0]
     assert "duplicate rule id \"dup\"" in got[1]
@@ -129,19 +129,19 @@ def test_load_validates_the_statements_around_errors_in_the_same_file(tmp_path):
         ({"a.rule": 'DEFINE "p" AS "q"\nDEFINE "q" AS a.x AND "p"\nRULE r IF p THEN ISSUE ₹1\n'},
          "a.rule:1:1: error: phrase \"p\" is defined in terms of itself (\"p\" -> \"q\" -> \"p\")"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE 0% OF a.y"},
-         "a.rule:1:1: error: rule r: a percentage must be in (0, 100], got 0%"),
+         "a.rule:1:26: error: rule r: a percentage must be in (0, 100], got 0%"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE 100.5% OF a.y"},
-         "a.rule:1:1: error: rule r: a percentage must be in (0, 100], got 100.5%"),
+         "a.rule:1:26: error: rule r: a percentage must be in (0, 100], got 100.5%"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE -₹5"},
-         "a.rule:1:1: error: rule r: a reward must be positive, got -₹5"),
+         "a.rule:1:26: error: rule r: a reward must be positive, got -₹5"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE 5% OF a.y UP TO ₹0"},
-         "a.rule:1:1: error: rule r: UP TO must be positive, got ₹0"),
+         "a.rule:1:26: error: rule r: UP TO must be positive, got ₹0"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE ₹5 AND ISSUE 5% OF a.y UP TO $1"},
-         "a.rule:1:1: error: rule r: rewards and caps mix currencies (INR, USD)"),
+         "a.rule:1:39: error: rule r: rewards and caps mix currencies (USD after INR)"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE ₹5 LIMIT €10 PER referrer PER DAY"},
-         "a.rule:1:1: error: rule r: LIMIT is in EUR but the rule pays in INR"),
+         "a.rule:1:35: error: rule r: LIMIT is in EUR but the rule pays in INR"),
         ({"a.rule": "RULE r IF a.x THEN ISSUE ₹5 LIMIT -₹10 PER referrer PER DAY"},
-         "a.rule:1:1: error: rule r: LIMIT must be positive, got -₹10"),
+         "a.rule:1:35: error: rule r: LIMIT must be positive, got -₹10"),
         ({"a.rule": 'RULE r IF a.x > "b" THEN ISSUE ₹5'},
          "a.rule:1:11: error: a.x > needs a number, money or date, not a string"),
         ({"a.rule": 'RULE r IF a.x IS "b" THEN ISSUE ₹5'},
