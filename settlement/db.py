@@ -97,12 +97,20 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL: readers see the last commit while a settlement run writes.
+        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+# Execution options for a connection that only reads: on SQLite its transaction
+# starts with a plain BEGIN, so it neither takes nor waits for the write lock.
+READ_ONLY: dict[str, Any] = {"read_only": True}
 
 
 def lock_ledger(conn: Connection) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from referral.cli import main
-from settlement.db import head_revision
+from settlement.db import head_revision, lock_ledger, open_engine
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 HASH = re.compile(r"[0-9a-f]{64}")
@@ -190,3 +190,21 @@ def test_verify_ok_then_names_hand_edited_row(cli, db_url) -> None:
         "error: ledger verification failed: entry id=2 reference 'r2': hash mismatch"
         " (the row was changed after it was written) (and 1 more problem)\n",
     )
+
+
+def test_read_commands_do_not_wait_for_a_writer(cli, db_url) -> None:
+    """An on-call engineer can read balances while a settlement run holds the write lock."""
+    assert cli("ledger", "credit", "u1", "₹5", "--reference", "r1").exit_code == 0
+    writer = open_engine(db_url)
+    with writer.connect() as conn:
+        tx = conn.begin()  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an open writing transaction
+        lock_ledger(conn)
+        conn.execute(sa.text("INSERT INTO settlement_runs VALUES ('x', '2026-01-01', "
+                             "'2026-01-01', '2026-01-01', 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0,"
+                             " '{}')"))
+        results = [run(db_url, "ledger", *args) for args in
+                   (["balance", "u1", "--json"], ["show", "r1"], ["verify"], ["export"])]
+        tx.rollback()
+    writer.dispose()
+    assert [r.exit_code for r in results] == [0, 0, 0, 0], [r.output for r in results]
+    assert json.loads(results[0].stdout)["INR"]["pending"] == 500

@@ -17,17 +17,21 @@ from sqlalchemy.engine import Connection
 from dsl.money import Money, format_money, parse_money
 from referral.cli.common import CliError, db_option, handle_errors
 from settlement import ledger as ledger_api
-from settlement.db import open_engine, require_schema, upgrade
+from settlement.db import READ_ONLY, open_engine, require_schema, upgrade
 from settlement.ledger import EXPORT_FIELDS, Entry, PostResult, format_timestamp
 
 
 @contextmanager
-def _transaction(db_url: str) -> Iterator[Connection]:
+def _transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connection]:
+    """One transaction; a read-only one does not queue behind a running settlement."""
     engine = open_engine(db_url)
     try:
-        with engine.begin() as conn:
-            require_schema(conn)
-            yield conn
+        with engine.connect() as conn:
+            if read_only:
+                conn.execution_options(**READ_ONLY)
+            with conn.begin():
+                require_schema(conn)
+                yield conn
     finally:
         engine.dispose()
 
@@ -121,7 +125,7 @@ def reverse(ref: str, reason: str, db_url: str) -> None:
 @handle_errors
 def show(ref: str, db_url: str) -> None:
     """An entry and its whole transition history."""
-    with _transaction(db_url) as conn:
+    with _transaction(db_url, read_only=True) as conn:
         entry, transitions = ledger_api.describe_entry(conn, ref)
     money = format_money(Money(entry.amount, entry.currency))
     lines = [
@@ -160,7 +164,7 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
     if (user is None) == (not program):
         raise click.UsageError("give either USER or --program")
     if program:
-        with _transaction(db_url) as conn:
+        with _transaction(db_url, read_only=True) as conn:
             funding = ledger_api.program_balance(conn)
         if as_json:
             click.echo(json.dumps(funding))
@@ -171,7 +175,7 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
             click.echo(f"program:funding {currency} {format_money(Money(amount, currency))}")
         return
     assert user is not None
-    with _transaction(db_url) as conn:
+    with _transaction(db_url, read_only=True) as conn:
         balances = ledger_api.balance(conn, user)
     if as_json:
         click.echo(json.dumps({cur: b.as_json() for cur, b in balances.items()}))
@@ -201,7 +205,7 @@ def export(fmt: str, db_url: str) -> None:
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     if fmt == "csv":
         writer.writeheader()
-    with _transaction(db_url) as conn:
+    with _transaction(db_url, read_only=True) as conn:
         for entry in ledger_api.iter_entries(conn):
             record = entry.export_record()
             if fmt == "csv":
@@ -215,7 +219,7 @@ def export(fmt: str, db_url: str) -> None:
 @handle_errors
 def verify(db_url: str) -> None:
     """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
-    with _transaction(db_url) as conn:
+    with _transaction(db_url, read_only=True) as conn:
         report = ledger_api.verify(conn)
     if not report.ok:
         more = len(report.problems) - 1
