@@ -226,3 +226,18 @@ def test_settle_locked_sqlite_past_busy_timeout_exit_3_one_line(tmp_path, rules_
     holder.dispose()
     assert result.exit_code == 3
     assert result.stderr == "error: database unavailable: database is locked; nothing was written\n"
+
+
+def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -> None:
+    upgrade(db_url)
+    record = json.loads(FIRST[0])
+    record["referee"]["first_payment"] = {"amount": 150000, "currency": "INR"}
+    result = CliRunner().invoke(
+        main,
+        ["settle", "--rules", str(rules_dir), "--records", "-", "--db", db_url,
+         "--as-of", "2026-01-10", "--json"],
+        input=json.dumps(record) + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["posted"] == 3
+    assert ("reward:paid_bonus:r1:referee", "B", 15000, "pending") in snapshot(db_url)
