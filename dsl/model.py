@@ -147,6 +147,8 @@ class Rule:
     hold_days: int = 0
     reverse_if: Condition | None = None
     source: SourcePos | None = field(default=None, compare=False)
+    # A bare "IF ... THEN ..." sentence: the id was made from the file name and position.
+    auto_id: bool = field(default=False, compare=False)
     # Comment lines written before the rule (and inside it), kept so fmt never drops them.
     comments: tuple[str, ...] = field(default=(), compare=False)
 

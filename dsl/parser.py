@@ -385,6 +385,7 @@ class _ToModel(Transformer):
             hold_days=clauses.get("hold", 0),
             reverse_if=clauses.get("reverse"),
             source=SourcePos(self.filename, meta.line, meta.column),
+            auto_id=header is None,
         )
 
     @v_args(meta=True)

@@ -48,6 +48,14 @@ def validate(
     out += _duplicates(merged)
     for rule in merged.rules:
         out += _rule_values(rule)
+        if rule.auto_id:
+            out.append(_diag(
+                "warning",
+                f"rule without a RULE header gets the id {rule.id} from its file name and "
+                "position; settlement references use rule ids, so renaming or reordering "
+                f"would pay again: write RULE {rule.id} (or another id) before IF",
+                rule.source,
+            ))
     for d in merged.definitions:
         out += _condition_values(d.condition, d.source)
     out += _example_checks(merged)

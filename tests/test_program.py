@@ -46,7 +46,11 @@ def test_load_seed_sentence_across_files_equals_explicit_form(tmp_path):
     explicit = parse_text('RULE seed_1 IF referrer.plan = "paid" AND referee.subscribed = true '
                           "THEN ISSUE ₹500 REWARD TO referrer")
     assert loaded.program.rules == explicit.rules
-    assert loaded.warnings == []
+    # The bare sentence's id comes from the file name: a warning, since it keys payouts.
+    assert [(str(w.pos), w.severity) for w in loaded.warnings] == [
+        (f"{tmp_path / 'seed.rule'}:1:1", "warning")
+    ]
+    assert "write RULE seed_1" in loaded.warnings[0].message
     # The per-file programs stay unresolved, for fmt.
     seed = loaded.files[tmp_path / "seed.rule"]
     assert seed.rules[0].condition == And((PhraseRef("referrer is a paid user"),
