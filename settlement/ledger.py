@@ -30,6 +30,7 @@ to zero).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -779,32 +780,29 @@ def verify(conn: Connection) -> VerifyReport:
 
     Checks: the hash chain, entry shape, legal transition sequences, each
     entry's postings, reversal links (to a reversed original, at most one per
-    original), and that every currency's postings sum to zero.
+    original), and that every currency's postings sum to zero.  Entries,
+    transitions and postings are streamed side by side in entry order, so
+    memory stays flat however large the ledger.
     """
-    transitions: dict[int, list[tuple[int, str | None, str]]] = defaultdict(list)
-    for row in conn.execute(
-        sa.select(_T.c.entry_id, _T.c.id, _T.c.from_status, _T.c.to_status).order_by(
-            _T.c.entry_id, _T.c.id
-        )
-    ):
-        transitions[row.entry_id].append((row.id, row.from_status, row.to_status))
-    postings: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in conn.execute(
-        sa.select(_P.c.entry_id, _P.c.transition_id, _P.c.account, _P.c.currency, _P.c.amount)
-    ):
-        postings[row.entry_id].append(
-            (row.transition_id or 0, row.account, row.currency, row.amount)
-        )
-
     problems: list[str] = []
-    prev = GENESIS_HASH
     checked = 0
-    credits: dict[str, tuple[str, int, str, str]] = {}
-    debits: list[tuple[str, Any]] = []
-    reversed_by: dict[str, int] = defaultdict(int)
-    for row in conn.execute(sa.select(_E).order_by(_E.c.id)).mappings():
+    prev = GENESIS_HASH
+    transitions = _ByEntry(conn.execute(
+        sa.select(_T.c.entry_id, _T.c.id, _T.c.from_status, _T.c.to_status)
+        .order_by(_T.c.entry_id, _T.c.id)
+        .execution_options(yield_per=STREAM_ROWS)
+    ))
+    postings = _ByEntry(conn.execute(
+        sa.select(_P.c.entry_id, _P.c.transition_id, _P.c.account, _P.c.currency, _P.c.amount)
+        .order_by(_P.c.entry_id, _P.c.id)
+        .execution_options(yield_per=STREAM_ROWS)
+    ))
+    entries = conn.execute(
+        sa.select(_E).order_by(_E.c.id).execution_options(yield_per=STREAM_ROWS)
+    ).mappings()
+    for row in entries:
         checked += 1
-        name = f"entry id={row['id']} reference {row['reference_id']!r}"
+        name = _entry_name(row["id"], row["reference_id"])
         if row["prev_hash"] != prev:
             problems.append(
                 f"{name}: prev_hash does not match the previous row's hash"
@@ -813,9 +811,8 @@ def verify(conn: Connection) -> VerifyReport:
         if entry_hash(row) != row["hash"]:
             problems.append(f"{name}: hash mismatch (the row was changed after it was written)")
         prev = row["hash"]
-        seq = transitions.get(row["id"], [])
+        seq = [(t.id, t.from_status, t.to_status) for t in transitions.take(row["id"])]
         problems.extend(f"{name}: {p}" for p in _check_transitions(row["entry_type"], seq))
-        status = seq[-1][2] if seq else None
         expected = [
             (0, FUNDING_ACCOUNT, row["currency"], -row["amount"]),
             (0, user_account(row["user_id"]), row["currency"], row["amount"]),
@@ -826,40 +823,20 @@ def verify(conn: Connection) -> VerifyReport:
                     (tid, user_account(row["user_id"]), row["currency"], -row["amount"]),
                     (tid, payout_account(row["user_id"]), row["currency"], row["amount"]),
                 ]
-        if sorted(postings.get(row["id"], [])) != sorted(expected):
+        got = [(p.transition_id or 0, p.account, p.currency, p.amount)
+               for p in postings.take(row["id"])]
+        if sorted(got) != sorted(expected):
             problems.append(f"{name}: postings do not match the entry and its transitions")
         if row["entry_type"] == "credit":
             if row["amount"] <= 0 or row["reversal_id"] is not None:
                 problems.append(f"{name}: a credit must be positive and reverse nothing")
-            credits[row["reference_id"]] = (
-                row["user_id"], row["amount"], row["currency"], status or "",
-            )
-        else:
-            if row["amount"] >= 0 or row["reference_id"] != REVERSAL_PREFIX + str(
-                row["reversal_id"]
-            ):
-                problems.append(
-                    f"{name}: a debit must be negative and named reversal:<reversed reference>"
-                )
-            reversed_by[row["reversal_id"]] += 1
-            debits.append((name, row))
-
-    for name, row in debits:
-        original = credits.get(row["reversal_id"])
-        if reversed_by[row["reversal_id"]] > 1:
-            problems.append(f"{name}: reference {row['reversal_id']!r} is reversed more than once")
-        if original is None:
-            problems.append(f"{name}: reverses {row['reversal_id']!r}, which is not a credit")
-        elif original[3] != "reversed" or original[:3] != (
-            row["user_id"], -row["amount"], row["currency"]
+        elif row["amount"] >= 0 or row["reference_id"] != REVERSAL_PREFIX + str(
+            row["reversal_id"]
         ):
             problems.append(
-                f"{name}: does not match its original {row['reversal_id']!r}"
-                " (must be reversed, same user and currency, opposite amount)"
+                f"{name}: a debit must be negative and named reversal:<reversed reference>"
             )
-    for ref, (_, _, _, status) in credits.items():
-        if status == "reversed" and reversed_by.get(ref, 0) == 0:
-            problems.append(f"entry reference {ref!r}: reversed but has no reversal entry")
+    problems += _reversal_problems(conn)
     for currency, total in conn.execute(
         sa.select(_P.c.currency, sa.func.sum(_P.c.amount))
         .group_by(_P.c.currency)
@@ -868,6 +845,101 @@ def verify(conn: Connection) -> VerifyReport:
         if _sum(total) != 0:
             problems.append(f"postings in {currency} sum to {_sum(total)}, not zero")
     return VerifyReport(ok=not problems, problems=problems, checked=checked)
+
+
+STREAM_ROWS = 1000
+
+
+def _entry_name(entry_id: int, reference_id: str) -> str:
+    return f"entry id={entry_id} reference {reference_id!r}"
+
+
+class _ByEntry:
+    """The rows of a stream ordered by entry_id, taken one entry at a time, in step
+    with the entries (rows of entries that do not exist are skipped: foreign keys)."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self._groups = itertools.groupby(rows, key=lambda r: r.entry_id)
+        self._advance()
+
+    def _advance(self) -> None:
+        group = next(self._groups, None)
+        self._next = None if group is None else (group[0], list(group[1]))
+
+    def take(self, entry_id: int) -> list[Any]:
+        while self._next is not None and self._next[0] < entry_id:
+            self._advance()
+        if self._next is None or self._next[0] != entry_id:
+            return []
+        rows = self._next[1]
+        self._advance()
+        return rows
+
+
+def _reversal_problems(conn: Connection) -> list[str]:
+    """Reversal links, checked in SQL: each debit reverses one reversed credit of the same
+    user and currency with the opposite amount, once; each reversed credit has its debit."""
+    problems: list[str] = []
+    debit, original = _E.alias("debit"), _E.alias("original")
+    original_status = (
+        sa.select(_T.c.to_status)
+        .where(_T.c.entry_id == original.c.id)
+        .order_by(_T.c.id.desc())
+        .limit(1)
+        .correlate(original)
+        .scalar_subquery()
+    )
+    times = (
+        sa.select(sa.func.count())
+        .select_from(_E)
+        .where(_E.c.entry_type == "debit", _E.c.reversal_id == debit.c.reversal_id)
+        .correlate(debit)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(
+            debit.c.id, debit.c.reference_id, debit.c.reversal_id, debit.c.user_id,
+            debit.c.amount, debit.c.currency, original.c.entry_type.label("original_type"),
+            original.c.user_id.label("original_user"),
+            original.c.amount.label("original_amount"),
+            original.c.currency.label("original_currency"),
+            original_status.label("original_status"),
+            times.label("times"),
+        )
+        .select_from(debit.outerjoin(original, original.c.reference_id == debit.c.reversal_id))
+        .where(debit.c.entry_type == "debit")
+        .order_by(debit.c.id)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in rows:
+        name = _entry_name(row.id, row.reference_id)
+        if row.times > 1:
+            problems.append(f"{name}: reference {row.reversal_id!r} is reversed more than once")
+        if row.original_type != "credit":
+            problems.append(f"{name}: reverses {row.reversal_id!r}, which is not a credit")
+        elif row.original_status != "reversed" or (
+            row.original_user, row.original_amount, row.original_currency
+        ) != (row.user_id, -row.amount, row.currency):
+            problems.append(
+                f"{name}: does not match its original {row.reversal_id!r}"
+                " (must be reversed, same user and currency, opposite amount)"
+            )
+    reversal = _E.alias("reversal")
+    credits = _ENTRY_SELECT.where(_E.c.entry_type == "credit").subquery()
+    unlinked = conn.execute(
+        sa.select(credits.c.reference_id)
+        .where(
+            credits.c.status == "reversed",
+            ~sa.exists().where(
+                reversal.c.entry_type == "debit",
+                reversal.c.reversal_id == credits.c.reference_id,
+            ),
+        )
+        .order_by(credits.c.id)
+    )
+    for ref in unlinked.scalars():
+        problems.append(f"entry reference {ref!r}: reversed but has no reversal entry")
+    return problems
 
 
 def _check_transitions(entry_type: str, seq: list[tuple[int, str | None, str]]) -> list[str]:

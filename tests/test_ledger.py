@@ -342,6 +342,43 @@ def test_verify_catches_edit_with_recomputed_hash_by_the_chain(ledger_engine) ->
     ]
 
 
+def test_verify_catches_a_reversed_status_appended_without_its_reversal(ledger_engine) -> None:
+    """Appending rows is allowed by the triggers; verify must still see the forged status."""
+    with ledger_engine.connect() as conn:
+        L.post_credit(conn, "u1", 100, "INR", "r1", status="confirmed")
+        conn.commit()
+    with ledger_engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO ledger_transitions (entry_id, from_status, to_status, at, actor) "
+            "VALUES (1, 'confirmed', 'reversed', CURRENT_TIMESTAMP, 'forger')"
+        ))
+    with ledger_engine.connect() as conn:
+        problems = L.verify(conn).problems
+    assert problems == ["entry reference 'r1': reversed but has no reversal entry"]
+
+
+def test_verify_catches_a_removed_reversal_entry(ledger_engine) -> None:
+    with ledger_engine.connect() as conn:
+        L.post_credit(conn, "u1", 100, "INR", "r1")
+        L.reverse(conn, "r1", "refund")
+        conn.commit()
+    with ledger_engine.begin() as conn:
+        for table in ("ledger_postings", "ledger_transitions", "ledger_entries"):
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            else:
+                conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))
+        conn.execute(sa.text("DELETE FROM ledger_postings WHERE entry_id = 2"))
+        conn.execute(sa.text("DELETE FROM ledger_transitions WHERE entry_id = 2"))
+        conn.execute(sa.text("DELETE FROM ledger_entries WHERE id = 2"))
+    with ledger_engine.connect() as conn:
+        report = L.verify(conn)
+    # The last entry and its balanced postings are gone: the chain and the sums still
+    # look fine, the reversed status without its reversal does not.
+    assert report.checked == 1
+    assert report.problems == ["entry reference 'r1': reversed but has no reversal entry"]
+
+
 # -- bulk API ---------------------------------------------------------------
 
 
