@@ -455,9 +455,12 @@ def settle(
         )
         run.run(records)
         summary = run.summary
+        head = ledger.head(conn)
         conn.execute(
             settlement_runs.insert(),
             {
+                "ledger_head_id": head[0] if head else None,
+                "ledger_head_hash": head[1] if head else None,
                 "run_id": run_id,
                 "as_of": as_of,
                 "started_at": started,

@@ -775,7 +775,15 @@ def reverse(
 # -- verification -----------------------------------------------------------
 
 
-def verify(conn: Connection) -> VerifyReport:
+def head(conn: Connection) -> tuple[int, str] | None:
+    """The newest entry's id and hash (the chain's head), or None for an empty ledger."""
+    row = conn.execute(sa.select(_E.c.id, _E.c.hash).order_by(_E.c.id.desc()).limit(1)).first()
+    return (row.id, row.hash) if row else None
+
+
+def verify(
+    conn: Connection, anchors: Mapping[int, tuple[str, str]] | None = None
+) -> VerifyReport:
     """Re-check the whole ledger; problems come in ledger order, the first broken row first.
 
     Checks: the hash chain, entry shape, legal transition sequences, each
@@ -783,8 +791,14 @@ def verify(conn: Connection) -> VerifyReport:
     original), and that every currency's postings sum to zero.  Entries,
     transitions and postings are streamed side by side in entry order, so
     memory stays flat however large the ledger.
+
+    ``anchors`` (entry id -> (hash, who recorded it)) are heads of the chain
+    written down elsewhere, append-only (``settlement_runs``): the chain must
+    still pass through each, which catches deleted newest entries too.
     """
+    anchors = anchors or {}
     problems: list[str] = []
+    last_id = 0
     checked = 0
     prev = GENESIS_HASH
     transitions = _ByEntry(conn.execute(
@@ -810,6 +824,10 @@ def verify(conn: Connection) -> VerifyReport:
             )
         if entry_hash(row) != row["hash"]:
             problems.append(f"{name}: hash mismatch (the row was changed after it was written)")
+        last_id = row["id"]
+        anchor = anchors.get(last_id)
+        if anchor is not None and anchor[0] != row["hash"]:
+            problems.append(f"{name}: hash differs from the one {anchor[1]} recorded")
         prev = row["hash"]
         seq = [(t.id, t.from_status, t.to_status) for t in transitions.take(row["id"])]
         problems.extend(f"{name}: {p}" for p in _check_transitions(row["entry_type"], seq))
@@ -836,6 +854,13 @@ def verify(conn: Connection) -> VerifyReport:
             problems.append(
                 f"{name}: a debit must be negative and named reversal:<reversed reference>"
             )
+    for anchor_id, (_, recorded_by) in sorted(anchors.items()):
+        if anchor_id > last_id:
+            problems.append(
+                f"entry id={anchor_id} is missing: {recorded_by} recorded it as the ledger head,"
+                f" but the ledger ends at id {last_id} (newest entries were removed)"
+            )
+            break
     problems += _reversal_problems(conn)
     for currency, total in conn.execute(
         sa.select(_P.c.currency, sa.func.sum(_P.c.amount))

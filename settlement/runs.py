@@ -30,6 +30,9 @@ settlement_runs = sa.Table(
     sa.Column("quarantined", sa.BigInteger, nullable=False),
     # {"INR": minor units, ...} as canonical JSON text: integers only.
     sa.Column("amount_posted", sa.Text, nullable=False),
+    # The ledger head (newest entry) when the run committed: an anchor for verify.
+    sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
+    sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
 )
 
 settlement_quarantine = sa.Table(
@@ -44,3 +47,14 @@ settlement_quarantine = sa.Table(
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
 )
+
+
+def ledger_anchors(conn: sa.Connection) -> dict[int, tuple[str, str]]:
+    """Entry id -> (hash, run id) of the ledger head recorded by each settlement run."""
+    rows = conn.execute(
+        sa.select(settlement_runs.c.ledger_head_id, settlement_runs.c.ledger_head_hash,
+                  settlement_runs.c.run_id)
+        .where(settlement_runs.c.ledger_head_id.is_not(None))
+        .order_by(settlement_runs.c.ledger_head_id)
+    )
+    return {row.ledger_head_id: (row.ledger_head_hash, row.run_id) for row in rows}

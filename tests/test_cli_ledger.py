@@ -199,9 +199,9 @@ def test_read_commands_do_not_wait_for_a_writer(cli, db_url) -> None:
     with writer.connect() as conn:
         tx = conn.begin()  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an open writing transaction
         lock_ledger(conn)
-        conn.execute(sa.text("INSERT INTO settlement_runs VALUES ('x', '2026-01-01', "
-                             "'2026-01-01', '2026-01-01', 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0,"
-                             " '{}')"))
+        conn.execute(sa.text("INSERT INTO ledger_transitions (entry_id, from_status, "
+                             "to_status, at, actor) VALUES (1, 'pending', 'confirmed', "
+                             "CURRENT_TIMESTAMP, 'a writer')"))
         results = [run(db_url, "ledger", *args) for args in
                    (["balance", "u1", "--json"], ["show", "r1"], ["verify"], ["export"])]
         tx.rollback()

@@ -15,7 +15,7 @@ from settlement import ledger
 from settlement.batch import period_window, settle
 from settlement.db import open_engine, upgrade
 from settlement.records import read_records
-from settlement.runs import settlement_quarantine, settlement_runs
+from settlement.runs import ledger_anchors, settlement_quarantine, settlement_runs
 
 RULES = """\
 RULE paid_bonus "Paid referrers earn; their referee gets 10% back"
@@ -310,3 +310,27 @@ def test_settle_rule_paying_one_role_twice_posts_one_summed_entry(engine, tmp_pa
     summary = run(engine, program, write(tmp_path, "one.jsonl", [rec("r1", "A", "B")]))
     assert summary.posted == 1
     assert entries(engine) == {"reward:double:r1:referrer": ("A", 10000 + 15000, "confirmed")}
+
+
+def test_verify_detects_newest_entries_deleted_after_a_run(engine, program, tmp_path) -> None:
+    """The chain alone cannot see its tail cut off; the head each run recorded can."""
+    summary = run(engine, program, write(tmp_path, "first.jsonl", FIRST))
+    with engine.connect() as conn:
+        head = ledger.head(conn)
+        assert ledger.verify(conn, anchors=ledger_anchors(conn)).ok
+    with engine.begin() as conn:
+        for table in ("ledger_postings", "ledger_transitions", "ledger_entries"):
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            else:
+                conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))
+        for table, column in (("ledger_postings", "entry_id"),
+                              ("ledger_transitions", "entry_id"), ("ledger_entries", "id")):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": head[0]})
+    with engine.connect() as conn:
+        assert ledger.verify(conn).ok  # what the chain alone says
+        problems = ledger.verify(conn, anchors=ledger_anchors(conn)).problems
+    assert problems == [
+        f"entry id={head[0]} is missing: {summary.run_id} recorded it as the ledger head, "
+        f"but the ledger ends at id {head[0] - 1} (newest entries were removed)"
+    ]

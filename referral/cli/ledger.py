@@ -19,6 +19,7 @@ from referral.cli.common import CliError, db_option, handle_errors
 from settlement import ledger as ledger_api
 from settlement.db import READ_ONLY, open_engine, require_schema, upgrade
 from settlement.ledger import EXPORT_FIELDS, Entry, PostResult, format_timestamp
+from settlement.runs import ledger_anchors
 
 
 @contextmanager
@@ -220,7 +221,7 @@ def export(fmt: str, db_url: str) -> None:
 def verify(db_url: str) -> None:
     """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
     with _transaction(db_url, read_only=True) as conn:
-        report = ledger_api.verify(conn)
+        report = ledger_api.verify(conn, anchors=ledger_anchors(conn))
     if not report.ok:
         more = len(report.problems) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""

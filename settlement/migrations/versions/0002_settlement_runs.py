@@ -33,6 +33,10 @@ def upgrade() -> None:
         sa.Column("input_name", sa.Text, nullable=False),
         *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNTS),
         sa.Column("amount_posted", sa.Text, nullable=False),
+        # The ledger's newest entry when the run committed: verify checks the chain
+        # still reaches it, so deleting the newest entries is detected too.
+        sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
+        sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
     )
     op.create_table(
         "settlement_quarantine",
