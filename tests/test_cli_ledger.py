@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import head_revision, lock_ledger, open_engine
+from tests.tampering import disable_append_only
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 HASH = re.compile(r"[0-9a-f]{64}")
@@ -178,10 +179,7 @@ def test_verify_ok_then_names_hand_edited_row(cli, db_url) -> None:
     )
     engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-        else:
-            conn.execute(sa.text("DROP TRIGGER ledger_entries_no_update"))
+        disable_append_only(conn, "UPDATE", ("ledger_entries",))
         conn.execute(sa.text("UPDATE ledger_entries SET user_id = 'u9' WHERE reference_id = 'r2'"))
     engine.dispose()
     bad = cli("ledger", "verify")

@@ -16,6 +16,7 @@ from settlement.ledger import (
     IllegalTransition,
 )
 from settlement.schema import ledger_entries
+from tests.tampering import disable_append_only
 
 
 @pytest.fixture
@@ -297,19 +298,12 @@ def test_truncate_refused_on_postgresql(pg_url) -> None:
     engine.dispose()
 
 
-def disable_entry_triggers(conn) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    else:
-        conn.execute(sa.text("DROP TRIGGER ledger_entries_no_update"))
-
-
 def test_verify_names_hand_edited_row(ledger_engine) -> None:
     with ledger_engine.connect() as conn:
         for i in range(1, 4):
             L.post_credit(conn, f"u{i}", 100 * i, "INR", f"r{i}")
     with ledger_engine.begin() as conn:
-        disable_entry_triggers(conn)
+        disable_append_only(conn, "UPDATE", ("ledger_entries",))
         conn.execute(sa.text("UPDATE ledger_entries SET actor = 'x' WHERE reference_id = 'r2'"))
     with ledger_engine.connect() as conn:
         report = L.verify(conn)
@@ -328,7 +322,7 @@ def test_verify_catches_edit_with_recomputed_hash_by_the_chain(ledger_engine) ->
     row["user_id"] = "thief"
     forged = L.entry_hash(row)
     with ledger_engine.begin() as conn:
-        disable_entry_triggers(conn)
+        disable_append_only(conn, "UPDATE", ("ledger_entries",))
         conn.execute(
             sa.text("UPDATE ledger_entries SET user_id = 'thief', hash = :h WHERE id = 2"),
             {"h": forged},
@@ -363,11 +357,7 @@ def test_verify_catches_a_removed_reversal_entry(ledger_engine) -> None:
         L.reverse(conn, "r1", "refund")
         conn.commit()
     with ledger_engine.begin() as conn:
-        for table in ("ledger_postings", "ledger_transitions", "ledger_entries"):
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
-            else:
-                conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))
+        disable_append_only(conn, "DELETE")
         conn.execute(sa.text("DELETE FROM ledger_postings WHERE entry_id = 2"))
         conn.execute(sa.text("DELETE FROM ledger_transitions WHERE entry_id = 2"))
         conn.execute(sa.text("DELETE FROM ledger_entries WHERE id = 2"))

@@ -16,6 +16,7 @@ from settlement.batch import period_window, settle
 from settlement.db import open_engine, upgrade
 from settlement.records import read_records
 from settlement.runs import ledger_anchors, settlement_quarantine, settlement_runs
+from tests.tampering import disable_append_only
 
 RULES = """\
 RULE paid_bonus "Paid referrers earn; their referee gets 10% back"
@@ -319,11 +320,7 @@ def test_verify_detects_newest_entries_deleted_after_a_run(engine, program, tmp_
         head = ledger.head(conn)
         assert ledger.verify(conn, anchors=ledger_anchors(conn)).ok
     with engine.begin() as conn:
-        for table in ("ledger_postings", "ledger_transitions", "ledger_entries"):
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
-            else:
-                conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))
+        disable_append_only(conn, "DELETE")
         for table, column in (("ledger_postings", "entry_id"),
                               ("ledger_transitions", "entry_id"), ("ledger_entries", "id")):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": head[0]})
