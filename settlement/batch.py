@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+# (rule id, beneficiary user id, start of the LIMIT period, currency)
+LimitKey = tuple[str, str, date | None, str]
 MAX_CAPPED_NOTES = 100
 # Key of the PostgreSQL advisory lock that serialises settlement runs.
 SETTLE_LOCK_KEY = 0x5E771E
@@ -227,7 +229,7 @@ class Settlement:
         ]
         existing = ledger.find_entries(self.conn, refs)
         totals = self._limit_totals(evaluated)
-        granted: dict[tuple[str, str, date | None, str], int] = defaultdict(int)
+        granted: dict[LimitKey, int] = defaultdict(int)
         to_post: list[PlannedReward] = []
         to_reverse: list[str] = []
         for ev in evaluated:
@@ -283,7 +285,7 @@ class Settlement:
 
     # -- LIMIT ---------------------------------------------------------------
 
-    def _limit_totals(self, evaluated: list[_Evaluated]) -> dict[tuple, int]:
+    def _limit_totals(self, evaluated: list[_Evaluated]) -> dict[LimitKey, int]:
         """What each capped beneficiary already has in the ledger, per rule and period.
 
         Queried per chunk: earlier chunks of this run are already in the ledger
@@ -300,7 +302,7 @@ class Settlement:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))
                         wanted[(outcome.rule_id, start, end)].add(user)
-        totals: dict[tuple, int] = {}
+        totals: dict[LimitKey, int] = {}
         for (rule_id, start, end), users in wanted.items():
             found = ledger.credited_totals(self.conn, rule_id, sorted(users), start, end)
             for user, by_currency in found.items():
@@ -308,7 +310,16 @@ class Settlement:
                     totals[(rule_id, user, start, currency)] = amount
         return totals
 
-    def _plan(self, ev, rule, reward, ref, totals, granted) -> PlannedReward | None:
+    def _plan(
+        self,
+        ev: _Evaluated,
+        rule: Rule,
+        reward: Reward,
+        ref: str,
+        totals: dict[LimitKey, int],
+        granted: dict[LimitKey, int],
+    ) -> PlannedReward | None:
+        """The credit to post for one reward, cut to what the rule's LIMIT leaves."""
         user = str(ev.record.get(f"{reward.role}.id"))
         amount = reward.amount.amount
         currency = reward.amount.currency
