@@ -14,6 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
+
+# Database-backed examples vary in speed on a shared CI machine: no per-example deadline.
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 PG_ADMIN_URL = os.environ.get(
     "REFERRAL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
