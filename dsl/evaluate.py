@@ -18,7 +18,7 @@ Semantics that settlement relies on:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
@@ -45,6 +45,43 @@ from dsl.money import Money, format_money
 _MISSING = object()
 Trace = list[dict[str, Any]] | None
 CondFn = Callable[[Mapping[str, Any], Trace, int], bool]
+
+
+def nest_context(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Dotted paths and values -> the nested context rules read (``a.b`` is ``ctx["a"]["b"]``).
+
+    A path that has a value and also fields under it is an EvaluationError.
+    """
+    ctx: dict[str, Any] = {}
+    for path, value in pairs:
+        *parents, leaf = path.split(".")
+        node = ctx
+        for i, key in enumerate(parents):
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                parent = ".".join(parents[: i + 1])
+                raise EvaluationError(f"{path} conflicts with {parent}, which has a value")
+        if isinstance(node.get(leaf), dict):
+            raise EvaluationError(f"{path} has a value and also fields under it")
+        node[leaf] = value
+    return ctx
+
+
+def iso_date(value: Any) -> date | None:
+    """A date from a date, a datetime or an ISO text (date or date-time); else None."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            try:
+                return datetime.fromisoformat(value).date()
+            except ValueError:
+                return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -190,19 +227,10 @@ class _Compiler:
         raise self.fail(path, "a number", v)
 
     def to_date(self, path: str, v: Any) -> date:
-        if isinstance(v, datetime):
-            return v.date()
-        if isinstance(v, date):
-            return v
-        if isinstance(v, str):
-            try:
-                return date.fromisoformat(v)
-            except ValueError:
-                try:
-                    return datetime.fromisoformat(v).date()
-                except ValueError:
-                    pass
-        raise self.fail(path, "a date (ISO, like 2026-01-31)", v)
+        day = iso_date(v)
+        if day is None:
+            raise self.fail(path, "a date (ISO, like 2026-01-31)", v)
+        return day
 
     def coercer(self, path: str, literal: Any) -> Callable[[Any], Any]:
         """A function bringing a context value to the literal's kind (or raising)."""
@@ -603,5 +631,7 @@ __all__ = [
     "compile_program",
     "compile_rule",
     "evaluate",
+    "iso_date",
     "jsonable",
+    "nest_context",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.errors import EvaluationError, SourcePos
-from dsl.evaluate import compile_program
+from dsl.evaluate import compile_program, nest_context
 from dsl.model import Example, ExpectedReward, Program
 from dsl.money import format_money
 
@@ -34,16 +34,10 @@ def describe_rewards(rewards: tuple[ExpectedReward, ...]) -> str:
 
 def context_from_given(given: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     """``a.b = 1, a.c = 2`` -> ``{"a": {"b": 1, "c": 2}}``."""
-    ctx: dict[str, Any] = {}
-    for path, value in given:
-        *parents, leaf = path.split(".")
-        node = ctx
-        for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise EvaluationError(f"GIVEN {path}: {key} already has a value")
-        node[leaf] = list(value) if isinstance(value, tuple) else value
-    return ctx
+    try:
+        return nest_context((p, list(v) if isinstance(v, tuple) else v) for p, v in given)
+    except EvaluationError as e:
+        raise EvaluationError(f"GIVEN {e.message}") from None
 
 
 def default_currency(program: Program) -> str | None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from compiler.json_model import rule_hash
 from dsl.errors import EvaluationError, SettlementError
-from dsl.evaluate import Reward, compile_program
+from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
 from dsl.money import Money, format_money
 from settlement import ledger
@@ -132,12 +132,12 @@ def event_date(record: Record, as_of: date) -> date:
     value = record.get("referral.created_at")
     if value is None:
         return as_of
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            pass
-    raise EvaluationError(f"referral.created_at must be an ISO date, got {json.dumps(value)}")
+    day = iso_date(value)
+    if day is None:
+        raise EvaluationError(
+            f"referral.created_at must be an ISO date, got {json.dumps(value, default=str)}"
+        )
+    return day
 
 
 @dataclass

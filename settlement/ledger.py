@@ -485,8 +485,8 @@ def _insert_entries(
     if not specs:
         return []
     now = _now()
-    last = conn.execute(sa.select(_E.c.id, _E.c.hash).order_by(_E.c.id.desc()).limit(1)).first()
-    next_id, prev = (last.id + 1, last.hash) if last else (1, GENESIS_HASH)
+    last = head(conn)
+    next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     rows: list[dict[str, Any]] = []
     statuses: list[str] = []
     for spec in specs:

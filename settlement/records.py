@@ -17,6 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from dsl.errors import EvaluationError
+from dsl.evaluate import nest_context
+
 REQUIRED_FIELDS = ("referral_id", "referrer.id", "referee.id")
 
 
@@ -56,23 +59,6 @@ def lookup(data: Any, path: str) -> Any:
             return None
         cur = cur[part]
     return cur
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"referrer.plan": "paid"}`` -> ``{"referrer": {"plan": "paid"}}``."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        parts = key.split(".")
-        cur = out
-        for part in parts[:-1]:
-            nxt = cur.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ValueError(f"column {key!r} conflicts with column {part!r}")
-            cur = nxt
-        if isinstance(cur.get(parts[-1]), dict):
-            raise ValueError(f"column {key!r} conflicts with a nested column under it")
-        cur[parts[-1]] = value
-    return out
 
 
 def _check_required(data: Any) -> str | None:
@@ -174,9 +160,9 @@ def _csv(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
             continue
         flat = {h: _csv_value(v) for h, v in zip(header, row, strict=True) if v != ""}
         try:
-            data = nest(flat)
-        except ValueError as e:
-            yield BadRecord(name, start, raw, str(e))
+            data = nest_context(flat.items())
+        except EvaluationError as e:
+            yield BadRecord(name, start, raw, f"columns: {e.message}")
             continue
         problem = _check_required(data)
         if problem:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from dsl.errors import EvaluationError
 from dsl.examples import context_from_given, default_currency, describe_rewards, run_examples
 from dsl.model import ExpectedReward
 from dsl.money import Money
@@ -84,3 +85,8 @@ def test_shipped_rules_examples_all_pass():
     assert [r.name for r in got if not r.passed] == []
     assert any(r.expected == () for r in got)
     assert any("self" in r.name for r in got)
+
+
+def test_context_from_given_refuses_a_value_with_fields_under_it():
+    with pytest.raises(EvaluationError, match="GIVEN a.b conflicts with a, which has a value"):
+        context_from_given((("a", 1), ("a.b", 2)))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dsl.errors import SettlementError
+from dsl.errors import EvaluationError, SettlementError
 from dsl.program import load_program
 from settlement import ledger
-from settlement.batch import period_window, settle
+from settlement.batch import event_date, period_window, settle
 from settlement.db import open_engine, upgrade
-from settlement.records import read_records
+from settlement.records import Record, read_records
 from settlement.runs import ledger_anchors, settlement_quarantine, settlement_runs
 from tests.tampering import disable_append_only
 
@@ -331,3 +331,31 @@ def test_verify_detects_newest_entries_deleted_after_a_run(engine, program, tmp_
         f"entry id={head[0]} is missing: {summary.run_id} recorded it as the ledger head, "
         f"but the ledger ends at id {head[0] - 1} (newest entries were removed)"
     ]
+
+
+def test_read_records_csv_column_conflict_is_a_bad_record(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("referral_id,referrer.id,referee.id,referee,referee.plan\n"
+                    "r1,A,B,x,paid\n", encoding="utf-8")
+    (bad,) = list(read_records(str(path)))
+    assert bad.line == 2
+    assert bad.reason == "columns: referee has a value and also fields under it"
+
+
+@pytest.mark.parametrize(
+    ("created_at", "day"),
+    [("2026-01-05", date(2026, 1, 5)), ("2026-01-05T23:30:00+00:00", date(2026, 1, 5)),
+     (None, date(2026, 1, 10))],
+)
+def test_event_date_reads_iso_dates_and_datetimes(created_at, day) -> None:
+    data = {"referral_id": "r", "referrer": {"id": "a"}, "referee": {"id": "b"}}
+    if created_at:
+        data["referral"] = {"created_at": created_at}
+    assert event_date(Record("f", 1, "", data), date(2026, 1, 10)) == day
+
+
+@pytest.mark.parametrize("created_at", ["2026-01-05garbage", "soon", 20260105])
+def test_event_date_refuses_what_is_not_a_date(created_at) -> None:
+    data = {"referral_id": "r", "referral": {"created_at": created_at}}
+    with pytest.raises(EvaluationError, match="referral.created_at must be an ISO date"):
+        event_date(Record("f", 1, "", data), date(2026, 1, 10))
