@@ -1,8 +1,9 @@
-"""`referral rules ...`: check, test, eval (compile, fmt and render: ``referral.cli.compile``)."""
+"""`referral rules ...`: check, test, eval, diff (compile, fmt, render: referral.cli.compile)."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import click
 from dsl.evaluate import Evaluation, compile_program
 from dsl.examples import default_currency, describe_rewards, run_examples
 from referral.cli.common import EXIT_INVALID, CliError, handle_errors, load_rules, paths_argument
+from settlement.impact import diff_programs, format_report
 
 
 @click.group()
@@ -138,3 +140,45 @@ def eval_context(
     else:
         click.echo(format_trace(evaluation))
 
+
+
+def _as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+@rules.command("diff")
+@click.argument("old_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("new_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--records", "records_path", required=True,
+              help="JSON Lines or CSV file of referral records to settle with both versions.")
+@click.option("--as-of", callback=_as_of, help="Settlement date for both (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Changed referrals listed per rule (text output).")
+@handle_errors
+def diff(
+    old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int
+) -> None:
+    """What NEW_PATH's rules would pay differently from OLD_PATH's on the same records.
+
+    Both versions are settled into private throwaway databases (never --db);
+    exit 0 whatever changed, 1 when the rules or the records file are invalid.
+    """
+    try:
+        with open(records_path, encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise CliError(f"{records_path}: cannot read records: {e.strerror or e}") from e
+    old = load_rules((old_path,))
+    new = load_rules((new_path,))
+    report = diff_programs(old.program, new.program, records_path, as_of)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"rules diff {old_path} -> {new_path}")
+        click.echo(format_report(report, shown=show))
