@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from compiler.precommit import precommit as precommit_files
 from dsl.evaluate import Evaluation, compile_program
 from dsl.examples import default_currency, describe_rewards, run_examples
 from referral.cli.common import EXIT_INVALID, CliError, handle_errors, load_rules, paths_argument
@@ -182,3 +183,18 @@ def diff(
     else:
         click.echo(f"rules diff {old_path} -> {new_path}")
         click.echo(format_report(report, shown=show))
+
+
+@rules.command("precommit")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--program", "programs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A program directory (repeatable); default: each file's own directory.")
+@handle_errors
+def precommit(files: tuple[Path, ...], programs: tuple[Path, ...]) -> None:
+    """Check, fmt --check and test the programs of FILES (the pre-commit hook); exit 1 on any."""
+    result = precommit_files(files, programs)
+    for line, diagnostic in result.lines:
+        click.echo(line, err=diagnostic)
+    if not result.ok:
+        raise SystemExit(EXIT_INVALID)
