@@ -233,6 +233,14 @@ def test_cli_invalid_rules_like_check(tmp_path, fixture):
         f"{bad}:1:19: error: unexpected 'ISSUE', expected one of: AND, OR, THEN\n")
     check = CliRunner().invoke(main, ["rules", "check", str(bad.parent)])
     assert (check.exit_code, check.stderr) == (1, result.stderr)
+    # Both versions' errors are reported, old first.
+    worse = write(tmp_path, "worse/y.rule", "RULE b IF x.y THEN ISSUE ₹1.001\n")
+    both = run(str(worse.parent), str(bad.parent), "--records", fixture["records"])
+    assert both.exit_code == 1
+    assert both.stderr.splitlines() == [
+        f"{worse}:1:26: error: 1.001 INR has more decimals than INR allows (2)",
+        f"{bad}:1:19: error: unexpected 'ISSUE', expected one of: AND, OR, THEN",
+    ]
 
 
 def test_cli_unreadable_records(tmp_path, fixture):
@@ -244,6 +252,12 @@ def test_cli_unreadable_records(tmp_path, fixture):
     result = run(fixture["old"], fixture["new"], "--records", str(tmp_path))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {tmp_path}: cannot read records: ")
+    binary = tmp_path / "records.bin"
+    binary.write_bytes(b'{"referral_id": "\xff"}\n')
+    result = run(fixture["old"], fixture["new"], "--records", str(binary))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {binary}: cannot read records: ")
+    assert "utf-8" in result.stderr
 
 
 def test_cli_never_touches_the_real_database(tmp_path, fixture, monkeypatch):

@@ -175,9 +175,18 @@ def diff(
             pass
     except OSError as e:
         raise CliError(f"{records_path}: cannot read records: {e.strerror or e}") from e
-    old = load_rules((old_path,))
-    new = load_rules((new_path,))
-    report = diff_programs(old.program, new.program, records_path, as_of)
+    loaded = []
+    for path in (old_path, new_path):  # report the errors of both versions, not the first only
+        try:
+            loaded.append(load_rules((path,)))
+        except SystemExit:
+            loaded.append(None)
+    if loaded[0] is None or loaded[1] is None:
+        raise SystemExit(EXIT_INVALID)
+    try:
+        report = diff_programs(loaded[0].program, loaded[1].program, records_path, as_of)
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"{records_path}: cannot read records: {e}") from e
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
     else:
