@@ -48,6 +48,7 @@ from dsl.examples import (
 )
 from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within
 from dsl.money import format_money
+from dsl.program import LoadedProgram
 
 CATALOG_DOT_MISSING = (
     "Graphviz's `dot` program was not found; the catalog's diagrams need it "
@@ -438,8 +439,13 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
     return views
 
 
-def build_catalog(program: Program, out_dir: Path) -> CatalogResult:
-    """Write ``index.html``, ``rule/<id>.html`` per rule and ``model.json`` into ``out_dir``."""
+def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogResult:
+    """Write ``index.html``, ``rule/<id>.html`` per rule and ``model.json`` into ``out_dir``.
+
+    Pages of rules no longer in the program are left alone (never deletes files).
+    """
+    if isinstance(program, LoadedProgram):
+        program = program.program
     results = run_examples(program)
     views = rule_views(program, results)
     env = _environment()

@@ -20,8 +20,10 @@ from compiler.catalog import CATALOG_DOT_MISSING, GraphvizMissingError, build_ca
 from compiler.dot import ACTION, CONDITION
 from compiler.highlight import lex
 from compiler.json_model import dumps, program_to_json
+from compiler.text import format_node
 from dsl.examples import run_examples
 from dsl.model import And, Condition, Not, Or, Program, Rule
+from dsl.parser import parse_text
 from dsl.program import load_program
 from referral.cli.catalog import catalog
 from referral.cli.rules import check
@@ -316,6 +318,16 @@ def test_source_is_highlighted_with_grammar_tokens(program, site):
     assert any(css == "comment" for css, _ in spans)
     # Only the rule: not the EXAMPLEs after it.
     assert ("kw", "EXAMPLE") not in spans
+
+
+def test_rule_without_a_source_file_shows_its_canonical_text(tmp_path):
+    text = 'rule r if a.x = 1 then issue ₹5 reward  # written untidily\n'
+    program = parse_text(text, str(tmp_path / "gone.rule"))  # no such file on disk
+    build_catalog(program, tmp_path / "site")
+    page = parse(tmp_path / "site" / "rule" / "r.html")
+    code = next(e for e in page.elements if e.tag == "pre" and "source" in e.attrs["class"])
+    assert code.text == format_node(program.rules[0])
+    assert any(e.text.startswith("Canonical text") for e in page.elements if e.tag == "p")
 
 
 def test_highlight_excerpt_keeps_leading_comments_only():
