@@ -113,7 +113,9 @@ def _step_note(step: Mapping[str, Any]) -> str:
         return ""
     note = f"{step['path']} was {json.dumps(step['actual'], ensure_ascii=False)}"
     if "other_actual" in step:
-        note += f", {step['expected']} was {json.dumps(step['other_actual'], ensure_ascii=False)}"
+        other = step["expected"]
+        other = other["field"] if isinstance(other, dict) else other
+        note += f", {other} was {json.dumps(step['other_actual'], ensure_ascii=False)}"
     return note
 
 

@@ -274,6 +274,26 @@ def test_example_paths_are_marked_on_the_diagram(tmp_path):
     assert "✓ a.x = 1" in ex1 and "✗ e.x = 5" in ex1
 
 
+def test_suppressed_reward_and_evaluation_error_are_shown(tmp_path):
+    _program, out = _build(tmp_path, (
+        'RULE big PRIORITY 20 EXCLUSIVE IF a.x >= 10 THEN ISSUE ₹9 REWARD TO referrer\n'
+        'RULE small IF a.x >= 1 THEN ISSUE ₹1 REWARD TO referrer '
+        'AND ISSUE ₹2 REWARD TO referee\n'
+        'EXAMPLE "big wins" GIVEN a.x = 10 EXPECT ISSUE ₹9 TO referrer AND ISSUE ₹2 TO referee\n'
+        'EXAMPLE "bad data" GIVEN a.x = "ten" EXPECT NOTHING\n'
+    ))
+    page = parse(out / "rule" / "small.html")
+    marks = _marks(page, "ex1")
+    assert marks["a1"] == ("action", "suppressed") and marks["a2"] == ("action", "paid")
+    assert _facts(page, "example-1")["This rule"] == (
+        "the rule matches: pays ₹2 to referee (suppressed by big: ₹1 to referrer)")
+    facts = _facts(page, "example-2")
+    assert "FAIL" in page.by_id("example-2").text
+    assert facts["Error"].startswith("rule big: a.x: expected a number, found the string")
+    assert not any(e.tag == "svg" for e in page.elements[page.elements.index(
+        page.by_id("example-2")):])  # no path to draw
+
+
 def test_subtree_size_counts_connectives():
     program = load_program([RULES_DIR]).program
     rule = program.rule("paid_referrer_bonus")
