@@ -17,8 +17,11 @@ from referral.cli.common import handle_errors, load_rules, paths_argument
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @handle_errors
 def catalog(paths: tuple[Path, ...], out_dir: Path, strict: bool) -> None:
-    """Write a browsable catalog: an index of the rules and a page per rule with its
-    source, diagram, examples and JSON model (static files; needs Graphviz's dot)."""
+    """Write the rules as a static HTML site (needs Graphviz's dot).
+
+    index.html lists every rule; rule/<id>.html shows its source, its diagram, the
+    path each of its EXAMPLEs takes through it, and its JSON model.
+    """
     program = load_rules(paths, strict=strict).program
     result = build_catalog(program, out_dir)
     click.echo(
