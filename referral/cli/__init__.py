@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from referral.cli.catalog import catalog
 from referral.cli.compile import compile_cmd, fmt, render
 from referral.cli.ledger import db, ledger
 from referral.cli.rules import rules
@@ -16,7 +17,7 @@ def main() -> None:
     """Referral rewards: rules that decide, a ledger that records."""
 
 
-for command in (compile_cmd, fmt, render):
+for command in (compile_cmd, fmt, render, catalog):
     rules.add_command(command)
 main.add_command(rules)
 main.add_command(db)
