@@ -88,5 +88,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         terminalreporter.write_line(line)
     out = os.environ.get("FAULTS_RESULTS")
     if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(f"# fault suite, FAULTS_SCALE={scale}\n" + "\n".join(FIGURES) + "\n",
                              encoding="utf-8")
