@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DB     ?= sqlite:///referral.db
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench faults lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+faults: $(STAMP)
+	FAULTS_SCALE=full FAULTS_RESULTS=out/faults.txt $(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,7 +40,7 @@ from dsl.model import (
     Rule,
     Within,
 )
-from dsl.money import Money, format_money
+from dsl.money import MAX_MINOR_UNITS, Money, format_money
 
 _MISSING = object()
 Trace = list[dict[str, Any]] | None
@@ -470,6 +470,8 @@ class _Compiler:
             money = self.to_money(of, base, cap.currency if cap else None)
             if money.amount < 0:
                 raise self.fail(of, "a non-negative amount", base)
+            if money.amount > MAX_MINOR_UNITS:  # its share could not be stored
+                raise self.fail(of, f"at most {MAX_MINOR_UNITS} minor units", base)
             amount = int((Decimal(money.amount) * share).to_integral_value(rounding=ROUND_DOWN))
             capped = cap is not None and amount > cap.amount
             if capped:

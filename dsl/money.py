@@ -31,6 +31,9 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "KWD": 3,
 }
 
+# The most minor units one ledger entry holds (a 64-bit BIGINT column on both databases).
+MAX_MINOR_UNITS = 2**63 - 1
+
 SYMBOLS: dict[str, str] = {"₹": "INR", "$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
 CURRENCY_SYMBOL: dict[str, str] = {code: sym for sym, code in SYMBOLS.items()}
 

@@ -29,7 +29,7 @@ from dsl.model import (
     Rule,
     Within,
 )
-from dsl.money import Money
+from dsl.money import MAX_MINOR_UNITS, Money
 
 _ORDERING = {">", ">=", "<", "<="}
 
@@ -157,6 +157,9 @@ def _rule_values(rule: Rule) -> list[Diagnostic]:
             currencies.add(a.amount.currency)
             if a.amount.amount <= 0:
                 err(f"a reward must be positive, got {a.amount}", a.pos)
+            if a.amount.amount > MAX_MINOR_UNITS:
+                err(f"a reward must be at most {MAX_MINOR_UNITS} minor units, got {a.amount}",
+                    a.pos)
         elif isinstance(a, PercentReward):
             if not Decimal(0) < a.percent <= Decimal(100):
                 err(f"a percentage must be in (0, 100], got {a.percent}%", a.pos)

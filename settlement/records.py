@@ -21,6 +21,8 @@ from dsl.errors import EvaluationError
 from dsl.evaluate import nest_context
 
 REQUIRED_FIELDS = ("referral_id", "referrer.id", "referee.id")
+# Ids end up in ledger references, VARCHAR(255): "reward:<rule id>:<referral_id>:<role>".
+MAX_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,32 @@ def _check_required(data: Any) -> str | None:
         return f"a record must be a JSON object, got {type(data).__name__}"
     for path in REQUIRED_FIELDS:
         value = lookup(data, path)
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):
             return f"missing required field {path}"
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return f"{path} must be a string or an integer, got {json.dumps(value, default=str)}"
+        if len(str(value)) > MAX_ID_CHARS:
+            return f"{path} is longer than {MAX_ID_CHARS} characters"
+        if isinstance(value, str) and _text_problem(value):
+            return f"{path} must be text without NUL characters or unpaired surrogates"
     return None
+
+
+def _text_problem(text: str) -> str | None:
+    """Why a database could not store ``text`` (PostgreSQL refuses NUL and invalid UTF-8)."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8 text"
+    return None
+
+
+def _bad(name: str, line: int, raw: str, reason: str) -> BadRecord:
+    """A BadRecord whose raw text can be stored: undecodable bytes and NUL are escaped."""
+    raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return BadRecord(name, line, raw.replace("\x00", "\\x00"), reason)
 
 
 def _csv_value(text: str) -> Any:
@@ -97,14 +120,21 @@ def _jsonl(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue
+        problem = _text_problem(raw)
+        if problem:
+            yield _bad(name, number, raw, problem)
+            continue
         try:
             data = json.loads(raw, parse_float=Decimal)
         except ValueError as e:
-            yield BadRecord(name, number, raw, f"not valid JSON: {e}")
+            yield _bad(name, number, raw, f"not valid JSON: {e}")
+            continue
+        except RecursionError:  # "[[[[...": json recurses once per nesting level
+            yield _bad(name, number, raw, "not valid JSON: nested too deeply")
             continue
         problem = _check_required(data)
         if problem:
-            yield BadRecord(name, number, raw, problem)
+            yield _bad(name, number, raw, problem)
         else:
             yield Record(name, number, raw, data)
 
@@ -148,13 +178,17 @@ def _csv(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
         except StopIteration:
             return
         except csv.Error as e:
-            yield BadRecord(name, start, tap.take(), f"not valid CSV: {e}")
+            yield _bad(name, start, tap.take(), f"not valid CSV: {e}")
             continue
         raw = tap.take()
         if not any(cell.strip() for cell in row):
             continue
+        problem = _text_problem(raw)
+        if problem:
+            yield _bad(name, start, raw, problem)
+            continue
         if len(row) != len(header):
-            yield BadRecord(
+            yield _bad(
                 name, start, raw, f"expected {len(header)} columns as in the header, got {len(row)}"
             )
             continue
@@ -162,11 +196,11 @@ def _csv(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
         try:
             data = nest_context(flat.items())
         except EvaluationError as e:
-            yield BadRecord(name, start, raw, f"columns: {e.message}")
+            yield _bad(name, start, raw, f"columns: {e.message}")
             continue
         problem = _check_required(data)
         if problem:
-            yield BadRecord(name, start, raw, problem)
+            yield _bad(name, start, raw, problem)
         else:
             yield Record(name, start, raw, data)
 
@@ -181,12 +215,18 @@ def detect_format(path: str, first_line: str) -> str:
 
 
 def read_records(path: str, *, fmt: str | None = None) -> Iterator[Record | BadRecord]:
-    """Stream records from a file (``-`` is stdin), detecting JSONL or CSV."""
+    """Stream records from a file (``-`` is stdin), detecting JSONL or CSV.
+
+    A leading BOM is dropped (spreadsheets write one); bytes that are not UTF-8
+    make their line a bad record instead of stopping the run.
+    """
     if path == "-":
-        stream: TextIO = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+        stream: TextIO = io.TextIOWrapper(
+            sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
         name = "<stdin>"
     else:
-        stream = open(path, encoding="utf-8", newline="")
+        stream = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
         name = path
     try:
         first = stream.readline()
