@@ -185,7 +185,7 @@ def diff(
         raise SystemExit(EXIT_INVALID)
     try:
         report = diff_programs(loaded[0].program, loaded[1].program, records_path, as_of)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise CliError(f"{records_path}: cannot read records: {e}") from e
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
