@@ -30,7 +30,7 @@ from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
 from dsl.money import Money, format_money
 from settlement import ledger
-from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, require_schema
+from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, lock_ledger, require_schema
 from settlement.records import BadRecord, Record
 from settlement.runs import settlement_quarantine, settlement_runs
 
@@ -228,7 +228,7 @@ class Settlement:
             for role in (ROLES if o.reverse else {r.role for r in o.rewards})
         ]
         existing = ledger.find_entries(self.conn, refs)
-        totals = self._limit_totals(evaluated)
+        totals = self._limit_totals(evaluated, existing)
         granted: dict[LimitKey, int] = defaultdict(int)
         to_post: list[PlannedReward] = []
         to_reverse: list[str] = []
@@ -263,7 +263,7 @@ class Settlement:
                         to_post.append(planned)
             if rewarded:
                 self.summary.rewarded += 1
-        self._post(to_post)
+        self._post(to_post, existing)
         if to_reverse:
             results = ledger.reverse_many(
                 self.conn, to_reverse, "REVERSE IF condition held", actor=self.actor,
@@ -285,11 +285,14 @@ class Settlement:
 
     # -- LIMIT ---------------------------------------------------------------
 
-    def _limit_totals(self, evaluated: list[_Evaluated]) -> dict[LimitKey, int]:
+    def _limit_totals(
+        self, evaluated: list[_Evaluated], existing: dict[str, ledger.Entry]
+    ) -> dict[LimitKey, int]:
         """What each capped beneficiary already has in the ledger, per rule and period.
 
         Queried per chunk: earlier chunks of this run are already in the ledger
-        (same transaction), so memory stays flat however long the input.
+        (same transaction), so memory stays flat however long the input.  Only
+        rewards still to post need it (a rerun asks nothing).
         """
         wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
         for ev in evaluated:
@@ -298,7 +301,8 @@ class Settlement:
                 if limit is None:
                     continue
                 for reward in per_beneficiary(outcome.rewards):
-                    if reward.role == limit.per:
+                    ref = reward_reference(outcome.rule_id, ev.record.referral_id, reward.role)
+                    if reward.role == limit.per and ref not in existing:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))
                         wanted[(outcome.rule_id, start, end)].add(user)
@@ -359,11 +363,13 @@ class Settlement:
         self._note(ev, ref, "posted", why, amount=amount, currency=currency, user_id=user)
         return PlannedReward(request, capped_from)
 
-    def _post(self, planned: list[PlannedReward]) -> None:
+    def _post(self, planned: list[PlannedReward], existing: dict[str, ledger.Entry]) -> None:
         if not planned:
             return
+        # ``existing`` was looked up under the ledger lock (taken when the run began).
         result = ledger.post_credits(
-            self.conn, [p.request for p in planned], actor=self.actor, run_id=self.summary.run_id
+            self.conn, [p.request for p in planned], actor=self.actor,
+            run_id=self.summary.run_id, known=existing,
         )
         self.summary.posted += len(result.created)
         # Only a concurrent writer could have posted these between lookup and insert.
@@ -377,16 +383,10 @@ class Settlement:
                 self.on_plan(p)
 
     def _confirm_due(self) -> None:
-        after_id = 0
-        while due := ledger.due_for_confirmation(
-            self.conn, self.as_of, after_id=after_id, limit=CHUNK
-        ):
-            results = ledger.transition_many(
-                self.conn, [ref for _, ref in due], "confirmed", actor=self.actor,
-                run_id=self.summary.run_id, reason=f"hold ended on or before {self.as_of}",
-            )
-            self.summary.confirmed += sum(1 for r in results if r.changed)
-            after_id = due[-1][0]
+        self.summary.confirmed += ledger.confirm_due(
+            self.conn, self.as_of, actor=self.actor, run_id=self.summary.run_id,
+            reason=f"hold ended on or before {self.as_of}",
+        )
 
 
 def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:
@@ -459,6 +459,9 @@ def settle(
     try:
         require_schema(conn)
         _acquire_run_lock(conn, wait)
+        # The ledger writer lock for the whole run: each chunk's lookups are then
+        # made under it, so posting needs no second lookup (see post_credits(known=)).
+        lock_ledger(conn)
         run = Settlement(
             conn, program, as_of=as_of, run_id=run_id, strict=strict,
             default_currency=default_currency, explain=explain, on_plan=on_plan,
