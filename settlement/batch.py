@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
-# (rule id, beneficiary user id, start of the LIMIT period, currency)
-LimitKey = tuple[str, str, date | None, str]
+# (rule id, beneficiary user id, start of the LIMIT period)
+LimitKey = tuple[str, str, date | None]
+# How many LIMIT totals a run keeps between chunks (least recently used go first).
+LIMIT_CACHE_KEYS = 20_000
 MAX_CAPPED_NOTES = 100
 # Key of the PostgreSQL advisory lock that serialises settlement runs.
 SETTLE_LOCK_KEY = 0x5E771E
@@ -177,6 +179,8 @@ class Settlement:
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
+        # LIMIT totals per currency, kept in step with what this run posts and reverses.
+        self.limit_cache: OrderedDict[LimitKey, dict[str, int]] = OrderedDict()
         self.explain_lines: list[dict[str, Any]] = []
 
     # -- records -----------------------------------------------------------
@@ -229,7 +233,6 @@ class Settlement:
         ]
         existing = ledger.find_entries(self.conn, refs)
         totals = self._limit_totals(evaluated, existing)
-        granted: dict[LimitKey, int] = defaultdict(int)
         to_post: list[PlannedReward] = []
         to_reverse: list[str] = []
         for ev in evaluated:
@@ -258,7 +261,7 @@ class Settlement:
                         self.summary.already_posted += 1
                         self._note(ev, ref, "already_posted", "posted by an earlier run")
                         continue
-                    planned = self._plan(ev, rule, reward, ref, totals, granted)
+                    planned = self._plan(ev, rule, reward, ref, totals)
                     if planned is not None:
                         to_post.append(planned)
             if rewarded:
@@ -270,6 +273,10 @@ class Settlement:
                 run_id=self.summary.run_id,
             )
             self.summary.reversed += sum(1 for r in results if r.created)
+            for ref in to_reverse:
+                entry = existing[ref]
+                self._count_limit(entry.rule_id, entry.user_id, entry.event_date,
+                                  entry.currency, -entry.amount)
         if self.quarantine_rows:
             self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
             self.quarantine_rows = []
@@ -287,14 +294,18 @@ class Settlement:
 
     def _limit_totals(
         self, evaluated: list[_Evaluated], existing: dict[str, ledger.Entry]
-    ) -> dict[LimitKey, int]:
+    ) -> dict[LimitKey, dict[str, int]]:
         """What each capped beneficiary already has in the ledger, per rule and period.
 
-        Queried per chunk: earlier chunks of this run are already in the ledger
-        (same transaction), so memory stays flat however long the input.  Only
-        rewards still to post need it (a rerun asks nothing).
+        Only rewards still to post need it (a rerun asks nothing).  Totals are
+        kept between chunks in a bounded LRU cache that this run updates as it
+        posts and reverses (so a prolific referrer is not summed anew for every
+        chunk); the rest are queried per chunk: earlier chunks of this run are
+        already in the ledger (same transaction), so memory stays flat however
+        long the input.
         """
         wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
+        totals: dict[LimitKey, dict[str, int]] = {}
         for ev in evaluated:
             for outcome in ev.evaluation.outcomes:
                 limit = self.rules[outcome.rule_id].limit
@@ -305,14 +316,38 @@ class Settlement:
                     if reward.role == limit.per and ref not in existing:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))
-                        wanted[(outcome.rule_id, start, end)].add(user)
-        totals: dict[LimitKey, int] = {}
+                        key = (outcome.rule_id, user, start)
+                        cached = self.limit_cache.get(key)
+                        if cached is not None:
+                            self.limit_cache.move_to_end(key)
+                            totals[key] = cached
+                        else:
+                            wanted[(outcome.rule_id, start, end)].add(user)
         for (rule_id, start, end), users in wanted.items():
             found = ledger.credited_totals(self.conn, rule_id, sorted(users), start, end)
             for user, by_currency in found.items():
-                for currency, amount in by_currency.items():
-                    totals[(rule_id, user, start, currency)] = amount
+                totals[(rule_id, user, start)] = self.limit_cache[(rule_id, user, start)] = (
+                    by_currency
+                )
+        while len(self.limit_cache) > LIMIT_CACHE_KEYS:
+            self.limit_cache.popitem(last=False)  # this chunk's totals stay in ``totals``
         return totals
+
+    def _count_limit(
+        self, rule_id: str | None, user: str, day: date | None, currency: str, amount: int
+    ) -> None:
+        """Keep a cached LIMIT total in step with a credit (or reversal) of this run.
+
+        Like ``ledger.credited_totals``, a total counts every credit of the rule
+        to the user in the period, whatever the role it was paid for.
+        """
+        rule = self.rules.get(rule_id) if rule_id is not None else None
+        if rule is None or rule.limit is None or day is None:
+            return
+        start, _ = period_window(rule.limit.period, day)
+        cached = self.limit_cache.get((rule.id, user, start))
+        if cached is not None:
+            cached[currency] = cached.get(currency, 0) + amount
 
     def _plan(
         self,
@@ -320,8 +355,7 @@ class Settlement:
         rule: Rule,
         reward: Reward,
         ref: str,
-        totals: dict[LimitKey, int],
-        granted: dict[LimitKey, int],
+        totals: dict[LimitKey, dict[str, int]],
     ) -> PlannedReward | None:
         """The credit to post for one reward, cut to what the rule's LIMIT leaves."""
         user = str(ev.record.get(f"{reward.role}.id"))
@@ -331,8 +365,8 @@ class Settlement:
         limit = rule.limit
         if limit is not None and limit.per == reward.role:
             start, _ = period_window(limit.period, ev.day)
-            key = (rule.id, user, start, currency)
-            left = limit.amount.amount - totals.get(key, 0) - granted[key]
+            counted = totals.setdefault((rule.id, user, start), {})
+            left = limit.amount.amount - counted.get(currency, 0)
             if amount > left:
                 capped_from, amount = amount, max(left, 0)
                 self.summary.capped += 1
@@ -344,7 +378,9 @@ class Settlement:
                 self._note(ev, ref, "capped", note, amount=amount, requested=capped_from)
                 if amount == 0:
                     return None
-            granted[key] += amount
+            if (rule.id, user, start) not in self.limit_cache:  # evicted: count it here
+                counted[currency] = counted.get(currency, 0) + amount
+        self._count_limit(rule.id, user, ev.day, currency, amount)
         hold_until = ev.day + timedelta(days=rule.hold_days) if rule.hold_days else None
         request = ledger.CreditRequest(
             user_id=user,
