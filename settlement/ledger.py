@@ -424,9 +424,15 @@ def credited_totals(
     """
     users = list(dict.fromkeys(user_ids))
     result: dict[str, dict[str, int]] = {user: {} for user in users}
-    for chunk in _chunks(users):
+    pg = conn.dialect.name == "postgresql"
+    for chunk in [users] if pg else _chunks(users):
+        # PostgreSQL: one array parameter (see find_entries) instead of an IN list.
+        in_chunk = (
+            _E.c.user_id == sa.any_(sa.bindparam("users", chunk, postgresql.ARRAY(sa.String)))
+            if pg else _E.c.user_id.in_(chunk)
+        )
         inner = _ENTRY_SELECT.where(
-            _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
+            _E.c.rule_id == rule_id, _E.c.entry_type == "credit", in_chunk
         )
         if start is not None:
             inner = inner.where(_E.c.event_date >= start)
