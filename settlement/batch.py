@@ -227,7 +227,7 @@ class Settlement:
         refs = [
             reward_reference(o.rule_id, ev.record.referral_id, role)
             for ev in evaluated
-            for o in ev.evaluation.outcomes
+            for o in ev.evaluation.active_outcomes
             if o.reverse or o.rewards
             for role in (ROLES if o.reverse else {r.role for r in o.rewards})
         ]
@@ -238,7 +238,10 @@ class Settlement:
         for ev in evaluated:
             rid = ev.record.referral_id
             rewarded = False
-            for outcome in ev.evaluation.outcomes:
+            # --explain shows every rule; otherwise only rules that matched or reverse act.
+            outcomes = (ev.evaluation.outcomes if ev.explain is not None
+                        else ev.evaluation.active_outcomes)
+            for outcome in outcomes:
                 rule = self.rules[outcome.rule_id]
                 if ev.explain is not None:
                     ev.explain["rules"].append({
@@ -307,7 +310,7 @@ class Settlement:
         wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
         totals: dict[LimitKey, dict[str, int]] = {}
         for ev in evaluated:
-            for outcome in ev.evaluation.outcomes:
+            for outcome in ev.evaluation.active_outcomes:
                 limit = self.rules[outcome.rule_id].limit
                 if limit is None:
                     continue
