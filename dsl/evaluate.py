@@ -137,7 +137,7 @@ class Evaluation:
         self,
         rewards: list[Reward],
         outcomes: list[RuleOutcome] | None = None,
-        sparse: Sequence[RuleOutcome | None] | None = None,
+        sparse: Sequence[RuleOutcome | tuple[Any, ...] | None] | None = None,
         rule_ids: Sequence[str] = (),
     ) -> None:
         self.rewards = rewards
@@ -145,13 +145,23 @@ class Evaluation:
         self._sparse = sparse
         self._rule_ids = rule_ids
 
+    def _made(self) -> list[RuleOutcome | None]:
+        """The sparse outcomes as RuleOutcome objects (the generated code leaves tuples)."""
+        sparse = self._sparse or ()
+        if sparse and not isinstance(sparse, list):
+            sparse = self._sparse = [
+                None if o is None else o if isinstance(o, RuleOutcome)
+                else RuleOutcome(rule_id, *o)
+                for rule_id, o in zip(self._rule_ids, sparse, strict=True)
+            ]
+        return sparse  # type: ignore[return-value]
+
     @property
     def outcomes(self) -> list[RuleOutcome]:
         if self._outcomes is None:
-            sparse = self._sparse or ()
             self._outcomes = [
                 o if o is not None else RuleOutcome(rule_id, False)
-                for rule_id, o in zip(self._rule_ids, sparse, strict=True)
+                for rule_id, o in zip(self._rule_ids, self._made(), strict=True)
             ]
         return self._outcomes
 
@@ -159,7 +169,7 @@ class Evaluation:
     def active_outcomes(self) -> list[RuleOutcome]:
         """Outcomes of rules that matched or whose REVERSE IF holds, in evaluation order."""
         if self._outcomes is None:
-            return [o for o in self._sparse or () if o is not None]
+            return [o for o in self._made() if o is not None]
         return [o for o in self._outcomes if o.matched or o.reverse]
 
     def __eq__(self, other: object) -> bool:
@@ -683,8 +693,8 @@ class _Codegen:
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {"_M": _MISSING, "_dict": dict, "RuleOutcome": RuleOutcome,
                                    "_within": _within}
-        self.loads: list[str] = []
         self.vars: dict[str, str] = {}
+        self.children: dict[str, list[str]] = {}
 
     def const(self, value: Any, prefix: str = "_k") -> str:
         name = f"{prefix}{len(self.ns)}"
@@ -696,15 +706,38 @@ class _Codegen:
         if path in self.vars:
             return self.vars[path]
         keys = path.split(".")
-        parent = "ctx" if len(keys) == 1 else self.var(".".join(keys[:-1]))
+        parent = "" if len(keys) == 1 else ".".join(keys[:-1])
+        if parent:
+            self.var(parent)
         name = f"v{len(self.vars)}"
         self.vars[path] = name
-        slow = self.const(_Compiler.getter(path), "_get")
-        self.loads.append(
-            f"{name} = {parent}.get({keys[-1]!r}, _M) if type({parent}) is _dict "
-            f"else {slow}(ctx)"
-        )
+        self.children.setdefault(parent, []).append(path)
         return name
+
+    def load_lines(self, parent: str = "", indent: str = "    ") -> list[str]:
+        """Read each field once: dicts by ``.get``, anything else by the closure getter."""
+        lines: list[str] = []
+        pvar = self.vars.get(parent, "ctx")
+        for path in self.children.get(parent, []):
+            key = path.rsplit(".", 1)[-1]
+            lines.append(f"{indent}{self.vars[path]} = {pvar}.get({key!r}, _M)")
+        fast = lines
+        slow = [f"{indent}    {self.vars[p]} = {self.const(_Compiler.getter(p), '_get')}(ctx)"
+                for p in self._descendants(parent)]
+        nested: list[str] = []
+        for path in self.children.get(parent, []):
+            if path in self.children:
+                nested += self.load_lines(path, indent + "    ")
+        return ([f"{indent}if type({pvar}) is _dict:"]
+                + ["    " + line for line in fast] + nested
+                + [f"{indent}else:"] + slow)
+
+    def _descendants(self, parent: str) -> list[str]:
+        out: list[str] = []
+        for path in self.children.get(parent, []):
+            out.append(path)
+            out += self._descendants(path)
+        return out
 
     def cond(self, c: _Compiler, cond: Condition) -> str:
         if isinstance(cond, (And, Or)):
@@ -745,7 +778,7 @@ class _Codegen:
                 type(m) is str for m in value
             ):
                 return None
-            members = self.const(frozenset(value))
+            members = "{" + ", ".join(repr(m) for m in sorted(set(value))) + "}"
             neg = "" if op == "IN" else "not "
             return (f"({neg}({v} in {members}) if type({v}) is str else "
                     f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
@@ -757,7 +790,7 @@ class _Codegen:
             kind, key = _FAST_TYPES[type(value)], value
         else:
             return None
-        k = self.const(key)
+        k = repr(key) if type(key) in _FAST_TYPES else self.const(key)
         return (f"({v} {pyop} {k} if type({v}) is {kind} else "
                 f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
 
@@ -857,12 +890,12 @@ def _generate(
             body += ["        for x in kept:",
                      f"            claims.setdefault(x.role, ({prio}, {rid}))"]
         if fixed and not suppressible:
-            body.append(f"        o{i} = _Outcome({rid}, True, kept, r, [], None)")
+            body.append(f"        o{i} = (True, kept, r, [], None)")
         else:
-            body.append(f"        o{i} = _Outcome({rid}, True, kept, r, supp, by)")
+            body.append(f"        o{i} = (True, kept, r, supp, by)")
         body += [
             "    elif r:",
-            f"        o{i} = _Outcome({rid}, False, [], True, [], None)",
+            f"        o{i} = (False, [], True, [], None)",
             "    else:",
             f"        o{i} = None",
         ]
@@ -871,7 +904,8 @@ def _generate(
     ids = g.const(tuple(cr.rule.id for cr in rules))
     outs = "".join(f"o{i}, " for i in range(len(rules)))
     lines = ["def _evaluate(ctx):"]
-    lines += [f"    {load}" for load in g.loads]
+    if g.vars:
+        lines += g.load_lines()
     lines += ["    paid = []"] + (["    claims = {}"] if any_exclusive else [])
     lines += body + [f"    return _Evaluation(paid, None, ({outs}), {ids})"]
     source = "\n".join(lines) + "\n"
