@@ -59,8 +59,10 @@ def evaluate(ctx: dict[str, Any]) -> Decision:
         and (referee.get("country") in ("IN", "US") or (payment is not None and payment >= 100_000))
         and not_self
     ):
-        start, subscribed_at = _day(referral.get("created_at")), _day(referee.get("subscribed_at"))
-        if start is not None and subscribed_at is not None and abs((subscribed_at - start).days) <= 30:
+        start = _day(referral.get("created_at"))
+        subscribed_at = _day(referee.get("subscribed_at"))
+        if (start is not None and subscribed_at is not None
+                and abs((subscribed_at - start).days) <= 30):
             if not referrer_claimed:
                 rewards.append(("paid_referrer_bonus", "referrer", 50_000))
             if payment is not None:

@@ -224,15 +224,21 @@ class Settlement:
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
         evaluated = [e for e in map(self._evaluate, chunk) if e is not None]
         # Only rewards to pay and rewards to reverse need a look at the ledger.
-        refs = [
-            reward_reference(o.rule_id, ev.record.referral_id, role)
-            for ev in evaluated
-            for o in ev.evaluation.active_outcomes
-            if o.reverse or o.rewards
-            for role in (ROLES if o.reverse else {r.role for r in o.rewards})
-        ]
-        existing = ledger.find_entries(self.conn, refs)
-        totals = self._limit_totals(evaluated, existing)
+        # Rewards to pay only need to know whether their reference exists (a rerun is all
+        # lookups); rewards to reverse need the entry and its status.
+        to_pay_refs: list[str] = []
+        to_reverse_refs: list[str] = []
+        for ev in evaluated:
+            for o in ev.evaluation.active_outcomes:
+                if o.reverse:
+                    to_reverse_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
+                                        for role in ROLES)
+                elif o.rewards:
+                    to_pay_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
+                                    for role in {r.role for r in o.rewards})
+        posted = ledger.existing_references(self.conn, to_pay_refs)
+        existing = ledger.find_entries(self.conn, to_reverse_refs)
+        totals = self._limit_totals(evaluated, posted)
         to_post: list[PlannedReward] = []
         to_reverse: list[str] = []
         for ev in evaluated:
@@ -260,7 +266,7 @@ class Settlement:
                 for reward in per_beneficiary(outcome.rewards):
                     rewarded = True
                     ref = reward_reference(rule.id, rid, reward.role)
-                    if ref in existing:
+                    if ref in posted:
                         self.summary.already_posted += 1
                         self._note(ev, ref, "already_posted", "posted by an earlier run")
                         continue
@@ -269,7 +275,7 @@ class Settlement:
                         to_post.append(planned)
             if rewarded:
                 self.summary.rewarded += 1
-        self._post(to_post, existing)
+        self._post(to_post)
         if to_reverse:
             results = ledger.reverse_many(
                 self.conn, to_reverse, "REVERSE IF condition held", actor=self.actor,
@@ -296,7 +302,7 @@ class Settlement:
     # -- LIMIT ---------------------------------------------------------------
 
     def _limit_totals(
-        self, evaluated: list[_Evaluated], existing: dict[str, ledger.Entry]
+        self, evaluated: list[_Evaluated], posted: set[str]
     ) -> dict[LimitKey, dict[str, int]]:
         """What each capped beneficiary already has in the ledger, per rule and period.
 
@@ -316,7 +322,7 @@ class Settlement:
                     continue
                 for reward in per_beneficiary(outcome.rewards):
                     ref = reward_reference(outcome.rule_id, ev.record.referral_id, reward.role)
-                    if reward.role == limit.per and ref not in existing:
+                    if reward.role == limit.per and ref not in posted:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))
                         key = (outcome.rule_id, user, start)
@@ -402,13 +408,14 @@ class Settlement:
         self._note(ev, ref, "posted", why, amount=amount, currency=currency, user_id=user)
         return PlannedReward(request, capped_from)
 
-    def _post(self, planned: list[PlannedReward], existing: dict[str, ledger.Entry]) -> None:
+    def _post(self, planned: list[PlannedReward]) -> None:
         if not planned:
             return
-        # ``existing`` was looked up under the ledger lock (taken when the run began).
+        # Every planned reference was found absent under the ledger lock (taken when the
+        # run began), so posting need not look again: known={}.
         result = ledger.post_credits(
             self.conn, [p.request for p in planned], actor=self.actor,
-            run_id=self.summary.run_id, known=existing,
+            run_id=self.summary.run_id, known={},
         )
         self.summary.posted += len(result.created)
         # Only a concurrent writer could have posted these between lookup and insert.
