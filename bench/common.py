@@ -63,7 +63,8 @@ def run_child(argv: list[str], env: dict[str, str] | None = None,
 
 def referral_argv() -> list[str]:
     """The CLI of whatever ``referral`` package is first on PYTHONPATH."""
-    return [sys.executable, "-c", "from referral.cli import main; main()"]
+    # -P: no current directory on sys.path, so PYTHONPATH (--compare-ref) decides.
+    return [sys.executable, "-P", "-c", "from referral.cli import main; main()"]
 
 
 class Databases:
