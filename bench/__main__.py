@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-sizes", help="records per memory run (default 250000,1000000,4000000)")
     p.add_argument("--reps", type=int, default=3, help="repetitions for evaluation (median)")
     p.add_argument("--settle-reps", type=int, default=3, help="repetitions for settlement")
+    p.add_argument("--sqlite-reps", type=int, help="repetitions for SQLite (default: settle-reps)")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     p.add_argument("--compare-ref", default=None,
                    help="git ref whose settle to time against this tree (git worktree add)")
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     report = Report(args, argv)
     report.data["sizes"] = {"eval_contexts": eval_n, "peer_contexts": args.peer_contexts,
                             "settle_records": settle_n, "memory_sizes": sizes,
-                            "reps": args.reps, "settle_reps": args.settle_reps}
+                            "reps": args.reps, "settle_reps": args.settle_reps,
+                            "sqlite_reps": args.sqlite_reps or args.settle_reps}
     report.save()
     if "eval" in parts:
         from bench.evaluation import bench_evaluation
@@ -142,7 +144,7 @@ def run_settlement(report: Report, args: argparse.Namespace, parts: set[str],
         report.save()
     if "sqlite" in parts:
         report.data["settle_sqlite"] = settling.bench_settle_sqlite(
-            dbs, records(settle_n), settle_n, args.settle_reps, report.log)
+            dbs, records(settle_n), settle_n, args.sqlite_reps or args.settle_reps, report.log)
         report.save()
     if "memory" in parts:
         known = {}

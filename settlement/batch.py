@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -313,7 +313,7 @@ class Settlement:
         already in the ledger (same transaction), so memory stays flat however
         long the input.
         """
-        wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
+        wanted: list[ledger.TotalsKey] = []
         totals: dict[LimitKey, dict[str, int]] = {}
         for ev in evaluated:
             for outcome in ev.evaluation.active_outcomes:
@@ -331,13 +331,13 @@ class Settlement:
                             self.limit_cache.move_to_end(key)
                             totals[key] = cached
                         else:
-                            wanted[(outcome.rule_id, start, end)].add(user)
-        for (rule_id, start, end), users in wanted.items():
-            found = ledger.credited_totals(self.conn, rule_id, sorted(users), start, end)
-            for user, by_currency in found.items():
-                totals[(rule_id, user, start)] = self.limit_cache[(rule_id, user, start)] = (
-                    by_currency
-                )
+                            wanted.append((outcome.rule_id, user, start, end))
+        for (rule_id, user, start, _), by_currency in ledger.credited_totals_many(
+            self.conn, wanted
+        ).items():
+            totals[(rule_id, user, start)] = self.limit_cache[(rule_id, user, start)] = (
+                by_currency
+            )
         while len(self.limit_cache) > LIMIT_CACHE_KEYS:
             self.limit_cache.popitem(last=False)  # this chunk's totals stay in ``totals``
         return totals

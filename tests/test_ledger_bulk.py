@@ -49,3 +49,23 @@ def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
         if r.reference_id != "r7" and date(2026, 2, 1) <= r.event_date < date(2026, 3, 1):
             want[r.user_id][r.currency] = want[r.user_id].get(r.currency, 0) + r.amount
     assert got == want
+
+
+def test_credited_totals_many_matches_one_call_per_group(ledger_engine) -> None:
+    requests = [
+        L.CreditRequest(f"u{i % 5}", 10 + i, "INR", f"m{i}", rule_id=f"R{i % 2}",
+                        event_date=date(2026, 1 + i % 4, 1 + i % 20))
+        for i in range(200)
+    ]
+    windows = [(date(2026, 1, 1), date(2026, 2, 1)), (date(2026, 2, 1), None), (None, None),
+               (None, date(2026, 3, 1))]
+    wanted = [(rule, f"u{u}", start, end) for rule in ("R0", "R1", "R9") for u in range(6)
+              for start, end in windows]
+    with ledger_engine.connect() as conn:
+        L.post_credits(conn, requests, actor="t")
+        L.reverse(conn, "m3", "refund", actor="t")
+        got = L.credited_totals_many(conn, wanted)
+        want = {(rule, user, start, end): L.credited_totals(conn, rule, [user], start, end)[user]
+                for rule, user, start, end in wanted}
+    assert got == want
+    assert any(got.values())
