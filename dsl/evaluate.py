@@ -18,6 +18,7 @@ Semantics that settlement relies on:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -151,7 +152,7 @@ class Evaluation:
         if sparse and not isinstance(sparse, list):
             sparse = self._sparse = [
                 None if o is None else o if isinstance(o, RuleOutcome)
-                else RuleOutcome(rule_id, *o)
+                else RuleOutcome(rule_id, o[0], o[1], o[2], o[3] or [], o[4])
                 for rule_id, o in zip(self._rule_ids, sparse, strict=True)
             ]
         return sparse  # type: ignore[return-value]
@@ -695,6 +696,23 @@ class _Codegen:
                                    "_within": _within}
         self.vars: dict[str, str] = {}
         self.children: dict[str, list[str]] = {}
+        self.type_uses: dict[tuple[str, str], int] = {}
+
+    def is_type(self, var: str, kind: str) -> str:
+        """A placeholder for ``type(var) is kind``, resolved by ``resolve_types``."""
+        self.type_uses[(var, kind)] = self.type_uses.get((var, kind), 0) + 1
+        return f"@{var}:{kind}@"
+
+    def resolve_types(self, code: str) -> tuple[str, list[str]]:
+        """Type tests made twice or more are computed once per context, after the loads."""
+        flags = {key: f"t_{key[0]}_{key[1]}" for key, n in self.type_uses.items() if n >= 2}
+
+        def sub(m: re.Match[str]) -> str:
+            key = (m.group(1), m.group(2))
+            return flags.get(key) or f"type({key[0]}) is {key[1]}"
+
+        lines = [f"    {flag} = type({var}) is {kind}" for (var, kind), flag in flags.items()]
+        return re.sub(r"@(\w+):(\w+)@", sub, code), lines
 
     def const(self, value: Any, prefix: str = "_k") -> str:
         name = f"{prefix}{len(self.ns)}"
@@ -767,7 +785,7 @@ class _Codegen:
                 return None
             w = self.var(value.path)
             test = self.const(c.field_test(cond), "_test")
-            fast = f"type({v}) is str and type({w}) is str"
+            fast = f"{self.is_type(v, 'str')} and {self.is_type(w, 'str')}"
             return (f"({v} {pyop} {w} if {fast} else "
                     f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
         if value is None:
@@ -780,7 +798,7 @@ class _Codegen:
                 return None
             members = "{" + ", ".join(repr(m) for m in sorted(set(value))) + "}"
             neg = "" if op == "IN" else "not "
-            return (f"({neg}({v} in {members}) if type({v}) is str else "
+            return (f"({neg}({v} in {members}) if {self.is_type(v, 'str')} else "
                     f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
         if isinstance(value, Money):
             if c.default_currency != value.currency:
@@ -791,7 +809,7 @@ class _Codegen:
         else:
             return None
         k = repr(key) if type(key) in _FAST_TYPES else self.const(key)
-        return (f"({v} {pyop} {k} if type({v}) is {kind} else "
+        return (f"({v} {pyop} {k} if {self.is_type(v, kind)} else "
                 f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
 
 
@@ -850,14 +868,20 @@ def _generate(
         matched = g.cond(c, rule.condition)
         reverse = g.cond(c, rule.reverse_if) if rule.reverse_if is not None else "False"
         rid = g.const(rule.id)
-        body += [f"    # rule {rule.id}", f"    m = {matched}", f"    r = {reverse}", "    if m:"]
+        body += [f"    # rule {rule.id}", f"    m = {matched}"]
+        if rule.reverse_if is not None:
+            body.append(f"    r = {reverse}")
+        r = "r" if rule.reverse_if is not None else "False"
+        body.append("    if m:")
         fixed = all(isinstance(a, FixedReward) for a in rule.actions)
         if fixed and not suppressible:
             consts = [g.const(Reward(rule.id, a.to, a.amount, False), "_rw")
                       for a in rule.actions]
             body += [f"        kept = [{', '.join(consts)}]"]
         else:
-            body += ["        kept = []", "        supp = []", "        by = None"]
+            body += ["        kept = []"]
+            if suppressible:
+                body += ["        supp = []", "        by = None"]
             for j, action in enumerate(rule.actions):
                 if isinstance(action, FixedReward):
                     reward = Reward(rule.id, action.to, action.amount, False)
@@ -889,16 +913,13 @@ def _generate(
             claimed_at.append(prio)
             body += ["        for x in kept:",
                      f"            claims.setdefault(x.role, ({prio}, {rid}))"]
-        if fixed and not suppressible:
-            body.append(f"        o{i} = (True, kept, r, [], None)")
+        if not suppressible:
+            body.append(f"        o{i} = (True, kept, {r}, None, None)")
         else:
-            body.append(f"        o{i} = (True, kept, r, supp, by)")
-        body += [
-            "    elif r:",
-            f"        o{i} = (False, [], True, [], None)",
-            "    else:",
-            f"        o{i} = None",
-        ]
+            body.append(f"        o{i} = (True, kept, {r}, supp, by)")
+        if rule.reverse_if is not None:
+            body += ["    elif r:", f"        o{i} = (False, [], True, None, None)"]
+        body += ["    else:", f"        o{i} = None"]
     g.ns["_Reward"] = Reward
     g.ns["_Outcome"], g.ns["_Evaluation"] = RuleOutcome, Evaluation
     ids = g.const(tuple(cr.rule.id for cr in rules))
@@ -906,8 +927,10 @@ def _generate(
     lines = ["def _evaluate(ctx):"]
     if g.vars:
         lines += g.load_lines()
+    code, type_lines = g.resolve_types("\n".join(body))
+    lines += type_lines
     lines += ["    paid = []"] + (["    claims = {}"] if any_exclusive else [])
-    lines += body + [f"    return _Evaluation(paid, None, ({outs}), {ids})"]
+    lines += [code, f"    return _Evaluation(paid, None, ({outs}), {ids})"]
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<referral rules>", "exec"), g.ns)  # noqa: S102 - our own source
     return source, g.ns["_evaluate"]
