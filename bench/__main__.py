@@ -45,12 +45,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-records", type=int, default=50_000)
     p.add_argument("--profile-records", type=int, default=50_000)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other parts' results from the results.json beside --out")
     return p.parse_args(argv)
 
 
 class Report:
     def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
         self.out: Path = args.out
+        earlier: dict[str, Any] = {}
+        saved = self.out.with_name("results.json")
+        if args.merge and saved.exists():
+            earlier = json.loads(saved.read_text())
         self.data: dict[str, Any] = {
             "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python -m bench " + " ".join(shlex.quote(a) for a in argv),
@@ -59,6 +65,12 @@ class Report:
             "machine": machine(),
         }
         self.log_lines: list[str] = []
+        if earlier:
+            keep = {k: v for k, v in earlier.items() if k not in self.data and k != "log"}
+            self.data.update(keep)
+            self.data["earlier"] = earlier.get("earlier", []) + [
+                f"{earlier['started']}: `{earlier['command']}` at {earlier['commit']}"]
+            self.log_lines = list(earlier.get("log", []))
 
     def log(self, line: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
@@ -148,7 +160,7 @@ def run_settlement(report: Report, args: argparse.Namespace, parts: set[str],
         report.save()
     if "memory" in parts:
         known = {}
-        if "settle_pg" in report.data:
+        if "settle" in parts and "settle_pg" in report.data:  # measured in this invocation
             known[settle_n] = report.data["settle_pg"]["max_rss_kb"]
         report.data["memory"] = {"sizes": sizes, "partial": True}
         peaks: dict[int, int] = {}
@@ -186,6 +198,7 @@ def render(d: dict[str, Any]) -> str:
         f"- date: {d['started']}" + (f" to {d['finished']}" if "finished" in d else
                                     " (run still going or interrupted: partial)"),
         f"- command: `{d['command']}` at commit {d['commit']}",
+        *(f"- merged with the parts not re-run from {e}" for e in d.get("earlier", [])),
         f"- sizes: {json.dumps(d.get('sizes', {}))}",
     ]
     lines += [f"- {k}: {v}" for k, v in m.items() if k != "rusage self max rss (KB)"]

@@ -45,6 +45,9 @@ class ChildRun:
 def run_child(argv: list[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> ChildRun:
     """Run a command to its end; wall time and its own peak RSS (rusage from os.wait4)."""
+    hwm = tempfile.NamedTemporaryFile("r", suffix=".hwm", delete=False)
+    hwm.close()
+    env = {**(env or os.environ), "BENCH_HWM_FILE": hwm.name}
     with tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err,
@@ -58,13 +61,37 @@ def run_child(argv: list[str], env: dict[str, str] | None = None,
             err.seek(0)
             raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
                                f"{err.read()[-3000:]}")
-    return ChildRun(seconds, usage.ru_maxrss, out)
+    try:
+        peak = int(Path(hwm.name).read_text() or 0)
+    except (OSError, ValueError):
+        peak = 0
+    finally:
+        Path(hwm.name).unlink(missing_ok=True)
+    return ChildRun(seconds, peak or usage.ru_maxrss, out)
+
+
+# The child writes its own peak RSS (VmHWM of its address space) to BENCH_HWM_FILE on exit.
+# Not ru_maxrss: subprocess starts the child with vfork, and at exec Linux folds the
+# parent's high-water mark into the child's ru_maxrss, so a big bench process would show
+# through in every child's figure.
+_CHILD = """
+import atexit, os
+def _hwm():
+    path = os.environ.get("BENCH_HWM_FILE")
+    if path:
+        status = open("/proc/self/status").read()
+        with open(path, "w") as fh:
+            fh.write(status.split("VmHWM:")[1].split()[0])
+atexit.register(_hwm)
+from referral.cli import main
+main()
+"""
 
 
 def referral_argv() -> list[str]:
     """The CLI of whatever ``referral`` package is first on PYTHONPATH."""
     # -P: no current directory on sys.path, so PYTHONPATH (--compare-ref) decides.
-    return [sys.executable, "-P", "-c", "from referral.cli import main; main()"]
+    return [sys.executable, "-P", "-c", _CHILD]
 
 
 class Databases:
