@@ -190,7 +190,8 @@ def render(d: dict[str, Any]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `python -m bench` (`make bench`); see bench/README in the module docstrings.",
+        "Written by `python -m bench` (`make bench`); how each part is measured is in the"
+        " docstrings of bench/.",
         "Every figure is a ratio to a baseline measured in the same run, median of the",
         "repetitions; targets are reported, not asserted.  The machine is shared (2 cores,",
         "other jobs running), so absolute seconds are noisy; the ratios are the result.",
