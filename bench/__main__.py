@@ -281,7 +281,8 @@ def render(d: dict[str, Any]) -> str:
         peaks = mem["peak_rss_kb"]
         lines += ["", "## 3. Memory", "",
                   "Peak RSS of the `referral settle` process (its own VmHWM, written at"
-                  " exit; see bench/common.py), PostgreSQL, one run per size.", "", "| records | peak RSS |", "|---|---|"]
+                  " exit; see bench/common.py), PostgreSQL, one run per size.", "",
+                  "| records | peak RSS |", "|---|---|"]
         lines += [f"| {int(k):,} | {int(v) / 1024:,.0f} MiB |" for k, v in sorted(
             peaks.items(), key=lambda kv: int(kv[0]))]
         ratio = mem["largest_vs_smallest"]
