@@ -19,8 +19,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# The bench extra (rule-engine, business-rules, py-spy) has its own stamp.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 faults: $(STAMP)
 	FAULTS_SCALE=full FAULTS_RESULTS=out/faults.txt $(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)

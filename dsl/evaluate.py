@@ -18,6 +18,7 @@ Semantics that settlement relies on:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -123,10 +124,64 @@ class RuleOutcome:
         }
 
 
-@dataclass
 class Evaluation:
-    rewards: list[Reward]
-    outcomes: list[RuleOutcome]
+    """The rewards a context earns, and one outcome per rule (in evaluation order).
+
+    The generated fast path records only the rules that matched or whose
+    REVERSE IF holds; ``outcomes`` fills in the others (not matched) when
+    first read.  ``active_outcomes`` skips them: all that settlement needs.
+    """
+
+    __slots__ = ("rewards", "_outcomes", "_sparse", "_rule_ids")
+
+    def __init__(
+        self,
+        rewards: list[Reward],
+        outcomes: list[RuleOutcome] | None = None,
+        sparse: Sequence[RuleOutcome | tuple[Any, ...] | None] | None = None,
+        rule_ids: Sequence[str] = (),
+    ) -> None:
+        self.rewards = rewards
+        self._outcomes = outcomes
+        self._sparse = sparse
+        self._rule_ids = rule_ids
+
+    def _made(self) -> list[RuleOutcome | None]:
+        """The sparse outcomes as RuleOutcome objects (the generated code leaves tuples)."""
+        sparse = self._sparse or ()
+        if sparse and not isinstance(sparse, list):
+            sparse = self._sparse = [
+                None if o is None else o if isinstance(o, RuleOutcome)
+                else RuleOutcome(rule_id, o[0], o[1], o[2], o[3] or [], o[4])
+                for rule_id, o in zip(self._rule_ids, sparse, strict=True)
+            ]
+        return sparse  # type: ignore[return-value]
+
+    @property
+    def outcomes(self) -> list[RuleOutcome]:
+        if self._outcomes is None:
+            self._outcomes = [
+                o if o is not None else RuleOutcome(rule_id, False)
+                for rule_id, o in zip(self._rule_ids, self._made(), strict=True)
+            ]
+        return self._outcomes
+
+    @property
+    def active_outcomes(self) -> list[RuleOutcome]:
+        """Outcomes of rules that matched or whose REVERSE IF holds, in evaluation order."""
+        if self._outcomes is None:
+            return [o for o in self._made() if o is not None]
+        return [o for o in self._outcomes if o.matched or o.reverse]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Evaluation):
+            return NotImplemented
+        return (self.rewards, self.outcomes) == (other.rewards, other.outcomes)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Evaluation(rewards={self.rewards!r}, outcomes={self.outcomes!r})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -548,16 +603,29 @@ class CompiledRule:
     condition: CondFn
     reverse_if: CondFn | None
     actions: list[Callable[[Mapping[str, Any]], Any]]
+    compiler: _Compiler | None = None
 
 
 class CompiledProgram:
-    """A program ready to evaluate many contexts."""
+    """A program ready to evaluate many contexts.
+
+    ``evaluate`` without a trace runs one Python function generated for the
+    whole program (see ``_generate``); with a trace it walks the closures,
+    which record every step.  Both give the same results and errors.
+    """
 
     def __init__(self, program: Program, rules: Sequence[CompiledRule]) -> None:
         self.program = program
         self.rules = list(rules)
+        self.source, self._fast = _generate(self.rules)
 
     def evaluate(self, context: Mapping[str, Any], *, trace: bool = False) -> Evaluation:
+        if not trace:
+            return self._fast(context)
+        return self.evaluate_closures(context, trace=trace)
+
+    def evaluate_closures(self, context: Mapping[str, Any], *, trace: bool = False) -> Evaluation:
+        """The closure walk (the traced path; kept callable to check the generated one)."""
         outcomes: list[RuleOutcome] = []
         paid: list[Reward] = []
         claims: dict[str, tuple[int, str]] = {}  # role -> (priority, exclusive rule id)
@@ -605,7 +673,269 @@ def compile_rule(rule: Rule, *, default_currency: str | None = None) -> Compiled
         condition=c.condition(rule.condition),
         reverse_if=c.condition(rule.reverse_if) if rule.reverse_if is not None else None,
         actions=[c.action(a) for a in rule.actions],
+        compiler=c,
     )
+
+
+# ---- code generation: the untraced fast path ---------------------------------
+
+_FAST_TYPES: dict[type, str] = {str: "str", bool: "bool", int: "int"}
+
+
+class _Codegen:
+    """Python source for one program's evaluation, compiled once.
+
+    Each comparison becomes an inline expression for the common case (the
+    value has exactly the literal's type: a str for a string, an int for a
+    number or, with the default currency, for money) and falls back to the
+    comparison's closure for everything else, so coercions, null handling and
+    errors (with the rule and the path) are the closures' own.  Fields are read
+    once per context, each dotted prefix once.
+    """
+
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = {"_M": _MISSING, "_dict": dict, "RuleOutcome": RuleOutcome,
+                                   "_within": _within}
+        self.vars: dict[str, str] = {}
+        self.children: dict[str, list[str]] = {}
+        self.type_uses: dict[tuple[str, str], int] = {}
+
+    def is_type(self, var: str, kind: str) -> str:
+        """A placeholder for ``type(var) is kind``, resolved by ``resolve_types``."""
+        self.type_uses[(var, kind)] = self.type_uses.get((var, kind), 0) + 1
+        return f"@{var}:{kind}@"
+
+    def resolve_types(self, code: str) -> tuple[str, list[str]]:
+        """Type tests made twice or more are computed once per context, after the loads."""
+        flags = {key: f"t_{key[0]}_{key[1]}" for key, n in self.type_uses.items() if n >= 2}
+
+        def sub(m: re.Match[str]) -> str:
+            key = (m.group(1), m.group(2))
+            return flags.get(key) or f"type({key[0]}) is {key[1]}"
+
+        lines = [f"    {flag} = type({var}) is {kind}" for (var, kind), flag in flags.items()]
+        return re.sub(r"@(\w+):(\w+)@", sub, code), lines
+
+    def const(self, value: Any, prefix: str = "_k") -> str:
+        name = f"{prefix}{len(self.ns)}"
+        self.ns[name] = value
+        return name
+
+    def var(self, path: str) -> str:
+        """A local holding the value at ``path`` (or _M), loaded at the top."""
+        if path in self.vars:
+            return self.vars[path]
+        keys = path.split(".")
+        parent = "" if len(keys) == 1 else ".".join(keys[:-1])
+        if parent:
+            self.var(parent)
+        name = f"v{len(self.vars)}"
+        self.vars[path] = name
+        self.children.setdefault(parent, []).append(path)
+        return name
+
+    def load_lines(self, parent: str = "", indent: str = "    ") -> list[str]:
+        """Read each field once: dicts by ``.get``, anything else by the closure getter."""
+        lines: list[str] = []
+        pvar = self.vars.get(parent, "ctx")
+        for path in self.children.get(parent, []):
+            key = path.rsplit(".", 1)[-1]
+            lines.append(f"{indent}{self.vars[path]} = {pvar}.get({key!r}, _M)")
+        fast = lines
+        slow = [f"{indent}    {self.vars[p]} = {self.const(_Compiler.getter(p), '_get')}(ctx)"
+                for p in self._descendants(parent)]
+        nested: list[str] = []
+        for path in self.children.get(parent, []):
+            if path in self.children:
+                nested += self.load_lines(path, indent + "    ")
+        return ([f"{indent}if type({pvar}) is _dict:"]
+                + ["    " + line for line in fast] + nested
+                + [f"{indent}else:"] + slow)
+
+    def _descendants(self, parent: str) -> list[str]:
+        out: list[str] = []
+        for path in self.children.get(parent, []):
+            out.append(path)
+            out += self._descendants(path)
+        return out
+
+    def cond(self, c: _Compiler, cond: Condition) -> str:
+        if isinstance(cond, (And, Or)):
+            joiner = " and " if isinstance(cond, And) else " or "
+            return "(" + joiner.join(self.cond(c, item) for item in cond.items) + ")"
+        if isinstance(cond, Not):
+            return f"(not {self.cond(c, cond.item)})"
+        if isinstance(cond, Compare):
+            fast = self.compare(c, cond)
+            if fast is not None:
+                return fast
+        if isinstance(cond, Within):
+            a, b = self.var(cond.path), self.var(cond.other)
+            slow = self.const(c.condition(cond), "_cond")
+            return f"_within({a}, {b}, {cond.days}, {slow}, ctx)"
+        # Anything else: the closure itself (exact semantics, no trace).
+        return f"{self.const(c.condition(cond), '_cond')}(ctx, None, 0)"
+
+    def compare(self, c: _Compiler, cond: Compare) -> str | None:
+        op, value = cond.op, cond.value
+        if op not in _ORDER_OPS and op not in ("IN", "NOT IN"):
+            return None
+        pyop = "==" if op == "=" else op
+        v = self.var(cond.path)
+        if isinstance(value, FieldRef):
+            if op not in _ORDER_OPS:
+                return None
+            w = self.var(value.path)
+            test = self.const(c.field_test(cond), "_test")
+            fast = f"{self.is_type(v, 'str')} and {self.is_type(w, 'str')}"
+            return (f"({v} {pyop} {w} if {fast} else "
+                    f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
+        if value is None:
+            return None
+        test = self.const(c.literal_test(cond), "_test")
+        if op in ("IN", "NOT IN"):
+            if not isinstance(value, tuple) or not value or not all(
+                type(m) is str for m in value
+            ):
+                return None
+            members = "{" + ", ".join(repr(m) for m in sorted(set(value))) + "}"
+            neg = "" if op == "IN" else "not "
+            return (f"({neg}({v} in {members}) if {self.is_type(v, 'str')} else "
+                    f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
+        if isinstance(value, Money):
+            if c.default_currency != value.currency:
+                return None
+            kind, key = "int", value.amount
+        elif type(value) in _FAST_TYPES:
+            kind, key = _FAST_TYPES[type(value)], value
+        else:
+            return None
+        k = repr(key) if type(key) in _FAST_TYPES else self.const(key)
+        return (f"({v} {pyop} {k} if {self.is_type(v, kind)} else "
+                f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
+
+
+def _within(a: Any, b: Any, days: int, slow: CondFn, ctx: Mapping[str, Any]) -> bool:
+    """WITHIN for two ISO date strings; anything else (missing, null, a bad date) takes
+    the closure."""
+    if type(a) is str and type(b) is str:
+        try:
+            return abs((date.fromisoformat(a) - date.fromisoformat(b)).days) <= days
+        except ValueError:
+            pass
+    return slow(ctx, None, 0)
+
+
+def _percent_fast(
+    rule_id: str, action: PercentReward, currency: str, slow: Callable[[Mapping[str, Any]], Any]
+) -> Callable[[Any, Mapping[str, Any]], Any]:
+    """A percentage of a non-negative int amount in the default currency, in integers.
+
+    ``p`` percent of ``x`` minor units rounded down is ``x * n // d`` for
+    ``p / 100 = n / d`` exactly, which is what the closure's Decimal arithmetic
+    gives; other values, and results of nothing, go to the closure.
+    """
+    n, d = (action.percent / Decimal(100)).as_integer_ratio()
+    cap = action.cap.amount if action.cap is not None else None
+    to = action.to
+
+    def run(x: Any, ctx: Mapping[str, Any]) -> Any:
+        if type(x) is not int or x < 0:
+            return slow(ctx)
+        amount = x * n // d
+        capped = cap is not None and amount > cap
+        if capped:
+            amount = cap
+        if amount <= 0:
+            return slow(ctx)
+        return Reward(rule_id, to, Money(amount, currency), capped)
+
+    return run
+
+
+def _generate(
+    rules: Sequence[CompiledRule],
+) -> tuple[str, Callable[[Mapping[str, Any]], Evaluation]]:
+    """The program as one Python function: ctx -> Evaluation (sparse outcomes)."""
+    g = _Codegen()
+    body: list[str] = []
+    any_exclusive = any(cr.rule.exclusive for cr in rules)
+    claimed_at: list[int] = []  # priorities of the EXCLUSIVE rules evaluated so far
+    for i, cr in enumerate(rules):
+        c = cr.compiler or _Compiler(cr.rule.id, None)
+        rule = cr.rule
+        prio = rule.priority
+        # Only an EXCLUSIVE rule of strictly higher priority (evaluated earlier) suppresses.
+        suppressible = any(p > prio for p in claimed_at)
+        matched = g.cond(c, rule.condition)
+        reverse = g.cond(c, rule.reverse_if) if rule.reverse_if is not None else "False"
+        rid = g.const(rule.id)
+        body += [f"    # rule {rule.id}", f"    m = {matched}"]
+        if rule.reverse_if is not None:
+            body.append(f"    r = {reverse}")
+        r = "r" if rule.reverse_if is not None else "False"
+        body.append("    if m:")
+        fixed = all(isinstance(a, FixedReward) for a in rule.actions)
+        if fixed and not suppressible:
+            consts = [g.const(Reward(rule.id, a.to, a.amount, False), "_rw")
+                      for a in rule.actions]
+            body += [f"        kept = [{', '.join(consts)}]"]
+        else:
+            body += ["        kept = []"]
+            if suppressible:
+                body += ["        supp = []", "        by = None"]
+            for j, action in enumerate(rule.actions):
+                if isinstance(action, FixedReward):
+                    reward = Reward(rule.id, action.to, action.amount, False)
+                    body.append(f"        x = {g.const(reward, '_rw')}")
+                    pad = "        "
+                else:
+                    if c.default_currency is not None and (
+                        action.cap is None or action.cap.currency == c.default_currency
+                    ):
+                        fast = _percent_fast(rule.id, action, c.default_currency, cr.actions[j])
+                        call = f"{g.const(fast, '_pct')}({g.var(action.of)}, ctx)"
+                    else:
+                        call = f"{g.const(cr.actions[j], '_act')}(ctx)"
+                    body += [f"        x = {call}", "        if x.__class__ is _Reward:"]
+                    pad = "            "
+                if suppressible:
+                    body += [
+                        f"{pad}claim = claims.get(x.role)",
+                        f"{pad}if claim is not None and claim[0] > {prio}:",
+                        f"{pad}    supp.append(x)",
+                        f"{pad}    by = claim[1]",
+                        f"{pad}else:",
+                        f"{pad}    kept.append(x)",
+                    ]
+                else:
+                    body.append(f"{pad}kept.append(x)")
+        body.append("        paid += kept")
+        if rule.exclusive:
+            claimed_at.append(prio)
+            body += ["        for x in kept:",
+                     f"            claims.setdefault(x.role, ({prio}, {rid}))"]
+        if not suppressible:
+            body.append(f"        o{i} = (True, kept, {r}, None, None)")
+        else:
+            body.append(f"        o{i} = (True, kept, {r}, supp, by)")
+        if rule.reverse_if is not None:
+            body += ["    elif r:", f"        o{i} = (False, [], True, None, None)"]
+        body += ["    else:", f"        o{i} = None"]
+    g.ns["_Reward"] = Reward
+    g.ns["_Outcome"], g.ns["_Evaluation"] = RuleOutcome, Evaluation
+    ids = g.const(tuple(cr.rule.id for cr in rules))
+    outs = "".join(f"o{i}, " for i in range(len(rules)))
+    lines = ["def _evaluate(ctx):"]
+    if g.vars:
+        lines += g.load_lines()
+    code, type_lines = g.resolve_types("\n".join(body))
+    lines += type_lines
+    lines += ["    paid = []"] + (["    claims = {}"] if any_exclusive else [])
+    lines += [code, f"    return _Evaluation(paid, None, ({outs}), {ids})"]
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, "<referral rules>", "exec"), g.ns)  # noqa: S102 - our own source
+    return source, g.ns["_evaluate"]
 
 
 def compile_program(program: Program, *, default_currency: str | None = None) -> CompiledProgram:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +30,7 @@ from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
 from dsl.money import Money, format_money
 from settlement import ledger
-from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, require_schema
+from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, lock_ledger, require_schema
 from settlement.records import BadRecord, Record
 from settlement.runs import settlement_quarantine, settlement_runs
 
@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
-# (rule id, beneficiary user id, start of the LIMIT period, currency)
-LimitKey = tuple[str, str, date | None, str]
+# (rule id, beneficiary user id, start of the LIMIT period)
+LimitKey = tuple[str, str, date | None]
+# How many LIMIT totals a run keeps between chunks (least recently used go first).
+LIMIT_CACHE_KEYS = 20_000
 MAX_CAPPED_NOTES = 100
 # Key of the PostgreSQL advisory lock that serialises settlement runs.
 SETTLE_LOCK_KEY = 0x5E771E
@@ -177,6 +179,8 @@ class Settlement:
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
+        # LIMIT totals per currency, kept in step with what this run posts and reverses.
+        self.limit_cache: OrderedDict[LimitKey, dict[str, int]] = OrderedDict()
         self.explain_lines: list[dict[str, Any]] = []
 
     # -- records -----------------------------------------------------------
@@ -220,22 +224,30 @@ class Settlement:
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
         evaluated = [e for e in map(self._evaluate, chunk) if e is not None]
         # Only rewards to pay and rewards to reverse need a look at the ledger.
-        refs = [
-            reward_reference(o.rule_id, ev.record.referral_id, role)
-            for ev in evaluated
-            for o in ev.evaluation.outcomes
-            if o.reverse or o.rewards
-            for role in (ROLES if o.reverse else {r.role for r in o.rewards})
-        ]
-        existing = ledger.find_entries(self.conn, refs)
-        totals = self._limit_totals(evaluated)
-        granted: dict[LimitKey, int] = defaultdict(int)
+        # Rewards to pay only need to know whether their reference exists (a rerun is all
+        # lookups); rewards to reverse need the entry and its status.
+        to_pay_refs: list[str] = []
+        to_reverse_refs: list[str] = []
+        for ev in evaluated:
+            for o in ev.evaluation.active_outcomes:
+                if o.reverse:
+                    to_reverse_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
+                                        for role in ROLES)
+                elif o.rewards:
+                    to_pay_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
+                                    for role in {r.role for r in o.rewards})
+        posted = ledger.existing_references(self.conn, to_pay_refs)
+        existing = ledger.find_entries(self.conn, to_reverse_refs)
+        totals = self._limit_totals(evaluated, posted)
         to_post: list[PlannedReward] = []
         to_reverse: list[str] = []
         for ev in evaluated:
             rid = ev.record.referral_id
             rewarded = False
-            for outcome in ev.evaluation.outcomes:
+            # --explain shows every rule; otherwise only rules that matched or reverse act.
+            outcomes = (ev.evaluation.outcomes if ev.explain is not None
+                        else ev.evaluation.active_outcomes)
+            for outcome in outcomes:
                 rule = self.rules[outcome.rule_id]
                 if ev.explain is not None:
                     ev.explain["rules"].append({
@@ -254,11 +266,11 @@ class Settlement:
                 for reward in per_beneficiary(outcome.rewards):
                     rewarded = True
                     ref = reward_reference(rule.id, rid, reward.role)
-                    if ref in existing:
+                    if ref in posted:
                         self.summary.already_posted += 1
                         self._note(ev, ref, "already_posted", "posted by an earlier run")
                         continue
-                    planned = self._plan(ev, rule, reward, ref, totals, granted)
+                    planned = self._plan(ev, rule, reward, ref, totals)
                     if planned is not None:
                         to_post.append(planned)
             if rewarded:
@@ -270,6 +282,10 @@ class Settlement:
                 run_id=self.summary.run_id,
             )
             self.summary.reversed += sum(1 for r in results if r.created)
+            for ref in to_reverse:
+                entry = existing[ref]
+                self._count_limit(entry.rule_id, entry.user_id, entry.event_date,
+                                  entry.currency, -entry.amount)
         if self.quarantine_rows:
             self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
             self.quarantine_rows = []
@@ -285,30 +301,62 @@ class Settlement:
 
     # -- LIMIT ---------------------------------------------------------------
 
-    def _limit_totals(self, evaluated: list[_Evaluated]) -> dict[LimitKey, int]:
+    def _limit_totals(
+        self, evaluated: list[_Evaluated], posted: set[str]
+    ) -> dict[LimitKey, dict[str, int]]:
         """What each capped beneficiary already has in the ledger, per rule and period.
 
-        Queried per chunk: earlier chunks of this run are already in the ledger
-        (same transaction), so memory stays flat however long the input.
+        Only rewards still to post need it (a rerun asks nothing).  Totals are
+        kept between chunks in a bounded LRU cache that this run updates as it
+        posts and reverses (so a prolific referrer is not summed anew for every
+        chunk); the rest are queried per chunk: earlier chunks of this run are
+        already in the ledger (same transaction), so memory stays flat however
+        long the input.
         """
-        wanted: dict[tuple[str, date | None, date | None], set[str]] = defaultdict(set)
+        wanted: list[ledger.TotalsKey] = []
+        totals: dict[LimitKey, dict[str, int]] = {}
         for ev in evaluated:
-            for outcome in ev.evaluation.outcomes:
+            for outcome in ev.evaluation.active_outcomes:
                 limit = self.rules[outcome.rule_id].limit
                 if limit is None:
                     continue
                 for reward in per_beneficiary(outcome.rewards):
-                    if reward.role == limit.per:
+                    ref = reward_reference(outcome.rule_id, ev.record.referral_id, reward.role)
+                    if reward.role == limit.per and ref not in posted:
                         start, end = period_window(limit.period, ev.day)
                         user = str(ev.record.get(f"{reward.role}.id"))
-                        wanted[(outcome.rule_id, start, end)].add(user)
-        totals: dict[LimitKey, int] = {}
-        for (rule_id, start, end), users in wanted.items():
-            found = ledger.credited_totals(self.conn, rule_id, sorted(users), start, end)
-            for user, by_currency in found.items():
-                for currency, amount in by_currency.items():
-                    totals[(rule_id, user, start, currency)] = amount
+                        key = (outcome.rule_id, user, start)
+                        cached = self.limit_cache.get(key)
+                        if cached is not None:
+                            self.limit_cache.move_to_end(key)
+                            totals[key] = cached
+                        else:
+                            wanted.append((outcome.rule_id, user, start, end))
+        for (rule_id, user, start, _), by_currency in ledger.credited_totals_many(
+            self.conn, wanted
+        ).items():
+            totals[(rule_id, user, start)] = self.limit_cache[(rule_id, user, start)] = (
+                by_currency
+            )
+        while len(self.limit_cache) > LIMIT_CACHE_KEYS:
+            self.limit_cache.popitem(last=False)  # this chunk's totals stay in ``totals``
         return totals
+
+    def _count_limit(
+        self, rule_id: str | None, user: str, day: date | None, currency: str, amount: int
+    ) -> None:
+        """Keep a cached LIMIT total in step with a credit (or reversal) of this run.
+
+        Like ``ledger.credited_totals``, a total counts every credit of the rule
+        to the user in the period, whatever the role it was paid for.
+        """
+        rule = self.rules.get(rule_id) if rule_id is not None else None
+        if rule is None or rule.limit is None or day is None:
+            return
+        start, _ = period_window(rule.limit.period, day)
+        cached = self.limit_cache.get((rule.id, user, start))
+        if cached is not None:
+            cached[currency] = cached.get(currency, 0) + amount
 
     def _plan(
         self,
@@ -316,8 +364,7 @@ class Settlement:
         rule: Rule,
         reward: Reward,
         ref: str,
-        totals: dict[LimitKey, int],
-        granted: dict[LimitKey, int],
+        totals: dict[LimitKey, dict[str, int]],
     ) -> PlannedReward | None:
         """The credit to post for one reward, cut to what the rule's LIMIT leaves."""
         user = str(ev.record.get(f"{reward.role}.id"))
@@ -327,8 +374,8 @@ class Settlement:
         limit = rule.limit
         if limit is not None and limit.per == reward.role:
             start, _ = period_window(limit.period, ev.day)
-            key = (rule.id, user, start, currency)
-            left = limit.amount.amount - totals.get(key, 0) - granted[key]
+            counted = totals.setdefault((rule.id, user, start), {})
+            left = limit.amount.amount - counted.get(currency, 0)
             if amount > left:
                 capped_from, amount = amount, max(left, 0)
                 self.summary.capped += 1
@@ -340,7 +387,9 @@ class Settlement:
                 self._note(ev, ref, "capped", note, amount=amount, requested=capped_from)
                 if amount == 0:
                     return None
-            granted[key] += amount
+            if (rule.id, user, start) not in self.limit_cache:  # evicted: count it here
+                counted[currency] = counted.get(currency, 0) + amount
+        self._count_limit(rule.id, user, ev.day, currency, amount)
         hold_until = ev.day + timedelta(days=rule.hold_days) if rule.hold_days else None
         request = ledger.CreditRequest(
             user_id=user,
@@ -362,8 +411,11 @@ class Settlement:
     def _post(self, planned: list[PlannedReward]) -> None:
         if not planned:
             return
+        # Every planned reference was found absent under the ledger lock (taken when the
+        # run began), so posting need not look again: known={}.
         result = ledger.post_credits(
-            self.conn, [p.request for p in planned], actor=self.actor, run_id=self.summary.run_id
+            self.conn, [p.request for p in planned], actor=self.actor,
+            run_id=self.summary.run_id, known={},
         )
         self.summary.posted += len(result.created)
         # Only a concurrent writer could have posted these between lookup and insert.
@@ -377,16 +429,10 @@ class Settlement:
                 self.on_plan(p)
 
     def _confirm_due(self) -> None:
-        after_id = 0
-        while due := ledger.due_for_confirmation(
-            self.conn, self.as_of, after_id=after_id, limit=CHUNK
-        ):
-            results = ledger.transition_many(
-                self.conn, [ref for _, ref in due], "confirmed", actor=self.actor,
-                run_id=self.summary.run_id, reason=f"hold ended on or before {self.as_of}",
-            )
-            self.summary.confirmed += sum(1 for r in results if r.changed)
-            after_id = due[-1][0]
+        self.summary.confirmed += ledger.confirm_due(
+            self.conn, self.as_of, actor=self.actor, run_id=self.summary.run_id,
+            reason=f"hold ended on or before {self.as_of}",
+        )
 
 
 def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:
@@ -459,6 +505,9 @@ def settle(
     try:
         require_schema(conn)
         _acquire_run_lock(conn, wait)
+        # The ledger writer lock for the whole run: each chunk's lookups are then
+        # made under it, so posting needs no second lookup (see post_credits(known=)).
+        lock_ledger(conn)
         run = Settlement(
             conn, program, as_of=as_of, run_id=run_id, strict=strict,
             default_currency=default_currency, explain=explain, on_plan=on_plan,

@@ -48,6 +48,7 @@ from dsl.money import Money, exponent, format_money
 from settlement.db import lock_ledger
 from settlement.schema import (
     FUNDING_ACCOUNT,
+    UTCDateTime,
     ledger_entries,
     ledger_postings,
     ledger_transitions,
@@ -304,13 +305,50 @@ def get_entry(conn: Connection, ref: str) -> Entry | None:
     return _entry(row) if row else None
 
 
+_ANY_REFERENCE = _ENTRY_SELECT.where(
+    _E.c.reference_id == sa.any_(sa.bindparam("refs", type_=postgresql.ARRAY(sa.String)))
+)
+
+
 def find_entries(conn: Connection, refs: Iterable[str]) -> dict[str, Entry]:
-    """The entries among ``refs`` that exist, by reference_id (one query per chunk)."""
+    """The entries among ``refs`` that exist, by reference_id.
+
+    PostgreSQL: one query with one array parameter (``= ANY(:refs)``), whose
+    text is the same for every call; an expanded ``IN (...)`` list of a
+    thousand literals cost more to render and parse than to run.  SQLite: IN
+    chunks of ``CHUNK_SIZE``.
+    """
     wanted = list(dict.fromkeys(refs))
     found: dict[str, Entry] = {}
+    if not wanted:
+        return found
+    if conn.dialect.name == "postgresql":
+        for row in conn.execute(_ANY_REFERENCE, {"refs": wanted}):
+            found[row.reference_id] = _entry(row)
+        return found
     for chunk in _chunks(wanted):
         for row in conn.execute(_ENTRY_SELECT.where(_E.c.reference_id.in_(chunk))):
             found[row.reference_id] = _entry(row)
+    return found
+
+
+_ANY_REFERENCE_ONLY = sa.select(_E.c.reference_id).where(
+    _E.c.reference_id == sa.any_(sa.bindparam("refs", type_=postgresql.ARRAY(sa.String)))
+)
+
+
+def existing_references(conn: Connection, refs: Iterable[str]) -> set[str]:
+    """Which of ``refs`` name an entry: the unique index alone, no row or status read."""
+    wanted = list(dict.fromkeys(refs))
+    if not wanted:
+        return set()
+    if conn.dialect.name == "postgresql":
+        return set(conn.execute(_ANY_REFERENCE_ONLY, {"refs": wanted}).scalars())
+    found: set[str] = set()
+    for chunk in _chunks(wanted):
+        found.update(conn.execute(
+            sa.select(_E.c.reference_id).where(_E.c.reference_id.in_(chunk))
+        ).scalars())
     return found
 
 
@@ -406,22 +444,108 @@ def credited_totals(
     """
     users = list(dict.fromkeys(user_ids))
     result: dict[str, dict[str, int]] = {user: {} for user in users}
-    for chunk in _chunks(users):
-        inner = _ENTRY_SELECT.where(
-            _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
-        )
+    pg = conn.dialect.name == "postgresql"
+    for chunk in [users] if pg else _chunks(users):
+        if pg:
+            # One (rule_id, user_id) index probe per user: a LATERAL subquery per element of
+            # unnest(:users).  With ``user_id = ANY(:users)`` (or a plain join) the planner,
+            # whose statistics are stale while a run fills the table, scanned every entry of
+            # the rule for each chunk: the run slowed down as the ledger grew.
+            wanted = (
+                sa.func.unnest(sa.bindparam("users", chunk, postgresql.ARRAY(sa.String)))
+                .table_valued("user_id")
+                .render_derived(name="wanted")
+            )
+            inner = _ENTRY_SELECT.where(
+                _E.c.rule_id == rule_id, _E.c.user_id == wanted.c.user_id,
+                _E.c.entry_type == "credit",
+            )
+        else:
+            inner = _ENTRY_SELECT.where(
+                _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
+            )
         if start is not None:
             inner = inner.where(_E.c.event_date >= start)
         if end is not None:
             inner = inner.where(_E.c.event_date < end)
-        entries = inner.subquery()
+        if pg:
+            # OFFSET 0 keeps the subquery from being flattened into a join (a planner fence).
+            entries = inner.offset(0).lateral("entries")
+            source: Any = wanted.join(entries, sa.true())
+        else:
+            source = entries = inner.subquery()
         stmt = (
             sa.select(entries.c.user_id, entries.c.currency, sa.func.sum(entries.c.amount))
+            .select_from(source)
             .where(entries.c.status != "reversed")
             .group_by(entries.c.user_id, entries.c.currency)
         )
         for user, currency, total in conn.execute(stmt):
             result[user][currency] = _sum(total)
+    return result
+
+
+TotalsKey = tuple[str, str, date | None, date | None]  # rule id, user id, period start, end
+
+
+def _credited_totals_many_pg() -> Any:
+    wanted = (
+        sa.func.unnest(
+            sa.bindparam("rules", type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("users", type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("starts", type_=postgresql.ARRAY(sa.Date)),
+            sa.bindparam("ends", type_=postgresql.ARRAY(sa.Date)),
+        )
+        .table_valued("rule_id", "user_id", "start", "end")
+        .render_derived(name="wanted")
+    )
+    entries = (
+        _ENTRY_SELECT.where(
+            _E.c.rule_id == wanted.c.rule_id,
+            _E.c.user_id == wanted.c.user_id,
+            _E.c.entry_type == "credit",
+            sa.or_(wanted.c.start.is_(None), _E.c.event_date >= wanted.c.start),
+            sa.or_(wanted.c.end.is_(None), _E.c.event_date < wanted.c.end),
+        )
+        .offset(0)  # a planner fence: one index probe per wanted row (see credited_totals)
+        .lateral("entries")
+    )
+    return (
+        sa.select(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
+                  entries.c.currency, sa.func.sum(entries.c.amount))
+        .select_from(wanted.join(entries, sa.true()))
+        .where(entries.c.status != "reversed")
+        .group_by(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
+                  entries.c.currency)
+    )
+
+
+_TOTALS_MANY_PG = _credited_totals_many_pg()
+
+
+def credited_totals_many(
+    conn: Connection, wanted: Iterable[TotalsKey]
+) -> dict[TotalsKey, dict[str, int]]:
+    """``credited_totals`` for many (rule, user, period) at once: one query on PostgreSQL.
+
+    Every key asked for is in the result (``{}`` when nothing counts).
+    """
+    keys = list(dict.fromkeys(wanted))
+    result: dict[TotalsKey, dict[str, int]] = {key: {} for key in keys}
+    if not keys:
+        return result
+    if conn.dialect.name != "postgresql":
+        groups: dict[tuple[str, date | None, date | None], list[str]] = defaultdict(list)
+        for rule_id, user, start, end in keys:
+            groups[(rule_id, start, end)].append(user)
+        for (rule_id, start, end), users in groups.items():
+            for user, totals in credited_totals(conn, rule_id, users, start, end).items():
+                result[(rule_id, user, start, end)] = totals
+        return result
+    params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],
+              "starts": [k[2] for k in keys], "ends": [k[3] for k in keys]}
+    for rule_id, user, start, end, currency, total in conn.execute(_TOTALS_MANY_PG, params):
+        result[(rule_id, user, start, end)][currency] = _sum(total)
     return result
 
 
@@ -497,16 +621,18 @@ def _insert_entries(
         rows.append(row)
         statuses.append(spec["status"])
         next_id += 1
-    # executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs from one
-    # cached compiled statement (compiling a fresh .values([...]) per chunk cost more
-    # than the database work).
-    stmt = (
-        _insert(conn, _E)
-        .on_conflict_do_nothing(index_elements=["reference_id"])
-        .returning(_E.c.id)
-    )
-    inserted = conn.execute(stmt, rows).scalars().all()
-    if len(inserted) != len(rows):
+    if conn.dialect.name == "postgresql":
+        inserted = _insert_entries_pg(conn, rows)
+    else:
+        # executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs from one
+        # cached compiled statement.
+        stmt = (
+            _insert(conn, _E)
+            .on_conflict_do_nothing(index_elements=["reference_id"])
+            .returning(_E.c.id)
+        )
+        inserted = len(conn.execute(stmt, rows).scalars().all())
+    if inserted != len(rows):
         raise LedgerError(
             "another writer added entries without the ledger lock; nothing was written, retry"
         )
@@ -531,6 +657,61 @@ def _insert_entries(
     return [Entry(**row, status=status) for row, status in zip(rows, statuses, strict=True)]
 
 
+def _pg_array_type(column: sa.Column[Any]) -> str:
+    if isinstance(column.type, sa.BigInteger) or column.name == "id":
+        return "bigint"
+    if isinstance(column.type, sa.Date):
+        return "date"
+    if isinstance(column.type, UTCDateTime):
+        return "timestamptz"
+    return "text"
+
+
+_ENTRY_COLUMNS = tuple(c.name for c in _E.c)
+_INSERT_ENTRIES_PG = (
+    f"INSERT INTO {_E.name} ({', '.join(_ENTRY_COLUMNS)}) "
+    "SELECT * FROM unnest("
+    + ", ".join(f"%s::{_pg_array_type(_E.c[name])}[]" for name in _ENTRY_COLUMNS)
+    + ") ON CONFLICT (reference_id) DO NOTHING"
+)
+
+
+def _pg_array_item(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pg_array(values: list[Any]) -> str:
+    """A PostgreSQL array literal (``{"a","b",NULL}``) cast by the statement to its type.
+
+    Built here in one join: psycopg's generic list adapter looked up a dumper for
+    every element, which cost more than the INSERT.
+    """
+    return "{" + ",".join(map(_pg_array_item, values)) + "}"
+
+
+def _insert_entries_pg(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert entries as one column array per column (``INSERT ... SELECT unnest``).
+
+    One short statement whatever the row count: the multi-row VALUES that
+    SQLAlchemy renders for executemany was parsed by psycopg and PostgreSQL
+    anew for every chunk, which cost more than the inserts.  ON CONFLICT DO
+    NOTHING keeps the unique reference_id the judge of idempotency; the count
+    of inserted rows is returned.
+    """
+    arrays = [_pg_array([row[name] for row in rows]) for name in _ENTRY_COLUMNS]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(_INSERT_ENTRIES_PG, arrays)
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
 def post_credits(
     conn: Connection,
     requests: Sequence[CreditRequest],
@@ -538,18 +719,27 @@ def post_credits(
     actor: str,
     run_id: str | None = None,
     reason: str | None = None,
+    known: Mapping[str, Entry] | None = None,
 ) -> BulkPostResult:
     """Post many credits with set-based SQL; existing references are returned, not reposted.
 
     A reference that exists with another payload (user, amount, currency)
     raises IdempotencyConflict and nothing is written.  A reference repeated
     within ``requests`` is posted once.
+
+    ``known``: the caller already looked the requests' references up in this
+    transaction while holding the ledger lock (``find_entries`` after
+    ``lock_ledger``), so the lookup is not repeated.  A reference missing from
+    it is taken as absent; the unique reference_id still refuses a duplicate.
     """
     for req in requests:
         _validate(req)
     result = BulkPostResult()
     with _writing(conn):
-        existing = find_entries(conn, (req.reference_id for req in requests))
+        existing = (
+            find_entries(conn, (req.reference_id for req in requests)) if known is None
+            else known
+        )
         fresh: dict[str, CreditRequest] = {}
         for req in requests:
             entry = existing.get(req.reference_id)
@@ -692,6 +882,56 @@ def _append_transitions(
             postings.append({"entry_id": entry.id, "transition_id": transition_id,
                              "account": account, "currency": entry.currency, "amount": amount})
     _append_rows(conn, _P, postings)
+
+
+def confirm_due(
+    conn: Connection,
+    as_of: date,
+    *,
+    actor: str,
+    run_id: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """Confirm every pending credit whose hold ended on or before ``as_of``; how many.
+
+    One ``INSERT ... SELECT`` of ``pending -> confirmed`` transitions (in ledger
+    order) under the writer lock: the same rows ``due_for_confirmation`` pages
+    through and ``transition_many`` would append, without a round trip per page.
+    """
+    with _writing(conn):
+        status = (
+            sa.select(_T.c.to_status)
+            .where(_T.c.entry_id == _E.c.id)
+            .order_by(_T.c.id.desc())
+            .limit(1)
+            .correlate(_E)
+            .scalar_subquery()
+        )
+        due = (
+            sa.select(
+                _E.c.id,
+                sa.literal("pending", sa.String),
+                sa.literal("confirmed", sa.String),
+                sa.literal(_now(), UTCDateTime()),
+                sa.literal(reason, sa.Text),
+                sa.literal(actor, sa.String),
+                sa.literal(run_id, sa.String),
+            )
+            .where(
+                _E.c.entry_type == "credit",
+                _E.c.hold_until.is_not(None),
+                _E.c.hold_until <= as_of,
+                status == "pending",
+            )
+            .order_by(_E.c.id)
+        )
+        result = conn.execute(
+            sa.insert(_T).inline().from_select(
+                ["entry_id", "from_status", "to_status", "at", "reason", "actor", "run_id"], due
+            ),
+            execution_options={"preserve_rowcount": True},
+        )
+        return result.rowcount
 
 
 def confirm(

@@ -1,0 +1,71 @@
+"""The ledger's bulk paths (settlement's): awkward text round-trips, lookups, LIMIT totals.
+
+On PostgreSQL entries go in as one array literal per column (``INSERT ...
+SELECT unnest``), built by ``ledger._pg_array``; quotes, backslashes, braces,
+commas and the word NULL must come back exactly, with the hash chain intact.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from settlement import ledger as L
+
+AWKWARD = ['a"b\\c,{}', "NULL", "null", " sp ace ", "é₹\t", "x'y", "{1,2}"]
+
+
+def test_bulk_post_round_trips_awkward_text(ledger_engine) -> None:
+    requests = [
+        L.CreditRequest(f'u"{i}\\', 5 + i, "INR", ref, rule_id=None if i % 2 else 'R"{x}',
+                        event_date=date(2026, 1, i + 1), referral_id=ref)
+        for i, ref in enumerate(AWKWARD)
+    ]
+    with ledger_engine.connect() as conn:
+        created = L.post_credits(conn, requests, actor='bench "a\\b"', run_id="NULL").created
+        got = list(L.iter_entries(conn))
+        assert got == created
+        assert [(e.reference_id, e.user_id, e.amount, e.rule_id, e.referral_id, e.event_date)
+                for e in got] == [(r.reference_id, r.user_id, r.amount, r.rule_id, r.referral_id,
+                                   r.event_date) for r in requests]
+        assert {e.actor for e in got} == {'bench "a\\b"'} and {e.run_id for e in got} == {"NULL"}
+        assert L.verify(conn).ok
+        assert L.existing_references(conn, [*AWKWARD[:3], "absent"]) == set(AWKWARD[:3])
+        assert L.existing_references(conn, []) == set()
+
+
+def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
+    requests = [
+        L.CreditRequest(f"u{i % 7}", 100 + i, "INR" if i % 3 else "USD", f"r{i}", rule_id="R",
+                        event_date=date(2026, 1 + i % 3, 1 + i % 27))
+        for i in range(300)
+    ]
+    with ledger_engine.connect() as conn:
+        L.post_credits(conn, requests, actor="t")
+        L.reverse(conn, "r7", "refund", actor="t")
+        users = [f"u{i}" for i in range(9)]
+        got = L.credited_totals(conn, "R", users, date(2026, 2, 1), date(2026, 3, 1))
+    want: dict[str, dict[str, int]] = {u: {} for u in users}
+    for r in requests:
+        if r.reference_id != "r7" and date(2026, 2, 1) <= r.event_date < date(2026, 3, 1):
+            want[r.user_id][r.currency] = want[r.user_id].get(r.currency, 0) + r.amount
+    assert got == want
+
+
+def test_credited_totals_many_matches_one_call_per_group(ledger_engine) -> None:
+    requests = [
+        L.CreditRequest(f"u{i % 5}", 10 + i, "INR", f"m{i}", rule_id=f"R{i % 2}",
+                        event_date=date(2026, 1 + i % 4, 1 + i % 20))
+        for i in range(200)
+    ]
+    windows = [(date(2026, 1, 1), date(2026, 2, 1)), (date(2026, 2, 1), None), (None, None),
+               (None, date(2026, 3, 1))]
+    wanted = [(rule, f"u{u}", start, end) for rule in ("R0", "R1", "R9") for u in range(6)
+              for start, end in windows]
+    with ledger_engine.connect() as conn:
+        L.post_credits(conn, requests, actor="t")
+        L.reverse(conn, "m3", "refund", actor="t")
+        got = L.credited_totals_many(conn, wanted)
+        want = {(rule, user, start, end): L.credited_totals(conn, rule, [user], start, end)[user]
+                for rule, user, start, end in wanted}
+    assert got == want
+    assert any(got.values())
