@@ -840,7 +840,7 @@ def _percent_fast(
     to = action.to
 
     def run(x: Any, ctx: Mapping[str, Any]) -> Any:
-        if type(x) is not int or x < 0:
+        if type(x) is not int or x < 0 or x > MAX_MINOR_UNITS:
             return slow(ctx)
         amount = x * n // d
         capped = cap is not None and amount > cap

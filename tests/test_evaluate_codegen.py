@@ -23,6 +23,7 @@ values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-5, max_value=10**7),
+    st.integers(min_value=2**63 - 2, max_value=2**64),  # around the ledger's BIGINT
     st.decimals(min_value=Decimal("-10"), max_value=Decimal("100000"), places=2,
                 allow_nan=False),
     st.sampled_from(["IN", "US", "paid", "free", "", "x"]),
