@@ -115,6 +115,10 @@ def _csv_value(text: str) -> Any:
     return text
 
 
+# One decoder for every line: json.loads(..., parse_float=) builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def _jsonl(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
     for number, line in enumerate(stream, start=1):
         raw = line.rstrip("\r\n")
@@ -125,7 +129,9 @@ def _jsonl(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
             yield _bad(name, number, raw, problem)
             continue
         try:
-            data = json.loads(raw, parse_float=Decimal)
+            if raw.startswith("\ufeff"):  # what json.loads refuses; a file's first BOM is dropped
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM", raw, 0)
+            data = _DECODER.decode(raw)
         except ValueError as e:
             yield _bad(name, number, raw, f"not valid JSON: {e}")
             continue

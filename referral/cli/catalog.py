@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from compiler.catalog import build_catalog
 from referral.cli.common import handle_errors, load_rules, paths_argument
 
 
@@ -22,6 +21,8 @@ def catalog(paths: tuple[Path, ...], out_dir: Path, strict: bool) -> None:
     index.html lists every rule; rule/<id>.html shows its source, its diagram, the
     path each of its EXAMPLEs takes through it, and its JSON model.
     """
+    from compiler.catalog import build_catalog  # Jinja2 and Graphviz: only for this command
+
     program = load_rules(paths, strict=strict).program
     result = build_catalog(program, out_dir)
     click.echo(
