@@ -13,6 +13,10 @@ referral rules check rules/
 referral rules test rules/
 if command -v dot >/dev/null 2>&1; then fmt=svg; else fmt=dot; fi
 referral rules render rules/ --format "$fmt" -o "$out/diagrams"
+if [ "$fmt" = svg ]; then
+    echo "== rule catalog (open $out/site/index.html in a browser)"
+    referral rules catalog rules/ -o "$out/site"
+fi
 
 echo "== generate 5,000 referral records"
 referral demo generate --records 5000 --seed 7 -o "$out/records.jsonl"
