@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from settlement.db import upgrade
 from settlement.demo import write_records
@@ -61,21 +62,28 @@ def test_kill_9_at_random_points_leaves_ledger_unchanged(
     for _ in range(scale.kills):
         u = rng.uniform(0.02, 0.98)
         at = timeline.opened + u * span
-        proc = spawn(settle_args(RULES_DIR, records, pg_url, NIGHT, "--json"))
-        if at < timeline.read:  # while records stream in: kill on reaching that byte
-            fraction = (at - timeline.opened) / (timeline.read - timeline.opened)
-            alive = wait_for_offset(proc, records, int(fraction * size))
-            reading += 1
-        else:  # input read, last chunk / confirmations / commit: kill on the clock
-            alive = wait_until_read(proc, records)
-            time.sleep(max(0.0, (at - timeline.read) * 0.6))  # well before commit
-            after += 1
-        assert alive and proc.poll() is None, (
-            f"settle finished before the kill at {u:.0%} of the run; "
-            f"stderr: {proc.communicate()[1]}"
-        )
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        # The run's last write goes to the run log: while the test holds it, the run can
+        # get as far as that write but cannot commit, so a timed kill cannot come too late.
+        gate = sa.create_engine(pg_url)
+        with gate.connect() as held:
+            held.execute(sa.text("LOCK TABLE settlement_runs IN ACCESS EXCLUSIVE MODE"))
+            proc = spawn(settle_args(RULES_DIR, records, pg_url, NIGHT, "--json"))
+            if at < timeline.read:  # while records stream in: kill on reaching that byte
+                fraction = (at - timeline.opened) / (timeline.read - timeline.opened)
+                alive = wait_for_offset(proc, records, int(fraction * size))
+                reading += 1
+            else:  # input read: last chunk, confirmations, run log; kill on the clock
+                alive = wait_until_read(proc, records)
+                time.sleep(max(0.0, at - timeline.read))
+                after += 1
+            assert alive and proc.poll() is None, (
+                f"settle finished before the kill at {u:.0%} of the run; "
+                f"stderr: {proc.communicate()[1]}"
+            )
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            held.rollback()
+        gate.dispose()
         assert proc.returncode == -signal.SIGKILL
         where.append(u)
         assert ledger_state(pg_url) == before, f"kill at {u:.0%} of the run changed the ledger"
