@@ -205,8 +205,11 @@ def bench_compare_ref(dbs: Databases, ref: str, records: Path, count: int, reps:
             times: dict[str, list[float]] = {"ref": [], "now": []}
             for rep in range(reps):
                 for which, env in envs.items():
-                    name, url = dbs.fresh_pg()
+                    # Each tree migrates its own database: the ref may be behind on the schema.
+                    name, url = dbs.fresh_pg(schema=False)
                     try:
+                        subprocess.run([*referral_argv(), "db", "upgrade", "--db", url], env=env,
+                                       check=True, capture_output=True)
                         run, _ = settle_cli(url, records, env=env)
                     finally:
                         dbs.drop_pg(name)
