@@ -28,7 +28,7 @@ from compiler.json_model import rule_hash
 from dsl.errors import EvaluationError, SettlementError
 from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
-from dsl.money import Money, format_money
+from dsl.money import MAX_MINOR_UNITS, Money, format_money
 from settlement import ledger
 from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, lock_ledger, require_schema
 from settlement.records import BadRecord, Record
@@ -171,6 +171,10 @@ class Settlement:
         self.rules: dict[str, Rule] = {r.id: r for r in program.rules}
         self.hashes = {r.id: rule_hash(r) for r in program.rules}
         self.compiled = compile_program(program, default_currency=default_currency)
+        # Rules with two rewards to one role: their sum is checked (each alone already is).
+        self.summing_rules = {
+            r.id for r in program.rules if len({a.to for a in r.actions}) < len(r.actions)
+        }
         self.as_of = as_of
         self.strict = strict
         self.explain = explain
@@ -211,6 +215,8 @@ class Settlement:
         try:
             day = event_date(item, self.as_of)
             evaluation = self.compiled.evaluate(item.data, trace=self.explain is not None)
+            if self.summing_rules:
+                self._check_sums(evaluation)
         except EvaluationError as e:
             self._quarantine(BadRecord(item.file, item.line, item.raw, e.message))
             return None
@@ -220,6 +226,18 @@ class Settlement:
                        "rules": [], "actions": []}
             self.explain_lines.append(explain)
         return _Evaluated(item, evaluation, day, explain)
+
+    def _check_sums(self, evaluation: Evaluation) -> None:
+        """A rule paying one role twice pays the sum, which must fit the ledger's BIGINT."""
+        for outcome in evaluation.active_outcomes:
+            if outcome.rule_id not in self.summing_rules:
+                continue
+            for reward in per_beneficiary(outcome.rewards):
+                if reward.amount.amount > MAX_MINOR_UNITS:
+                    raise EvaluationError(
+                        f"rule {outcome.rule_id}: the rewards to {reward.role} sum to "
+                        f"{reward.amount.amount} minor units; at most {MAX_MINOR_UNITS}"
+                    )
 
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
         evaluated = [e for e in map(self._evaluate, chunk) if e is not None]

@@ -313,6 +313,31 @@ def test_settle_rule_paying_one_role_twice_posts_one_summed_entry(engine, tmp_pa
     assert entries(engine) == {"reward:double:r1:referrer": ("A", 10000 + 15000, "confirmed")}
 
 
+def test_settle_summed_rewards_beyond_bigint_quarantine_the_record(engine, tmp_path) -> None:
+    """Each share fits the ledger's BIGINT; their sum does not: that record, not the run."""
+    path = tmp_path / "double.rule"
+    path.write_text(
+        'RULE double\n  IF referee.subscribed = true\n'
+        "  THEN ISSUE ₹100 REWARD TO referee\n"
+        "  AND ISSUE 60% OF referee.first_payment REWARD TO referrer\n"
+        "  AND ISSUE 60% OF referee.first_payment REWARD TO referrer\n",
+        encoding="utf-8",
+    )
+    program = load_program([path]).program
+    huge = 2**63 - 1  # 60% of it fits; 120% does not
+    lines = [rec("r1", "A", "B", payment=huge), rec("r2", "C", "D", payment=1000)]
+    summary = run(engine, program, write(tmp_path, "two.jsonl", lines))
+    assert (summary.quarantined, summary.posted) == (1, 2)
+    assert entries(engine) == {
+        "reward:double:r2:referrer": ("C", 1200, "confirmed"),
+        "reward:double:r2:referee": ("D", 10000, "confirmed"),
+    }
+    with engine.connect() as conn:
+        reason = conn.execute(sa.select(settlement_quarantine.c.reason)).scalar_one()
+    assert reason == (f"rule double: the rewards to referrer sum to {2 * (huge * 6 // 10)} "
+                      f"minor units; at most {huge}")
+
+
 def test_verify_detects_newest_entries_deleted_after_a_run(engine, program, tmp_path) -> None:
     """The chain alone cannot see its tail cut off; the head each run recorded can."""
     summary = run(engine, program, write(tmp_path, "first.jsonl", FIRST))
