@@ -273,15 +273,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_STATUS = (
-    sa.select(_T.c.to_status)
-    .where(_T.c.entry_id == _E.c.id)
-    .order_by(_T.c.id.desc())
-    .limit(1)
-    .correlate(_E)
-    .scalar_subquery()
-    .label("status")
-)
+def _latest_status(entries: sa.FromClause) -> sa.ScalarSelect[Any]:
+    """An entry's status: the ``to_status`` of its newest transition (correlated)."""
+    return (
+        sa.select(_T.c.to_status)
+        .where(_T.c.entry_id == entries.c.id)
+        .order_by(_T.c.id.desc())
+        .limit(1)
+        .correlate(entries)
+        .scalar_subquery()
+    )
+
+
+_STATUS = _latest_status(_E).label("status")
 _ENTRY_SELECT = sa.select(*_E.c, _STATUS)
 
 
@@ -406,28 +410,6 @@ def program_balance(conn: Connection) -> dict[str, int]:
         .order_by(_P.c.currency)
     )
     return {currency: _sum(total) for currency, total in rows}
-
-
-def due_for_confirmation(
-    conn: Connection, as_of: date, *, after_id: int = 0, limit: int | None = None
-) -> list[tuple[int, str]]:
-    """Pending credits whose hold ended on or before ``as_of``: (id, reference) in ledger order.
-
-    ``after_id`` and ``limit`` page through a large ledger in bounded memory.
-    """
-    entries = _ENTRY_SELECT.where(
-        _E.c.entry_type == "credit",
-        _E.c.hold_until.is_not(None),
-        _E.c.hold_until <= as_of,
-        _E.c.id > after_id,
-    ).subquery()
-    rows = conn.execute(
-        sa.select(entries.c.id, entries.c.reference_id)
-        .where(entries.c.status == "pending")
-        .order_by(entries.c.id)
-        .limit(limit)
-    )
-    return [(row.id, row.reference_id) for row in rows]
 
 
 def credited_totals(
@@ -895,18 +877,10 @@ def confirm_due(
     """Confirm every pending credit whose hold ended on or before ``as_of``; how many.
 
     One ``INSERT ... SELECT`` of ``pending -> confirmed`` transitions (in ledger
-    order) under the writer lock: the same rows ``due_for_confirmation`` pages
-    through and ``transition_many`` would append, without a round trip per page.
+    order) under the writer lock: what ``transition_many`` would append for them,
+    without a round trip per entry.
     """
     with _writing(conn):
-        status = (
-            sa.select(_T.c.to_status)
-            .where(_T.c.entry_id == _E.c.id)
-            .order_by(_T.c.id.desc())
-            .limit(1)
-            .correlate(_E)
-            .scalar_subquery()
-        )
         due = (
             sa.select(
                 _E.c.id,
@@ -921,7 +895,7 @@ def confirm_due(
                 _E.c.entry_type == "credit",
                 _E.c.hold_until.is_not(None),
                 _E.c.hold_until <= as_of,
-                status == "pending",
+                _latest_status(_E) == "pending",
             )
             .order_by(_E.c.id)
         )
@@ -1146,14 +1120,7 @@ def _reversal_problems(conn: Connection) -> list[str]:
     user and currency with the opposite amount, once; each reversed credit has its debit."""
     problems: list[str] = []
     debit, original = _E.alias("debit"), _E.alias("original")
-    original_status = (
-        sa.select(_T.c.to_status)
-        .where(_T.c.entry_id == original.c.id)
-        .order_by(_T.c.id.desc())
-        .limit(1)
-        .correlate(original)
-        .scalar_subquery()
-    )
+    original_status = _latest_status(original)
     times = (
         sa.select(sa.func.count())
         .select_from(_E)

@@ -453,7 +453,7 @@ def test_transition_many_illegal_is_all_or_nothing(conn) -> None:
     assert L.get_entry(conn, "a").status == "confirmed"
 
 
-def test_due_for_confirmation_only_pending_with_ended_hold(conn) -> None:
+def test_confirm_due_only_pending_with_ended_hold(conn) -> None:
     reqs = [
         CreditRequest("u", 1, "INR", "due", hold_until=date(2026, 1, 10)),
         CreditRequest("u", 1, "INR", "later", hold_until=date(2026, 1, 11)),
@@ -463,11 +463,17 @@ def test_due_for_confirmation_only_pending_with_ended_hold(conn) -> None:
     ]
     L.post_credits(conn, reqs, actor="t")
     L.reverse(conn, "gone", "refund")
-    assert [ref for _, ref in L.due_for_confirmation(conn, date(2026, 1, 10))] == ["due"]
-    due = L.due_for_confirmation(conn, date(2026, 1, 11))
-    assert [ref for _, ref in due] == ["due", "later"]
-    assert L.due_for_confirmation(conn, date(2026, 1, 11), after_id=due[0][0]) == due[1:]
-    assert L.due_for_confirmation(conn, date(2026, 1, 11), limit=1) == due[:1]
+
+    def statuses() -> dict[str, str]:
+        return {r: L.get_entry(conn, r).status for r in ("due", "later", "nohold", "gone", "done")}
+
+    assert L.confirm_due(conn, date(2026, 1, 10), actor="t") == 1
+    assert statuses() == {"due": "confirmed", "later": "pending", "nohold": "pending",
+                          "gone": "reversed", "done": "confirmed"}
+    assert L.confirm_due(conn, date(2026, 1, 11), actor="t") == 1
+    assert statuses()["later"] == "confirmed"
+    assert L.confirm_due(conn, date(2026, 1, 11), actor="t") == 0
+    assert L.verify(conn).ok
 
 
 def test_credited_totals_counts_unreversed_credits_in_window(conn) -> None:
