@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB_URL = "sqlite:///referral.db"
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DB_UNAVAILABLE = 0, 1, 2, 3
+
+
+def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
+    """``--as-of`` callback: an ISO date, today when not given."""
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
 
 
 class CliError(click.ClickException):

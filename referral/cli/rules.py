@@ -13,7 +13,14 @@ import click
 from compiler.precommit import precommit as precommit_files
 from dsl.evaluate import Evaluation, compile_program
 from dsl.examples import default_currency, describe_rewards, run_examples
-from referral.cli.common import EXIT_INVALID, CliError, handle_errors, load_rules, paths_argument
+from referral.cli.common import (
+    EXIT_INVALID,
+    CliError,
+    as_of_date,
+    handle_errors,
+    load_rules,
+    paths_argument,
+)
 from settlement.impact import diff_programs, format_report
 
 
@@ -142,22 +149,12 @@ def eval_context(
         click.echo(format_trace(evaluation))
 
 
-
-def _as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
-
-
 @rules.command("diff")
 @click.argument("old_path", type=click.Path(exists=True, path_type=Path))
 @click.argument("new_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--records", "records_path", required=True,
               help="JSON Lines or CSV file of referral records to settle with both versions.")
-@click.option("--as-of", callback=_as_of, help="Settlement date for both (default: today).")
+@click.option("--as-of", callback=as_of_date, help="Settlement date for both (default: today).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
               help="Changed referrals listed per rule (text output).")

@@ -6,12 +6,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import date
 
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import db_option, handle_errors, load_rules
+from referral.cli.common import as_of_date, db_option, handle_errors, load_rules
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
@@ -19,15 +18,6 @@ from settlement.demo import write_records
 from settlement.records import BadRecord, Record, read_records
 
 SHOWN_CAPPED = 10
-
-
-def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
 
 
 def _with_progress(items: Iterator[Record | BadRecord], path: str, show: bool):
@@ -71,7 +61,7 @@ def _print_summary(summary: RunSummary) -> None:
 @click.option("--records", "records_path", required=True,
               help="JSON Lines or CSV file of referral records; - reads stdin.")
 @db_option
-@click.option("--as-of", callback=_parse_date, help="Settlement date (default: today).")
+@click.option("--as-of", callback=as_of_date, help="Settlement date (default: today).")
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; write nothing.")
 @click.option("--strict", is_flag=True, help="Abort with nothing written on any bad record.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
