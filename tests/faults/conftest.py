@@ -10,15 +10,13 @@ written to that file.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import PG_ADMIN_URL, _pg_unavailable
+from tests.conftest import fresh_pg_database
 
 
 @dataclass(frozen=True)
@@ -63,20 +61,8 @@ def figure() -> Callable[[str], None]:
 @pytest.fixture
 def second_pg_url(pg_url: str) -> Iterator[str]:
     """Another empty PostgreSQL database, for the uninterrupted run to compare against."""
-    name = f"referral_faults_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as e:
-        admin.dispose()
-        _pg_unavailable(str(e.orig).strip().splitlines()[0])
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database("referral_faults") as url:
+        yield url
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
