@@ -40,6 +40,14 @@ def settle_cli(url: str, records: Path, env: dict[str, str] | None = None,
     return run, json.loads(run.stdout)
 
 
+def settle_twice(url: str, records: Path) -> tuple[ChildRun, ChildRun, dict[str, Any]]:
+    """A first run and its no-change rerun (which must post and confirm nothing)."""
+    run, summary = settle_cli(url, records)
+    again, resummary = settle_cli(url, records)
+    assert resummary["posted"] == 0 and resummary["confirmed"] == 0, resummary
+    return run, again, summary
+
+
 def _libpq(url: str) -> str:
     u = sa.make_url(url)
     return f"host={u.host} port={u.port or 5432} user={u.username} dbname={u.database}"
@@ -104,9 +112,7 @@ def bench_settle_pg(dbs: Databases, records: Path, count: int, reps: int,
     for rep in range(reps):
         name, url = dbs.fresh_pg()
         try:
-            run, summary = settle_cli(url, records)
-            again, resummary = settle_cli(url, records)
-            assert resummary["posted"] == 0 and resummary["confirmed"] == 0, resummary
+            run, again, summary = settle_twice(url, records)
             with tempfile.TemporaryDirectory(dir=dbs.tmp) as folder:
                 rows = pg_export(url, Path(folder))
                 dbs.drop_pg(name)
@@ -137,9 +143,7 @@ def bench_settle_sqlite(dbs: Databases, records: Path, count: int, reps: int,
     for rep in range(reps):
         path, url = dbs.fresh_sqlite()
         try:
-            run, _ = settle_cli(url, records)
-            again, resummary = settle_cli(url, records)
-            assert resummary["posted"] == 0 and resummary["confirmed"] == 0, resummary
+            run, again, _ = settle_twice(url, records)
             with sqlite3.connect(path) as conn:
                 rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                         for t in TABLES}
