@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from settlement import ledger
 from settlement.batch import SETTLE_LOCK_KEY
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
+from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
 SUMMARY_KEYS = ["run_id", "records", "rewarded", "posted", "already_posted", "capped",
@@ -43,11 +42,6 @@ def small_input(tmp_path: Path) -> Path:
 def settle_args(rules_dir: Path, records: Path, db: str, *extra: str) -> list[str]:
     return ["settle", "--rules", str(rules_dir), "--records", str(records), "--db", db,
             "--as-of", "2026-01-10", *extra]
-
-
-def spawn(args: list[str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "referral", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def snapshot(url: str) -> set[tuple[str, str, int, str]]:
