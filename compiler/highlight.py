@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lark import Lark, Token, Tree
 from markupsafe import Markup, escape
 
-import grammar
+from dsl.parser import GRAMMAR_OPTIONS, terminal_names
 
 # Terminal name -> CSS class.  Keywords (``_RULE``, ``_IF``...) are the default.
 TOKEN_CLASSES: dict[str, str] = {
@@ -66,16 +66,10 @@ def _collect(token: Token) -> Token:
 
 @functools.cache
 def _parser() -> Lark:
-    options: dict[str, object] = {
-        "rel_to": grammar.__file__,
-        "parser": "lalr",
-        "lexer": "contextual",
-        "propagate_positions": True,
-        "maybe_placeholders": True,
+    callbacks: dict[str, Callable[[Token], Token]] = {
+        name: _collect for name in terminal_names()
     }
-    names = [t.name for t in Lark.open("referral.lark", **options).terminals]  # type: ignore[arg-type]
-    callbacks: dict[str, Callable[[Token], Token]] = {name: _collect for name in names}
-    return Lark.open("referral.lark", lexer_callbacks=callbacks, **options)  # type: ignore[arg-type]
+    return Lark.open("referral.lark", lexer_callbacks=callbacks, **GRAMMAR_OPTIONS)
 
 
 @dataclass(frozen=True)

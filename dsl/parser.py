@@ -55,15 +55,22 @@ def _collect_comment(token: Token) -> None:
         sink.append(token)
 
 
+# How the grammar is built; compiler.highlight builds its lexing twin with the same options.
+GRAMMAR_OPTIONS: dict[str, Any] = {
+    "rel_to": grammar.__file__,
+    "parser": "lalr",
+    "lexer": "contextual",
+    "propagate_positions": True,
+    "maybe_placeholders": True,
+}
 _PARSER = Lark.open(
-    "referral.lark",
-    rel_to=grammar.__file__,
-    parser="lalr",
-    lexer="contextual",
-    propagate_positions=True,
-    maybe_placeholders=True,
-    lexer_callbacks={"COMMENT": _collect_comment},
+    "referral.lark", lexer_callbacks={"COMMENT": _collect_comment}, **GRAMMAR_OPTIONS
 )
+
+
+def terminal_names() -> list[str]:
+    """Every terminal of the grammar (keywords, literals, punctuation)."""
+    return [t.name for t in _PARSER.terminals]
 
 # What the user is told was expected, instead of internal terminal names.
 TOKEN_NAMES: dict[str, str] = {
