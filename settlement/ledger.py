@@ -425,42 +425,23 @@ def credited_totals(
     bounds are open.  Used by settlement's LIMIT caps.
     """
     users = list(dict.fromkeys(user_ids))
+    if conn.dialect.name == "postgresql":
+        found = credited_totals_many(conn, [(rule_id, user, start, end) for user in users])
+        return {key[1]: totals for key, totals in found.items()}
     result: dict[str, dict[str, int]] = {user: {} for user in users}
-    pg = conn.dialect.name == "postgresql"
-    for chunk in [users] if pg else _chunks(users):
-        if pg:
-            # One (rule_id, user_id) index probe per user: a LATERAL subquery per element of
-            # unnest(:users).  With ``user_id = ANY(:users)`` (or a plain join) the planner,
-            # whose statistics are stale while a run fills the table, scanned every entry of
-            # the rule for each chunk: the run slowed down as the ledger grew.
-            wanted = (
-                sa.func.unnest(sa.bindparam("users", chunk, postgresql.ARRAY(sa.String)))
-                .table_valued("user_id")
-                .render_derived(name="wanted")
-            )
-            inner = _ENTRY_SELECT.where(
-                _E.c.rule_id == rule_id, _E.c.user_id == wanted.c.user_id,
-                _E.c.entry_type == "credit",
-            )
-        else:
-            inner = _ENTRY_SELECT.where(
-                _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
-            )
+    for chunk in _chunks(users):
+        entries = _ENTRY_SELECT.where(
+            _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
+        )
         if start is not None:
-            inner = inner.where(_E.c.event_date >= start)
+            entries = entries.where(_E.c.event_date >= start)
         if end is not None:
-            inner = inner.where(_E.c.event_date < end)
-        if pg:
-            # OFFSET 0 keeps the subquery from being flattened into a join (a planner fence).
-            entries = inner.offset(0).lateral("entries")
-            source: Any = wanted.join(entries, sa.true())
-        else:
-            source = entries = inner.subquery()
+            entries = entries.where(_E.c.event_date < end)
+        sub = entries.subquery()
         stmt = (
-            sa.select(entries.c.user_id, entries.c.currency, sa.func.sum(entries.c.amount))
-            .select_from(source)
-            .where(entries.c.status != "reversed")
-            .group_by(entries.c.user_id, entries.c.currency)
+            sa.select(sub.c.user_id, sub.c.currency, sa.func.sum(sub.c.amount))
+            .where(sub.c.status != "reversed")
+            .group_by(sub.c.user_id, sub.c.currency)
         )
         for user, currency, total in conn.execute(stmt):
             result[user][currency] = _sum(total)
@@ -489,7 +470,11 @@ def _credited_totals_many_pg() -> Any:
             sa.or_(wanted.c.start.is_(None), _E.c.event_date >= wanted.c.start),
             sa.or_(wanted.c.end.is_(None), _E.c.event_date < wanted.c.end),
         )
-        .offset(0)  # a planner fence: one index probe per wanted row (see credited_totals)
+        # OFFSET 0 is a planner fence: one (rule_id, user_id) index probe per wanted row.
+        # Without it (or with ``user_id = ANY(...)``) the planner, whose statistics are stale
+        # while a run fills the table, scanned every entry of the rule for each chunk: the
+        # run slowed down as the ledger grew.
+        .offset(0)
         .lateral("entries")
     )
     return (
@@ -508,7 +493,7 @@ _TOTALS_MANY_PG = _credited_totals_many_pg()
 def credited_totals_many(
     conn: Connection, wanted: Iterable[TotalsKey]
 ) -> dict[TotalsKey, dict[str, int]]:
-    """``credited_totals`` for many (rule, user, period) at once: one query on PostgreSQL.
+    """Credited totals for many (rule, user, period) at once: one query on PostgreSQL.
 
     Every key asked for is in the result (``{}`` when nothing counts).
     """
