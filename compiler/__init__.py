@@ -1,2 +1,2 @@
-"""The rule model compiled to other forms: versioned JSON (``json_model``), canonical
-rule text (``text``) and Graphviz diagrams (``dot``)."""
+"""The rule model turned into forms for people: canonical rule text (``text``), Graphviz
+diagrams (``dot``), syntax highlighting (``highlight``) and the HTML catalog (``catalog``)."""

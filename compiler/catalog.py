@@ -35,8 +35,8 @@ from compiler.dot import (
     label,
 )
 from compiler.highlight import Lexed, highlight, lex
-from compiler.json_model import dumps, rule_to_json
 from compiler.text import format_action, format_condition, format_node
+from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
 from dsl.examples import (

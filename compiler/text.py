@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from compiler.json_model import decimal_text
+from dsl.codec import decimal_text
 from dsl.errors import ReferralError
 from dsl.model import (
     And,

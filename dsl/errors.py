@@ -86,19 +86,3 @@ class ModelSchemaError(ReferralError):
 
 class EvaluationError(ReferralError):
     """A context value has the wrong type for a rule (a bad record, not a bad rule)."""
-
-
-class LedgerError(ReferralError):
-    """Root of ledger refusals (exit code 1 at the CLI)."""
-
-
-class DatabaseUnavailable(ReferralError):
-    """The database cannot be reached (exit code 3 at the CLI)."""
-
-
-class SchemaNotReady(ReferralError):
-    """The database schema is missing or behind: run `referral db upgrade`."""
-
-
-class SettlementError(ReferralError):
-    """A settlement run refused to start or was aborted."""

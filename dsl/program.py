@@ -158,7 +158,7 @@ def contains_phrase(cond: Condition | None) -> bool:
 
 
 def _load_json(path: Path) -> Program:
-    from dsl.schema import program_from_json  # lazy: written alongside this module
+    from dsl.codec import program_from_json
 
     data = json.loads(path.read_text(encoding="utf-8"))
     return program_from_json(data, str(path))

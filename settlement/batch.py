@@ -24,13 +24,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from compiler.json_model import rule_hash
-from dsl.errors import EvaluationError, SettlementError
+from dsl.codec import rule_hash
+from dsl.errors import EvaluationError
 from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
 from dsl.money import MAX_MINOR_UNITS, Money, format_money
 from settlement import ledger
 from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, lock_ledger, require_schema
+from settlement.errors import SettlementError
 from settlement.records import BadRecord, Record
 from settlement.runs import settlement_quarantine, settlement_runs
 

@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from dsl.errors import DatabaseUnavailable, SchemaNotReady
+from settlement.errors import DatabaseUnavailable, SchemaNotReady
 
 log = logging.getLogger(__name__)
 

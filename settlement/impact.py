@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from compiler.json_model import rule_hash
+from dsl.codec import rule_hash
 from dsl.model import Program
 from dsl.money import Money, format_money
 from settlement import db, ledger

@@ -43,9 +43,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from dsl.errors import LedgerError, MoneyError
+from dsl.errors import MoneyError
 from dsl.money import Money, exponent, format_money
 from settlement.db import lock_ledger
+from settlement.errors import EntryNotFound, IdempotencyConflict, IllegalTransition, LedgerError
 from settlement.schema import (
     FUNDING_ACCOUNT,
     UTCDateTime,
@@ -75,17 +76,6 @@ LEGAL_MOVES = frozenset({
 _E, _T, _P = ledger_entries, ledger_transitions, ledger_postings
 _HASHED_COLUMNS = tuple(c.name for c in _E.c if c.name != "hash")
 
-
-class IdempotencyConflict(LedgerError):
-    """A reference_id already names an entry with a different payload."""
-
-
-class IllegalTransition(LedgerError):
-    """A status change the entry's current status does not allow."""
-
-
-class EntryNotFound(LedgerError):
-    """No entry has the given reference_id."""
 
 
 @dataclass(frozen=True)

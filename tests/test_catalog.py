@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from compiler.catalog import CATALOG_DOT_MISSING, GraphvizMissingError, build_catalog, subtree_size
 from compiler.dot import ACTION, CONDITION
 from compiler.highlight import lex
-from compiler.json_model import dumps, program_to_json
 from compiler.text import format_node
+from dsl.codec import dumps, program_to_json
 from dsl.examples import run_examples
 from dsl.model import And, Condition, Not, Or, Program, Rule
 from dsl.parser import parse_text

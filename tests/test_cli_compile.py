@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from compiler.dot import DOT_MISSING
 from compiler.text import format_program
+from dsl.codec import program_from_json
 from dsl.parser import parse_text
-from dsl.schema import program_from_json
 from referral.cli.compile import compile_cmd, fmt, render
 from tests.test_text import ISSUE_EXAMPLE
 

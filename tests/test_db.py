@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from dsl.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
+from settlement.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.runs import runs_metadata
 from settlement.schema import APPEND_ONLY_TABLES, metadata
 

@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 
-from compiler.json_model import (
+from dsl.codec import (
     ModelEncodeError,
     condition_to_json,
     dumps,
+    program_from_json,
     program_to_json,
     rule_hash,
     rule_to_json,
@@ -37,7 +38,7 @@ from dsl.model import (
     Within,
 )
 from dsl.money import Money
-from dsl.schema import program_from_json, validate_model_json
+from dsl.schema import validate_model_json
 from tests.strategies import programs
 
 INR = "INR"

@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from dsl.errors import LedgerError
 from settlement import ledger as L
+from settlement.errors import LedgerError
 from settlement.ledger import (
     CreditRequest,
     EntryNotFound,

@@ -255,7 +255,7 @@ def test_could_both_hold(a, b, both):
 
 
 def test_load_compiled_json_model_equals_source(tmp_path):
-    from compiler.json_model import dumps
+    from dsl.codec import dumps
 
     source = load_program([RULES_DIR]).program
     (tmp_path / "model.json").write_text(dumps(source), encoding="utf-8")

@@ -7,11 +7,11 @@ from datetime import date
 
 import pytest
 
-from compiler.json_model import program_to_json
+from dsl.codec import program_from_json, program_to_json
 from dsl.errors import ModelSchemaError, ReferralError
 from dsl.model import COMPARE_OPS, Compare, FixedReward, PercentReward, Program, Rule
 from dsl.money import CURRENCY_EXPONENTS, Money
-from dsl.schema import model_schema, program_from_json, schema_errors, validate_model_json
+from dsl.schema import model_schema, schema_errors, validate_model_json
 
 VALID = program_to_json(Program(rules=(
     Rule("r", "d", Compare("referrer.plan", "=", "paid"),

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dsl.errors import EvaluationError, SettlementError
+from dsl.errors import EvaluationError
 from dsl.program import load_program
 from settlement import ledger
 from settlement.batch import event_date, period_window, settle
 from settlement.db import open_engine, upgrade
+from settlement.errors import SettlementError
 from settlement.records import Record, read_records
 from settlement.runs import ledger_anchors, settlement_quarantine, settlement_runs
 from tests.tampering import disable_append_only

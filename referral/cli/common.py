@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy as sa
 
-from dsl.errors import DatabaseUnavailable, ReferralError, RuleError
+from dsl.errors import ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
+from settlement.errors import DatabaseUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 

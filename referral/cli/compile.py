@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from compiler.dot import FORMATS, render_program
-from compiler.json_model import dumps
 from compiler.text import reformat_files
+from dsl.codec import dumps
 from referral.cli.common import EXIT_INVALID, handle_errors, load_rules, paths_argument
 
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler.dot import program_to_dot
-from compiler.json_model import dumps
 from compiler.text import format_program
+from dsl.codec import dumps
 from dsl.errors import ReferralError, RuleError
 from dsl.evaluate import compile_program
 from dsl.examples import default_currency, run_examples

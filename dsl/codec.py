@@ -1,10 +1,10 @@
-"""Rule model -> versioned JSON (``schema_version`` 1, ``dsl/rule-model.schema.json``).
+"""The rule model <-> versioned JSON (``schema_version`` 1, ``dsl/rule-model.schema.json``).
 
 Every literal carries its type (``{"money": {...}}``, ``{"date": "2026-01-01"}``)
-so that ``dsl.schema.program_from_json`` rebuilds exactly the same model, and
-the output is plain data with a stable key order, which makes a rule's JSON
-(without its source position) a content hash that settlement records as
-provenance.
+so that ``program_from_json`` rebuilds exactly the model ``program_to_json``
+encoded, and the output is plain data with a stable key order: a rule's JSON
+without its source position is the content hash (``rule_hash``) that
+settlement records as provenance.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dsl.model import (
     Condition,
     Definition,
     Example,
+    ExpectedReward,
     FieldRef,
     FixedReward,
     Limit,
@@ -37,7 +38,9 @@ from dsl.model import (
     Within,
 )
 from dsl.money import Money
+from dsl.schema import validate_model_json
 
+# ---------------------------------------------------------------- encoding
 
 class ModelEncodeError(ReferralError):
     """A model object the JSON encoding has no form for (a bug, never silent)."""
@@ -168,3 +171,100 @@ def rule_hash(rule: Rule) -> str:
     """Hex sha256 of the rule's meaning: same rule text anywhere -> same hash."""
     data = json.dumps(rule_to_json(rule, with_source=False), sort_keys=True)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def program_from_json(data: Any, filename: str = "<json>") -> Program:
+    """Validate ``data`` and build exactly the Program that ``program_to_json`` encoded."""
+    validate_model_json(data, filename)
+    return Program(
+        rules=tuple(_rule(r) for r in data["rules"]),
+        definitions=tuple(
+            Definition(d["phrase"], _condition(d["condition"]), _source(d))
+            for d in data["definitions"]
+        ),
+        examples=tuple(_example(e) for e in data["examples"]),
+        schema_version=data["schema_version"],
+    )
+
+
+def _source(data: dict[str, Any]) -> SourcePos | None:
+    s = data.get("source")
+    return SourcePos(s["file"], s["line"], s["column"]) if s else None
+
+
+def _money(data: dict[str, Any]) -> Money:
+    return Money(int(data["amount"]), data["currency"])
+
+
+def _value(data: dict[str, Any]) -> Value:
+    ((kind, v),) = data.items()
+    if kind == "string":
+        return v
+    if kind == "int":
+        return int(v)
+    if kind == "decimal":
+        return Decimal(v)
+    if kind == "bool":
+        return v
+    if kind == "date":
+        return date.fromisoformat(v)
+    if kind == "money":
+        return _money(v)
+    if kind == "list":
+        return tuple(_value(x) for x in v)
+    if kind == "field":
+        return FieldRef(v)
+    return None
+
+
+def _condition(data: dict[str, Any]) -> Condition:
+    ((kind, v),) = data.items()
+    if kind == "compare":
+        return Compare(v["path"], v["op"], _value(v["value"]))
+    if kind == "within":
+        return Within(v["path"], int(v["days"]), v["of"])
+    if kind == "and":
+        return And(tuple(_condition(c) for c in v))
+    if kind == "or":
+        return Or(tuple(_condition(c) for c in v))
+    if kind == "not":
+        return Not(_condition(v))
+    return PhraseRef(v)
+
+
+def _action(data: dict[str, Any]) -> Action:
+    if data["kind"] == "fixed":
+        return FixedReward(_money(data["amount"]), data["to"])
+    cap = data.get("cap")
+    return PercentReward(
+        Decimal(data["percent"]), data["of"], data["to"], _money(cap) if cap else None
+    )
+
+
+def _rule(data: dict[str, Any]) -> Rule:
+    limit = data.get("limit")
+    reverse_if = data.get("reverse_if")
+    return Rule(
+        id=data["id"],
+        description=data.get("description"),
+        condition=_condition(data["condition"]),
+        actions=tuple(_action(a) for a in data["actions"]),
+        priority=int(data.get("priority", 0)),
+        exclusive=data.get("exclusive", False),
+        limit=Limit(_money(limit["amount"]), limit["per"], limit["period"]) if limit else None,
+        hold_days=int(data.get("hold_days", 0)),
+        reverse_if=_condition(reverse_if) if reverse_if else None,
+        source=_source(data),
+    )
+
+
+def _example(data: dict[str, Any]) -> Example:
+    return Example(
+        name=data["name"],
+        given=tuple((g["path"], _value(g["value"])) for g in data["given"]),
+        expect=tuple(ExpectedReward(e["to"], _money(e["amount"])) for e in data["expect"]),
+        source=_source(data),
+    )
