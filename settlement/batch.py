@@ -30,10 +30,11 @@ from dsl.evaluate import Reward, compile_program, iso_date
 from dsl.model import ROLES, Program, Rule
 from dsl.money import MAX_MINOR_UNITS, Money, format_money
 from settlement import ledger
-from settlement.db import SQLITE_BUSY_TIMEOUT_SECONDS, lock_ledger, require_schema
+from settlement.db import require_schema
 from settlement.errors import SettlementError
+from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
 from settlement.records import BadRecord, Record
-from settlement.runs import settlement_quarantine, settlement_runs
+from settlement.tables import settlement_quarantine, settlement_runs
 
 if TYPE_CHECKING:
     from dsl.evaluate import Evaluation
@@ -46,10 +47,6 @@ LimitKey = tuple[str, str, date | None]
 # How many LIMIT totals a run keeps between chunks (least recently used go first).
 LIMIT_CACHE_KEYS = 20_000
 MAX_CAPPED_NOTES = 100
-# Key of the PostgreSQL advisory lock that serialises settlement runs.
-SETTLE_LOCK_KEY = 0x5E771E
-# How long a SQLite settle waits for another one with --wait (a nightly run may be long).
-SQLITE_WAIT_MS = 6 * 3600 * 1000
 
 
 def reward_reference(rule_id: str, referral_id: str, role: str) -> str:
@@ -366,7 +363,7 @@ class Settlement:
     ) -> None:
         """Keep a cached LIMIT total in step with a credit (or reversal) of this run.
 
-        Like ``ledger.credited_totals``, a total counts every credit of the rule
+        Like ``ledger.credited_totals_many``, a total counts every credit of the rule
         to the user in the period, whatever the role it was paid for.
         """
         rule = self.rules.get(rule_id) if rule_id is not None else None
@@ -474,18 +471,6 @@ def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Rec
         yield chunk
 
 
-def _acquire_run_lock(conn: sa.Connection, wait: bool) -> None:
-    if conn.dialect.name == "postgresql":
-        if wait:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY})
-        else:
-            got = conn.execute(
-                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY}
-            ).scalar()
-            if not got:
-                raise SettlementError("another settlement run holds the lock (--no-wait)")
-
-
 def settle(
     conn: sa.Connection,
     program: Program,
@@ -510,20 +495,9 @@ def settle(
     started = datetime.now(UTC)
     if conn.in_transaction():
         raise SettlementError("settle owns its transaction: pass a connection outside one")
-    if conn.dialect.name == "sqlite":
-        # SQLite's own lock: BEGIN IMMEDIATE waits up to busy_timeout for a running settle.
-        # Set on the driver connection so that SQLAlchemy does not begin a transaction.
-        timeout_ms = SQLITE_WAIT_MS if wait else 0
-        conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-    try:
-        tx = conn.begin()
-    except sa.exc.OperationalError as e:
-        if not wait and "locked" in str(e.orig):
-            raise SettlementError("another settlement run holds the lock (--no-wait)") from e
-        raise
-    try:
+    with settlement_transaction(conn, wait=wait) as tx:
         require_schema(conn)
-        _acquire_run_lock(conn, wait)
+        lock_settlement_run(conn, wait=wait)
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
@@ -553,14 +527,6 @@ def settle(
                     "reversed", "confirmed", "quarantined")},
             },
         )
-    except BaseException:
-        tx.rollback()
-        raise
-    finally:
-        if conn.dialect.name == "sqlite":
-            conn.connection.driver_connection.execute(
-                f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}"
-            )
     if dry_run:
         tx.rollback()
     else:

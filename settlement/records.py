@@ -119,7 +119,7 @@ def _csv_value(text: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
-def _jsonl(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
+def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
     for number, line in enumerate(stream, start=1):
         raw = line.rstrip("\r\n")
         if not raw.strip():
@@ -148,7 +148,7 @@ def _jsonl(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
 class _LineTap:
     """Feeds csv.reader line by line and remembers the raw text of the current row."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Iterator[str]) -> None:
         self._stream = stream
         self.line = 0
         self.taken: list[str] = []
@@ -168,7 +168,7 @@ class _LineTap:
         return raw
 
 
-def _csv(stream: TextIO, name: str) -> Iterator[Record | BadRecord]:
+def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
     tap = _LineTap(stream)
     reader = csv.reader(tap)
     try:

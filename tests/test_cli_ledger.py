@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from referral.cli import main
-from settlement.db import head_revision, lock_ledger, open_engine
+from settlement.db import head_revision, open_engine
+from settlement.locks import lock_ledger
 from tests.tampering import disable_append_only
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

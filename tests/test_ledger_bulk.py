@@ -1,7 +1,7 @@
 """The ledger's bulk paths (settlement's): awkward text round-trips, lookups, LIMIT totals.
 
 On PostgreSQL entries go in as one array literal per column (``INSERT ...
-SELECT unnest``), built by ``ledger._pg_array``; quotes, backslashes, braces,
+SELECT unnest``), built by ``settlement.dialect._pg_array``; quotes, backslashes, braces,
 commas and the word NULL must come back exactly, with the hash chain intact.
 """
 
@@ -43,11 +43,13 @@ def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
         L.post_credits(conn, requests, actor="t")
         L.reverse(conn, "r7", "refund", actor="t")
         users = [f"u{i}" for i in range(9)]
-        got = L.credited_totals(conn, "R", users, date(2026, 2, 1), date(2026, 3, 1))
-    want: dict[str, dict[str, int]] = {u: {} for u in users}
+        feb, mar = date(2026, 2, 1), date(2026, 3, 1)
+        got = L.credited_totals_many(conn, [("R", user, feb, mar) for user in users])
+    want: dict[L.TotalsKey, dict[str, int]] = {("R", u, feb, mar): {} for u in users}
     for r in requests:
-        if r.reference_id != "r7" and date(2026, 2, 1) <= r.event_date < date(2026, 3, 1):
-            want[r.user_id][r.currency] = want[r.user_id].get(r.currency, 0) + r.amount
+        if r.reference_id != "r7" and feb <= r.event_date < mar:
+            key = ("R", r.user_id, feb, mar)
+            want[key][r.currency] = want[key].get(r.currency, 0) + r.amount
     assert got == want
 
 
@@ -65,7 +67,7 @@ def test_credited_totals_many_matches_per_key_sums(ledger_engine) -> None:
         L.post_credits(conn, requests, actor="t")
         L.reverse(conn, "m3", "refund", actor="t")
         got = L.credited_totals_many(conn, wanted)
-    # The oracle sums the requests in Python (credited_totals itself goes through this code).
+    # The oracle sums the requests in Python.
     want: dict[L.TotalsKey, dict[str, int]] = {key: {} for key in wanted}
     for rule, user, start, end in wanted:
         for r in requests:

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement import ledger
-from settlement.batch import SETTLE_LOCK_KEY
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
+from settlement.locks import SETTLE_LOCK_KEY
 from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
@@ -214,7 +214,7 @@ def test_settle_locked_sqlite_past_busy_timeout_exit_3_one_line(tmp_path, rules_
     with holder.connect() as conn:
         tx = conn.begin()  # BEGIN IMMEDIATE: the write lock
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("settlement.batch.SQLITE_WAIT_MS", 100)
+            mp.setattr("settlement.locks.SQLITE_WAIT_MS", 100)
             result = CliRunner().invoke(main, settle_args(rules_dir, small_input, url))
         tx.rollback()
     holder.dispose()

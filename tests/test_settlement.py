@@ -15,8 +15,9 @@ from settlement import ledger
 from settlement.batch import event_date, period_window, settle
 from settlement.db import open_engine, upgrade
 from settlement.errors import SettlementError
+from settlement.ledger import ledger_anchors
 from settlement.records import Record, read_records
-from settlement.runs import ledger_anchors, settlement_quarantine, settlement_runs
+from settlement.tables import settlement_quarantine, settlement_runs
 from tests.tampering import disable_append_only
 
 RULES = """\

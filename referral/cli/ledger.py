@@ -18,8 +18,7 @@ from dsl.money import Money, format_money, parse_money
 from referral.cli.common import CliError, db_option, handle_errors
 from settlement import ledger as ledger_api
 from settlement.db import READ_ONLY, open_engine, require_schema, upgrade
-from settlement.ledger import EXPORT_FIELDS, Entry, PostResult, format_timestamp
-from settlement.runs import ledger_anchors
+from settlement.ledger import EXPORT_FIELDS, Entry, PostResult, format_timestamp, ledger_anchors
 
 
 @contextmanager

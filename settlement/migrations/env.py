@@ -10,7 +10,7 @@ import os
 
 from alembic import context
 
-from settlement.schema import metadata
+from settlement.tables import metadata
 
 config = context.config
 

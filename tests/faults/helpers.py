@@ -18,8 +18,13 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import open_engine
-from settlement.runs import settlement_quarantine, settlement_runs
-from settlement.schema import ledger_entries, ledger_postings, ledger_transitions
+from settlement.tables import (
+    ledger_entries,
+    ledger_postings,
+    ledger_transitions,
+    settlement_quarantine,
+    settlement_runs,
+)
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from settlement.db import open_engine, upgrade
 from settlement.demo import generate_records
-from settlement.runs import settlement_quarantine
+from settlement.tables import settlement_quarantine
 from tests.faults.helpers import RULES_DIR, cli, ledger_state, settle_args, verify_ok
 
 pytestmark = pytest.mark.faults

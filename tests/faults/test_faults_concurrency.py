@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
-from settlement.schema import ledger_entries
+from settlement.tables import ledger_entries
 from tests.faults.helpers import (
     RULES_DIR,
     cli,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
-from settlement.schema import APPEND_ONLY_TABLES
+from settlement.tables import APPEND_ONLY_TABLES
 from tests.faults.helpers import RULES_DIR, cli, ledger_state, settle_args, verify_ok
 from tests.tampering import disable_append_only
 

@@ -1,4 +1,6 @@
-"""The ledger's tables (SQLAlchemy Core).  Migration 0001 creates exactly these.
+"""Every table, in one ``MetaData`` (Alembic's autogenerate compares it with the migrations).
+
+The ledger (migration 0001):
 
 - ``ledger_entries``: one row per credit or reversal debit, hash-chained in id
   order.  Ids are assigned by the ledger under its writer lock (not by a
@@ -9,7 +11,11 @@
   so it moves the money back); paying a credit moves it from ``user:<id>`` to
   ``payout:<id>``.  Per currency, all postings sum to zero.
 
-All three are append-only: triggers refuse UPDATE and DELETE (migration 0001).
+The settlement batch (migration 0002): ``settlement_runs``, the run log, and
+``settlement_quarantine``, the bad records of each run; both written once per
+run inside the run's own transaction.
+
+All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002).
 """
 
 from __future__ import annotations
@@ -20,24 +26,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-ENTRY_TYPES = ("credit", "debit")
 STATUSES = ("pending", "confirmed", "paid", "reversed")
-FUNDING_ACCOUNT = "program:funding"
-
-
-def user_account(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
-def payout_account(user_id: str) -> str:
-    return f"payout:{user_id}"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware UTC with microseconds, read back identically on both databases.
 
-    PostgreSQL stores ``timestamptz``; SQLite stores the naive UTC text.  Values
-    come back as aware UTC datetimes either way, so entry hashes recompute.
+    PostgreSQL stores ``timestamptz``; SQLite stores the UTC wall-clock text
+    (its DATETIME type writes the fields and ignores tzinfo, so binding the
+    aware UTC value stores the same text on either database).  Values come back
+    as aware UTC datetimes either way, so entry hashes recompute.
     """
 
     impl = sa.DateTime(timezone=True)
@@ -48,8 +46,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: ledger times must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -132,4 +129,58 @@ ledger_postings = sa.Table(
     sa.Index("ix_ledger_postings_entry", "entry_id"),
 )
 
+settlement_runs = sa.Table(
+    "settlement_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rules_digest", sa.String(64), nullable=False),
+    sa.Column("input_digest", sa.String(64), nullable=False),
+    sa.Column("input_name", sa.Text, nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("rewarded", sa.BigInteger, nullable=False),
+    sa.Column("posted", sa.BigInteger, nullable=False),
+    sa.Column("already_posted", sa.BigInteger, nullable=False),
+    sa.Column("capped", sa.BigInteger, nullable=False),
+    sa.Column("reversed", sa.BigInteger, nullable=False),
+    sa.Column("confirmed", sa.BigInteger, nullable=False),
+    sa.Column("quarantined", sa.BigInteger, nullable=False),
+    # {"INR": minor units, ...} as canonical JSON text: integers only.
+    sa.Column("amount_posted", sa.Text, nullable=False),
+    # The ledger head (newest entry) when the run committed: an anchor for verify.
+    sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
+    sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
+)
+
+settlement_quarantine = sa.Table(
+    "settlement_quarantine",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("settlement_runs.run_id",
+              deferrable=True, initially="DEFERRED"), nullable=False, index=True),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
+
+
+def latest_status(entries: sa.FromClause) -> sa.ScalarSelect[Any]:
+    """An entry's status: the ``to_status`` of its newest transition (correlated)."""
+    transitions = ledger_transitions
+    return (
+        sa.select(transitions.c.to_status)
+        .where(transitions.c.entry_id == entries.c.id)
+        .order_by(transitions.c.id.desc())
+        .limit(1)
+        .correlate(entries)
+        .scalar_subquery()
+    )
+
+
+# The ledger's one view: every entry column and the entry's status.
+entries_with_status = sa.select(*ledger_entries.c, latest_status(ledger_entries).label("status"))

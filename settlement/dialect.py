@@ -1,0 +1,371 @@
+"""What PostgreSQL and SQLite do differently: one backend object per database.
+
+``Backend`` is the portable way, in SQLAlchemy Core: executemany, ``IN``
+lists in chunks, the LIMIT totals as one grouped query per rule and period.
+``SQLiteBackend`` adds the connection setup SQLite needs; ``PostgresBackend``
+overrides the bulk paths with array parameters and COPY, measured faster there
+(bench/RESULTS.md), and holds locks as advisory locks.  As alembic picks its
+``DefaultImpl`` subclass by the dialect's name, ``backend(conn)`` picks once
+per connection and keeps the choice in ``conn.info``.  Which locks exist and
+who takes them is ``settlement.locks``'s business; here is only how each
+database holds one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from settlement.errors import DatabaseUnavailable
+from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import psycopg
+
+    from settlement.ledger.types import TotalsKey
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+PG_CONNECT_TIMEOUT_SECONDS = 5
+CHUNK_SIZE = 500
+# Execution options for a connection that only reads: on SQLite its transaction
+# starts with a plain BEGIN, so it neither takes nor waits for the write lock.
+READ_ONLY: dict[str, Any] = {"read_only": True}
+
+_E = ledger_entries
+# One row of the LIMIT totals: rule id, user id, period start, period end, currency, sum.
+TotalsRow = tuple[str, str, date | None, date | None, str, Any]
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Backend:
+    """The portable behaviour; a subclass overrides only what its database does otherwise."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    # -- engines and connections ----------------------------------------------
+
+    def describe(self, url: sa.URL) -> str:
+        """Where a URL points, without credentials."""
+        host = url.host or "localhost"
+        port = f":{url.port}" if url.port else ""
+        return f"{self.label} database {url.database or ''} on {host}{port}"
+
+    def connect_args(self) -> dict[str, Any]:
+        return {}
+
+    def prepare(self, engine: Engine) -> None:
+        """Set up every connection the engine makes."""
+
+    # -- locks (see settlement.locks) -----------------------------------------
+
+    def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
+        """Hold lock ``key`` to the end of the transaction; False if taken and not ``wait``."""
+        raise NotImplementedError
+
+    @contextmanager
+    def writer_wait(self, conn: Connection, timeout_ms: int) -> Iterator[None]:
+        """Within the block, beginning a writing transaction waits at most ``timeout_ms``."""
+        yield
+
+    # -- statements -------------------------------------------------------------
+
+    def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        """The database's own INSERT, the one that has ``on_conflict_do_nothing``."""
+        raise NotImplementedError
+
+    def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows whose ids the database assigns and nobody reads back."""
+        if rows:
+            conn.execute(sa.insert(table), rows)
+
+    def insert_entries(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert ledger entries, skipping references that exist; how many were inserted."""
+        # executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs from one
+        # cached compiled statement.
+        stmt = (
+            self.insert(_E)
+            .on_conflict_do_nothing(index_elements=["reference_id"])
+            .returning(_E.c.id)
+        )
+        return len(conn.execute(stmt, rows).scalars().all())
+
+    def select_references(
+        self, conn: Connection, stmt: sa.Select[Any], refs: list[str]
+    ) -> Iterator[sa.Row[Any]]:
+        """The rows of ``stmt`` (over ledger_entries) whose reference_id is in ``refs``."""
+        for chunk in chunks(refs):
+            yield from conn.execute(stmt.where(_E.c.reference_id.in_(chunk)))
+
+    def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
+        """Per key and currency, the sum of the rule's credits to the user, not reversed,
+        with start <= event_date < end (None bounds are open); keys with none are absent."""
+        groups: dict[tuple[str, date | None, date | None], list[str]] = defaultdict(list)
+        for rule_id, user, start, end in keys:
+            groups[(rule_id, start, end)].append(user)
+        for (rule_id, start, end), users in groups.items():
+            for chunk in chunks(users):
+                entries = entries_with_status.where(
+                    _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
+                )
+                if start is not None:
+                    entries = entries.where(_E.c.event_date >= start)
+                if end is not None:
+                    entries = entries.where(_E.c.event_date < end)
+                sub = entries.subquery()
+                stmt = (
+                    sa.select(sub.c.user_id, sub.c.currency, sa.func.sum(sub.c.amount))
+                    .where(sub.c.status != "reversed")
+                    .group_by(sub.c.user_id, sub.c.currency)
+                )
+                for user, currency, total in conn.execute(stmt):
+                    yield rule_id, user, start, end, currency, total
+
+
+class SQLiteBackend(Backend):
+    """SQLite: a busy timeout, foreign keys, WAL, and ``BEGIN IMMEDIATE`` for writers."""
+
+    name = "sqlite"
+    label = "SQLite"
+
+    def describe(self, url: sa.URL) -> str:
+        return f"SQLite database {url.database or ':memory:'}"
+
+    def connect_args(self) -> dict[str, Any]:
+        return {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+
+    def prepare(self, engine: Engine) -> None:
+        """SQLAlchemy's pysqlite recipe: we emit BEGIN ourselves, as BEGIN IMMEDIATE.
+
+        A deferred transaction that reads and then writes can fail with "database is
+        locked" when another writer got in between; IMMEDIATE takes the write lock
+        up front, so writers queue on the busy timeout and the hash chain is linear.
+        """
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # WAL: readers see the last commit while a settlement run writes.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            read_only = conn.get_execution_options().get("read_only", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
+        # One lock stands in for every key: the database write lock, which BEGIN
+        # IMMEDIATE took when the transaction began.
+        return True
+
+    @contextmanager
+    def writer_wait(self, conn: Connection, timeout_ms: int) -> Iterator[None]:
+        # Set on the driver connection, so that SQLAlchemy does not begin a transaction.
+        driver = _sqlite(conn)
+        driver.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+        try:
+            yield
+        finally:
+            driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+
+    def insert(self, table: sa.Table) -> sqlite.Insert:
+        return sqlite.insert(table)
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL (psycopg 3): advisory locks, COPY, and array parameters for bulk work."""
+
+    name = "postgresql"
+    label = "PostgreSQL"
+
+    def connect_args(self) -> dict[str, Any]:
+        # No server-side prepared statements: a settlement run fills tables inside
+        # one transaction, and a generic plan made while they looked empty kept
+        # scanning them (find_entries 12x slower on 20k records).
+        return {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS, "prepare_threshold": None}
+
+    def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
+        """A transaction-scoped advisory lock: re-entrant, released at commit or rollback."""
+        if wait:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            return True
+        return bool(
+            conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar()
+        )
+
+    def insert(self, table: sa.Table) -> postgresql.Insert:
+        return postgresql.insert(table)
+
+    def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """COPY on the same psycopg connection, so inside the caller's transaction
+        (several times faster than multi-row INSERT for a settlement run's
+        transitions and postings)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        names = ", ".join(columns)
+        with _psycopg(conn).cursor() as cursor, cursor.copy(
+            f"COPY {table.name} ({names}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+
+    def insert_entries(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """One column array per column (``INSERT ... SELECT unnest``).
+
+        One short statement whatever the row count: the multi-row VALUES that
+        SQLAlchemy renders for executemany was parsed by psycopg and PostgreSQL
+        anew for every chunk, which cost more than the inserts.  ON CONFLICT DO
+        NOTHING keeps the unique reference_id the judge of idempotency.
+        """
+        arrays = [_pg_array([row[name] for row in rows]) for name in _ENTRY_COLUMNS]
+        with _psycopg(conn).cursor() as cursor:
+            cursor.execute(_INSERT_ENTRIES, arrays)
+            return cursor.rowcount
+
+    def select_references(
+        self, conn: Connection, stmt: sa.Select[Any], refs: list[str]
+    ) -> Iterator[sa.Row[Any]]:
+        """One query with one array parameter (``= ANY(:refs)``), whose text is the
+        same for every call; an expanded ``IN (...)`` list of a thousand literals
+        cost more to render and parse than to run."""
+        return iter(conn.execute(_any_reference(stmt), {"refs": refs}))
+
+    def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
+        params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],
+                  "starts": [k[2] for k in keys], "ends": [k[3] for k in keys]}
+        for row in conn.execute(_TOTALS, params):
+            yield cast(TotalsRow, tuple(row))
+
+
+@functools.cache
+def _any_reference(stmt: sa.Select[Any]) -> sa.Select[Any]:
+    """``stmt`` for the references in one array parameter, built once per statement."""
+    return stmt.where(
+        _E.c.reference_id == sa.any_(sa.bindparam("refs", type_=postgresql.ARRAY(sa.String)))
+    )
+
+
+def _credited_totals_query() -> sa.Select[Any]:
+    wanted = (
+        sa.func.unnest(
+            sa.bindparam("rules", type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("users", type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("starts", type_=postgresql.ARRAY(sa.Date)),
+            sa.bindparam("ends", type_=postgresql.ARRAY(sa.Date)),
+        )
+        .table_valued("rule_id", "user_id", "start", "end")
+        .render_derived(name="wanted")
+    )
+    entries = (
+        entries_with_status.where(
+            _E.c.rule_id == wanted.c.rule_id,
+            _E.c.user_id == wanted.c.user_id,
+            _E.c.entry_type == "credit",
+            sa.or_(wanted.c.start.is_(None), _E.c.event_date >= wanted.c.start),
+            sa.or_(wanted.c.end.is_(None), _E.c.event_date < wanted.c.end),
+        )
+        # OFFSET 0 is a planner fence: one (rule_id, user_id) index probe per wanted row.
+        # Without it (or with ``user_id = ANY(...)``) the planner, whose statistics are stale
+        # while a run fills the table, scanned every entry of the rule for each chunk: the
+        # run slowed down as the ledger grew.
+        .offset(0)
+        .lateral("entries")
+    )
+    return (
+        sa.select(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
+                  entries.c.currency, sa.func.sum(entries.c.amount))
+        .select_from(wanted.join(entries, sa.true()))
+        .where(entries.c.status != "reversed")
+        .group_by(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
+                  entries.c.currency)
+    )
+
+
+_TOTALS = _credited_totals_query()
+
+
+def _pg_array_type(column: sa.Column[Any]) -> str:
+    if isinstance(column.type, sa.BigInteger) or column.name == "id":
+        return "bigint"
+    if isinstance(column.type, sa.Date):
+        return "date"
+    if isinstance(column.type, UTCDateTime):
+        return "timestamptz"
+    return "text"
+
+
+_ENTRY_COLUMNS = tuple(c.name for c in _E.c)
+_INSERT_ENTRIES = (
+    f"INSERT INTO {_E.name} ({', '.join(_ENTRY_COLUMNS)}) "
+    "SELECT * FROM unnest("
+    + ", ".join(f"%s::{_pg_array_type(_E.c[name])}[]" for name in _ENTRY_COLUMNS)
+    + ") ON CONFLICT (reference_id) DO NOTHING"
+)
+
+
+def _pg_array_item(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pg_array(values: list[Any]) -> str:
+    """A PostgreSQL array literal (``{"a","b",NULL}``) cast by the statement to its type.
+
+    Built here in one join: psycopg's generic list adapter looked up a dumper for
+    every element, which cost more than the INSERT.
+    """
+    return "{" + ",".join(map(_pg_array_item, values)) + "}"
+
+
+def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    return cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+
+
+def _sqlite(conn: Connection) -> sqlite3.Connection:
+    return cast("sqlite3.Connection", conn.connection.driver_connection)
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (SQLiteBackend(), PostgresBackend())}
+_INFO_KEY = "settlement.backend"
+
+
+def for_name(name: str) -> Backend:
+    """The backend of a dialect or URL backend name (``postgresql``, ``sqlite``)."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise DatabaseUnavailable(
+            f"unsupported database {name!r}: use PostgreSQL or SQLite"
+        ) from None
+
+
+def backend(conn: Connection) -> Backend:
+    """The connection's backend: chosen on first use, then kept in ``conn.info``."""
+    chosen = conn.info.get(_INFO_KEY)
+    if chosen is None:
+        chosen = conn.info[_INFO_KEY] = for_name(conn.dialect.name)
+    return cast(Backend, chosen)
