@@ -141,7 +141,6 @@ class SQLiteBackend(Backend):
     """SQLite: a busy timeout, foreign keys, WAL, and ``BEGIN IMMEDIATE`` for writers."""
 
     name = "sqlite"
-    label = "SQLite"
 
     def describe(self, url: sa.URL) -> str:
         return f"SQLite database {url.database or ':memory:'}"
