@@ -264,6 +264,7 @@ def top_functions(raw: Path, limit: int = 25) -> list[tuple[float, str]]:
                 inclusive[key] = inclusive.get(key, 0) + count
     ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])
     keep = [(100 * c / total, k) for k, c in ranked
-            if any(m in k for m in ("batch.py", "ledger.py", "evaluate.py", "records.py",
-                                    "connection.py", "cursor.py", "_copy.py", "__init__.py"))]
+            if any(m in k for m in ("batch.py", "reads.py", "writes.py", "dialect.py",
+                                    "evaluate.py", "records.py", "connection.py", "cursor.py",
+                                    "_copy.py", "__init__.py"))]
     return keep[:limit]
