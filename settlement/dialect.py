@@ -47,7 +47,7 @@ _E = ledger_entries
 TotalsRow = tuple[str, str, date | None, date | None, str, Any]
 
 
-def chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
+def _chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -109,7 +109,7 @@ class Backend:
         self, conn: Connection, stmt: sa.Select[Any], refs: list[str]
     ) -> Iterator[sa.Row[Any]]:
         """The rows of ``stmt`` (over ledger_entries) whose reference_id is in ``refs``."""
-        for chunk in chunks(refs):
+        for chunk in _chunks(refs):
             yield from conn.execute(stmt.where(_E.c.reference_id.in_(chunk)))
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
@@ -119,7 +119,7 @@ class Backend:
         for rule_id, user, start, end in keys:
             groups[(rule_id, start, end)].append(user)
         for (rule_id, start, end), users in groups.items():
-            for chunk in chunks(users):
+            for chunk in _chunks(users):
                 entries = entries_with_status.where(
                     _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
                 )

@@ -2,8 +2,8 @@
 
 Two locks, each held until the end of the transaction that took it:
 
-1. The settlement run lock: one ``settle`` at a time.  Taken by ``settle``
-   first thing in its one transaction (``settlement_transaction``, then
+1. The settlement run lock: one ``settle`` at a time.  Taken by ``settle`` at
+   the start of its one transaction (``settlement_transaction``, then
    ``lock_settlement_run``); ``--wait`` (the default) queues behind a running
    settle, ``--no-wait`` stops with SettlementError instead.
 2. The ledger writer lock: entry ids and the hash chain are assigned in one

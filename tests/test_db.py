@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
+from settlement.dialect import backend
 from settlement.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.tables import APPEND_ONLY_TABLES, UTCDateTime, metadata
 
@@ -38,6 +39,21 @@ def test_open_engine_unreachable_postgresql_is_one_line_without_password() -> No
 def test_open_engine_unopenable_sqlite_file(tmp_path) -> None:
     with pytest.raises(DatabaseUnavailable, match="cannot connect to SQLite database .*missing"):
         open_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")
+
+
+def test_open_engine_unsupported_database_is_one_line() -> None:
+    with pytest.raises(DatabaseUnavailable) as err:
+        open_engine("mysql://u:s3cret@h/db")
+    assert str(err.value) == "unsupported database 'mysql': use PostgreSQL or SQLite"
+
+
+def test_backend_is_chosen_once_per_connection(db_url) -> None:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        chosen = backend(conn)
+        assert chosen.name == conn.dialect.name
+        assert backend(conn) is chosen
+    engine.dispose()
 
 
 def test_open_engine_sqlite_has_foreign_keys_and_immediate_transactions(tmp_path) -> None:
