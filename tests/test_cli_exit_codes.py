@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from dsl.errors import ReferralError
 from referral.cli import main
-from referral.cli.common import EXIT_CODE_MEANINGS, ChecksFailed, Group
+from referral.cli.common import EXIT_CODE_MEANINGS, ChecksFailed, Command, Group
 from referral.cli.rules import check
 from settlement.errors import DatabaseUnavailable, EntryNotFound
 
@@ -80,3 +80,15 @@ def test_help_lists_every_exit_code():
     text = " ".join(result.stdout.split())
     for code, meaning in EXIT_CODE_MEANINGS.items():
         assert f"{code} {meaning}" in text
+
+
+def _tree(command: click.Command) -> list[click.Command]:
+    children = command.commands.values() if isinstance(command, click.Group) else ()
+    return [command, *(c for child in children for c in _tree(child))]
+
+
+def test_every_command_of_the_tree_maps_errors():
+    """A plain click.command added to the tree would print tracebacks instead of exit codes."""
+    for command in _tree(main):
+        assert isinstance(command, Group if isinstance(command, click.Group) else Command), (
+            command.name)
