@@ -1,3 +1,5 @@
+"""``python -m referral``: the same entry point as the ``referral`` console script."""
+
 from referral.cli import main
 
 main()

@@ -2,7 +2,7 @@
 # `make run`: the main job on the embedded default database, end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=demo
+out="${DEMO_OUT:-demo}"
 mkdir -p "$out"
 db="${REFERRAL_DB_URL:-sqlite:///referral.db}"
 echo "== database: $db"
@@ -11,7 +11,13 @@ referral db upgrade
 echo "== rules: check, test, render"
 referral rules check rules/
 referral rules test rules/
-if command -v dot >/dev/null 2>&1; then fmt=svg; else fmt=dot; fi
+if command -v dot >/dev/null 2>&1; then
+    fmt=svg
+else
+    fmt=dot
+    echo "== skipped: SVG diagrams and the rule catalog, because Graphviz's dot is not installed" \
+         "(apt-get install graphviz); writing DOT diagrams instead"
+fi
 referral rules render rules/ --format "$fmt" -o "$out/diagrams"
 if [ "$fmt" = svg ]; then
     echo "== rule catalog (open $out/site/index.html in a browser)"

@@ -25,8 +25,7 @@ from dsl.examples import run_examples
 from dsl.model import And, Condition, Not, Or, Program, Rule
 from dsl.parser import parse_text
 from dsl.program import load_program
-from referral.cli.catalog import catalog
-from referral.cli.rules import check
+from referral.cli.rules import catalog, check
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 SHAPES = {"polygon", "path", "ellipse", "polyline"}

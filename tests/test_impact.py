@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from dsl.money import Money
 from dsl.program import load_program
 from referral.cli import main
-from settlement.impact import diff_programs, format_report
+from referral.cli.formatting import format_report
+from settlement.impact import diff_programs
 
 AS_OF = date(2026, 3, 1)
 

@@ -1,26 +1,27 @@
-"""`referral`: the command group.  Each sub-group lives in its own module."""
+"""`referral`: the command group and the console script's entry point.
+
+Each command group lives in its own module; ``referral.cli.common`` holds what
+they share, including the one map from errors to exit codes.
+"""
 
 from __future__ import annotations
 
 import click
 
-from referral.cli.catalog import catalog
-from referral.cli.compile import compile_cmd, fmt, render
-from referral.cli.ledger import db, ledger
+from referral.cli.common import EXIT_CODES_HELP, Group
+from referral.cli.db import db
+from referral.cli.demo import demo
+from referral.cli.ledger import ledger
 from referral.cli.rules import rules
-from referral.cli.settle import demo, settle
+from referral.cli.settle import settle
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="referral-rewards")
 def main() -> None:
     """Referral rewards: rules that decide, a ledger that records."""
 
 
-for command in (compile_cmd, fmt, render, catalog):
-    rules.add_command(command)
-main.add_command(rules)
-main.add_command(db)
-main.add_command(ledger)
-main.add_command(settle)
-main.add_command(demo)
+for command in (rules, db, ledger, settle, demo):
+    main.add_command(command)

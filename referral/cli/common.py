@@ -1,15 +1,18 @@
-"""What every command shares: the --db option and the mapping of errors to exit codes.
+"""What every command shares: the command classes, the map from errors to exit codes, options.
 
-Exit codes: 0 ok, 1 refused or invalid (rule, data or ledger errors), 2 usage,
-3 database unavailable.  Library errors become one line on stderr, never a
-traceback.
+Commands raise; they never choose an exit code.  ``Command.invoke`` is the one
+place where an error of the project's tree (``dsl.errors.ReferralError``) or a
+database that went away becomes one ``error: ...`` line on stderr and the exit
+code ``EXIT_CODES`` gives its class, as alembic's ``CommandLine.run_cmd``
+catches its root error once.  Every command of the ``referral`` tree is a
+``Command``, so the map holds however it is run: the console script,
+``python -m referral``, or ``CliRunner`` on the group or on one command.
+Usage errors stay click's own (exit 2, click's formatting).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +28,71 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DB_URL = "sqlite:///referral.db"
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DB_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB_UNAVAILABLE = 0, 1, 2, 3
+
+EXIT_CODE_MEANINGS = {
+    EXIT_OK: "ok",
+    EXIT_FAILED: "invalid input, a refused operation or a check that found problems",
+    EXIT_USAGE: "usage",
+    EXIT_DB_UNAVAILABLE: "database unavailable (nothing was written)",
+}
+
+EXIT_CODES_HELP = "Exit codes: " + "; ".join(
+    f"{code} {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+) + "."
+
+
+class CommandInputError(ReferralError):
+    """A file named on the command line that the command cannot use (unreadable, not JSON...)."""
+
+
+class ChecksFailed(ReferralError):
+    """A check found problems and the command has printed its report.
+
+    The message, when there is one, is the report's last line (``error: <message>``).
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+
+
+# First match wins: subclasses before their base.  ``OperationalError``: the server
+# went away mid-command, or SQLite stayed locked past its busy timeout; the
+# transaction was rolled back, so nothing was written.
+EXIT_CODES: dict[type[Exception], int] = {
+    DatabaseUnavailable: EXIT_DB_UNAVAILABLE,
+    sa.exc.OperationalError: EXIT_DB_UNAVAILABLE,
+    ReferralError: EXIT_FAILED,
+}
+
+
+def error_message(error: Exception) -> str:
+    """The text after ``error:`` (empty: the command has already said everything)."""
+    if isinstance(error, sa.exc.OperationalError):
+        orig = error.orig
+        reason = str(orig).strip().splitlines()[0] if orig is not None else str(error)
+        return f"database unavailable: {reason}; nothing was written"
+    return str(error)
+
+
+class Command(click.Command):
+    """A ``referral`` command: errors of the project's tree end it with their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except tuple(EXIT_CODES) as e:
+            message = error_message(e)
+            if message:
+                click.echo(f"error: {message}", err=True)
+            ctx.exit(next(code for kind, code in EXIT_CODES.items() if isinstance(e, kind)))
+
+
+class Group(click.Group):
+    """A ``referral`` group: its commands are ``Command``s and its sub-groups ``Group``s."""
+
+    command_class = Command
+    group_class = type
 
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
@@ -36,17 +103,6 @@ def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) ->
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
-
-
-class CliError(click.ClickException):
-    """A library error shown as ``error: <message>`` with its exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INVALID) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
 
 
 def db_option(f: F) -> F:
@@ -60,52 +116,27 @@ def db_option(f: F) -> F:
     )(f)
 
 
-def handle_errors(f: F) -> F:
-    """Turn the project's own exceptions into CliError with the right exit code."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except DatabaseUnavailable as e:
-            raise CliError(str(e), EXIT_DB_UNAVAILABLE) from e
-        except ReferralError as e:
-            raise CliError(str(e), EXIT_INVALID) from e
-        except sa.exc.OperationalError as e:
-            # The server went away mid-command, or SQLite stayed locked past its
-            # busy timeout: the transaction was rolled back, nothing was written.
-            reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
-            raise CliError(
-                f"database unavailable: {reason}; nothing was written", EXIT_DB_UNAVAILABLE
-            ) from e
-
-    return wrapper  # type: ignore[return-value]
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
-
-
 paths_argument = click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
 )
 
+strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+
 
 def load_rules(
-    paths: tuple[Path, ...], *, strict: bool = False, note: str | None = None
+    paths: Sequence[str | Path], *, strict: bool = False, note: str | None = None
 ) -> LoadedProgram:
-    """Load a rule program; on errors print every diagnostic (one a line) and exit 1.
+    """Load a rule program, printing its warnings; on errors print every diagnostic, one a line.
 
-    Every command that reads rules reports them exactly as ``rules check`` does.
+    Every command that reads rules reports them exactly as ``rules check`` does;
+    ``note`` is the last line then (``error: <note>``).
     """
     try:
         loaded = load_program(paths, strict=strict)
     except RuleError as e:
         for d in e.diagnostics:
             click.echo(d.line(), err=True)
-        if note:
-            click.echo(f"error: {note}", err=True)
-        raise SystemExit(EXIT_INVALID) from e
+        raise ChecksFailed(note or "") from e
     for w in loaded.warnings:
         click.echo(w.line(), err=True)
     return loaded

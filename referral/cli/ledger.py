@@ -1,4 +1,4 @@
-"""`referral db ...` and `referral ledger ...`.
+"""`referral ledger ...`: post, move, reverse, show, balance, export, verify.
 
 Each command opens the database, checks the schema, calls one function of
 ``settlement.ledger`` inside one transaction and prints its result.
@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
 from sqlalchemy.engine import Connection
 
 from dsl.money import Money, format_money, parse_money
-from referral.cli.common import CliError, db_option, handle_errors
+from referral.cli.common import ChecksFailed, Group, db_option
 from settlement import ledger as ledger_api
-from settlement.db import READ_ONLY, open_engine, require_schema, upgrade
-from settlement.ledger import EXPORT_FIELDS, Entry, PostResult, format_timestamp, ledger_anchors
+from settlement.db import READ_ONLY, open_engine, require_schema
+from settlement.ledger import (
+    EXPORT_FIELDS,
+    Entry,
+    PostResult,
+    TransitionResult,
+    format_timestamp,
+    ledger_anchors,
+)
 
 
 @contextmanager
@@ -47,20 +54,7 @@ def _posted(result: PostResult) -> str:
     return f"{'created' if result.created else 'already existed'}: {_summary(result.entry)}"
 
 
-@click.group()
-def db() -> None:
-    """Database schema management."""
-
-
-@db.command("upgrade")
-@db_option
-@handle_errors
-def db_upgrade(db_url: str) -> None:
-    """Create or upgrade the schema to the code's revision (safe to repeat)."""
-    click.echo(f"database schema at revision {upgrade(db_url)}")
-
-
-@click.group()
+@click.group(cls=Group)
 def ledger() -> None:
     """Post, move, reverse, inspect and verify ledger entries."""
 
@@ -71,7 +65,6 @@ def ledger() -> None:
 @click.option("--reference", "reference", required=True, help="Idempotency key of the credit.")
 @click.option("--confirmed", is_flag=True, help="Post as confirmed instead of pending.")
 @db_option
-@handle_errors
 def credit(user: str, amount: str, reference: str, confirmed: bool, db_url: str) -> None:
     """Credit USER with AMOUNT (₹500, INR 500); reposting the same reference is a no-op."""
     money = parse_money(amount)
@@ -83,35 +76,32 @@ def credit(user: str, amount: str, reference: str, confirmed: bool, db_url: str)
     click.echo(_posted(result))
 
 
-def _move(verb: str, ref: str, db_url: str) -> None:
+def _move(move: Callable[[Connection, str], TransitionResult], ref: str, db_url: str) -> None:
     with _transaction(db_url) as conn:
-        result = getattr(ledger_api, verb)(conn, ref)
+        result = move(conn, ref)
     click.echo(f"{ref}: {result.message}")
 
 
 @ledger.command()
 @click.argument("ref")
 @db_option
-@handle_errors
 def confirm(ref: str, db_url: str) -> None:
     """Move a pending credit to confirmed."""
-    _move("confirm", ref, db_url)
+    _move(ledger_api.confirm, ref, db_url)
 
 
 @ledger.command()
 @click.argument("ref")
 @db_option
-@handle_errors
 def pay(ref: str, db_url: str) -> None:
     """Mark a confirmed credit paid (money left the program)."""
-    _move("pay", ref, db_url)
+    _move(ledger_api.pay, ref, db_url)
 
 
 @ledger.command()
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the entry is reversed (kept in history).")
 @db_option
-@handle_errors
 def reverse(ref: str, reason: str, db_url: str) -> None:
     """Reverse an entry with a debit reversal:REF (a paid entry becomes a clawback)."""
     with _transaction(db_url) as conn:
@@ -122,7 +112,6 @@ def reverse(ref: str, reason: str, db_url: str) -> None:
 @ledger.command()
 @click.argument("ref")
 @db_option
-@handle_errors
 def show(ref: str, db_url: str) -> None:
     """An entry and its whole transition history."""
     with _transaction(db_url, read_only=True) as conn:
@@ -158,7 +147,6 @@ def show(ref: str, db_url: str) -> None:
 @click.option("--program", is_flag=True, help="The program's funding account instead of a user.")
 @click.option("--json", "as_json", is_flag=True, help="Print the documented JSON object.")
 @db_option
-@handle_errors
 def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None:
     """Balances of USER per currency (pending, confirmed, paid, reversed, net), or --program."""
     if (user is None) == (not program):
@@ -198,7 +186,6 @@ class _Echo:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True)
 @db_option
-@handle_errors
 def export(fmt: str, db_url: str) -> None:
     """Every entry in ledger order: user_id, amount, currency, entry_type, status, ..."""
     out = _Echo()
@@ -216,7 +203,6 @@ def export(fmt: str, db_url: str) -> None:
 
 @ledger.command()
 @db_option
-@handle_errors
 def verify(db_url: str) -> None:
     """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
     with _transaction(db_url, read_only=True) as conn:
@@ -224,7 +210,7 @@ def verify(db_url: str) -> None:
     if not report.ok:
         more = len(report.problems) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise CliError(f"ledger verification failed: {report.problems[0]}{extra}")
+        raise ChecksFailed(f"ledger verification failed: {report.problems[0]}{extra}")
     click.echo(
         f"ok: {report.checked} entries checked, hash chain intact, every currency sums to zero"
     )

@@ -1,4 +1,4 @@
-"""`referral rules ...`: check, test, eval, diff (compile, fmt, render: referral.cli.compile)."""
+"""`referral rules ...`: check, test, eval, diff, compile, fmt, render, catalog, precommit."""
 
 from __future__ import annotations
 
@@ -10,29 +10,34 @@ from typing import Any
 
 import click
 
+from compiler.dot import FORMATS, Format, render_program
 from compiler.precommit import precommit as precommit_files
+from compiler.text import reformat_files
+from dsl.codec import dumps
 from dsl.evaluate import Evaluation, compile_program
 from dsl.examples import default_currency, describe_rewards, run_examples
+from dsl.program import LoadedProgram
 from referral.cli.common import (
-    EXIT_INVALID,
-    CliError,
+    ChecksFailed,
+    CommandInputError,
+    Group,
     as_of_date,
-    handle_errors,
     load_rules,
     paths_argument,
+    strict_option,
 )
-from settlement.impact import diff_programs, format_report
+from referral.cli.formatting import format_report
+from settlement.impact import diff_programs
 
 
-@click.group()
+@click.group(cls=Group)
 def rules() -> None:
     """Check, compile, format, render and test rule programs."""
 
 
 @rules.command()
 @paths_argument
-@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-@handle_errors
+@strict_option
 def check(paths: tuple[Path, ...], strict: bool) -> None:
     """Parse and validate a program; print every error and warning."""
     loaded = load_rules(paths, strict=strict)
@@ -45,11 +50,9 @@ def check(paths: tuple[Path, ...], strict: bool) -> None:
 
 @rules.command("test")
 @paths_argument
-@handle_errors
 def test_examples(paths: tuple[Path, ...]) -> None:
     """Run every EXAMPLE; exit 1 if any fails."""
-    loaded = load_rules(paths)
-    results = run_examples(loaded.program)
+    results = run_examples(load_rules(paths).program)
     failed = 0
     for r in results:
         where = f" ({r.source})" if r.source else ""
@@ -65,7 +68,7 @@ def test_examples(paths: tuple[Path, ...]) -> None:
             click.echo(f"  actual:   {describe_rewards(r.actual)}")
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     if failed:
-        raise SystemExit(EXIT_INVALID)
+        raise ChecksFailed()
 
 
 def _read_context(path: Path) -> Any:
@@ -73,7 +76,7 @@ def _read_context(path: Path) -> Any:
         # Decimal, never float: money and percentages stay exact.
         return json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
     except (OSError, json.JSONDecodeError) as e:
-        raise CliError(f"{path}: cannot read context: {e}") from e
+        raise CommandInputError(f"{path}: cannot read context: {e}") from e
 
 
 def format_trace(evaluation: Evaluation) -> str:
@@ -129,7 +132,6 @@ def _step_text(step: dict[str, Any]) -> str:
 @click.option("--currency", default=None,
               help="Currency of bare integer amounts (default: the program's only currency).")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
-@handle_errors
 def eval_context(
     paths: tuple[Path, ...], context_file: Path, currency: str | None, as_json: bool
 ) -> None:
@@ -137,7 +139,7 @@ def eval_context(
     loaded = load_rules(paths)
     context = _read_context(context_file)
     if not isinstance(context, dict):
-        raise CliError(f"{context_file}: the context must be a JSON object")
+        raise CommandInputError(f"{context_file}: the context must be a JSON object")
     compiled = compile_program(
         loaded.program,
         default_currency=(currency or "").upper() or default_currency(loaded.program),
@@ -158,7 +160,6 @@ def eval_context(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
               help="Changed referrals listed per rule (text output).")
-@handle_errors
 def diff(
     old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int
 ) -> None:
@@ -171,19 +172,14 @@ def diff(
         with open(records_path, encoding="utf-8"):
             pass
     except OSError as e:
-        raise CliError(f"{records_path}: cannot read records: {e.strerror or e}") from e
-    loaded = []
-    for path in (old_path, new_path):  # report the errors of both versions, not the first only
-        try:
-            loaded.append(load_rules((path,)))
-        except SystemExit:
-            loaded.append(None)
-    if loaded[0] is None or loaded[1] is None:
-        raise SystemExit(EXIT_INVALID)
+        raise CommandInputError(f"{records_path}: cannot read records: {e.strerror or e}") from e
+    old, new = _load_or_none(old_path), _load_or_none(new_path)  # both versions' errors
+    if old is None or new is None:
+        raise ChecksFailed()
     try:
-        report = diff_programs(loaded[0].program, loaded[1].program, records_path, as_of)
+        report = diff_programs(old.program, new.program, records_path, as_of)
     except OSError as e:
-        raise CliError(f"{records_path}: cannot read records: {e}") from e
+        raise CommandInputError(f"{records_path}: cannot read records: {e}") from e
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -191,16 +187,89 @@ def diff(
         click.echo(format_report(report, shown=show))
 
 
+def _load_or_none(path: Path) -> LoadedProgram | None:
+    """``load_rules`` that reports the errors and returns None instead of stopping."""
+    try:
+        return load_rules((path,))
+    except ChecksFailed:
+        return None
+
+
 @rules.command("precommit")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--program", "programs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A program directory (repeatable); default: each file's own directory.")
-@handle_errors
 def precommit(files: tuple[Path, ...], programs: tuple[Path, ...]) -> None:
     """Check, fmt --check and test the programs of FILES (the pre-commit hook); exit 1 on any."""
     result = precommit_files(files, programs)
     for line, diagnostic in result.lines:
         click.echo(line, err=diagnostic)
     if not result.ok:
-        raise SystemExit(EXIT_INVALID)
+        raise ChecksFailed()
+
+
+@rules.command("compile")
+@paths_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON model to FILE instead of standard output.")
+@strict_option
+def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> None:
+    """Print the JSON rule model (schema_version 1) of a program."""
+    loaded = load_rules(paths, strict=strict)
+    text = dumps(loaded.program)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output} ({len(loaded.program.rules)} rules)")
+
+
+@rules.command("fmt")
+@paths_argument
+@click.option("--check", is_flag=True,
+              help="Write nothing; list the files that would change and exit 1 if any.")
+def fmt(paths: tuple[Path, ...], check: bool) -> None:
+    """Rewrite .rule files in the canonical layout."""
+    changed = reformat_files(load_rules(paths).files)
+    for path, text in changed.items():
+        if check:
+            click.echo(f"would reformat {path}")
+        else:
+            path.write_text(text, encoding="utf-8")
+            click.echo(f"reformatted {path}")
+    if check and changed:
+        raise ChecksFailed()
+
+
+@rules.command("render")
+@paths_argument
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="dot", show_default=True,
+              help="dot needs nothing; svg and png need Graphviz's dot program.")
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("diagrams"), show_default=True, help="Directory for the diagrams.")
+def render(paths: tuple[Path, ...], fmt: Format, outdir: Path) -> None:
+    """Write one diagram per rule (<rule id>.<format>)."""
+    for path in render_program(load_rules(paths).program, fmt, outdir):
+        click.echo(str(path))
+
+
+@rules.command("catalog")
+@paths_argument
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("site"), show_default=True, help="Directory for the site.")
+@strict_option
+def catalog(paths: tuple[Path, ...], out_dir: Path, strict: bool) -> None:
+    """Write the rules as a static HTML site (needs Graphviz's dot).
+
+    index.html lists every rule; rule/<id>.html shows its source, its diagram, the
+    path each of its EXAMPLEs takes through it, and its JSON model.
+    """
+    from compiler.catalog import build_catalog  # Jinja2 and Graphviz: only for this command
+
+    program = load_rules(paths, strict=strict).program
+    result = build_catalog(program, out_dir)
+    click.echo(
+        f"wrote {result.index} ({len(result.pages)} rules, {len(program.examples)} examples: "
+        f"{result.examples_passed} passed, {result.examples_failed} failed)"
+    )

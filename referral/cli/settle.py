@@ -1,4 +1,4 @@
-"""`referral settle` (the nightly batch) and `referral demo generate`."""
+"""`referral settle`: the nightly batch (one transaction per run)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,24 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from datetime import date
+from typing import TextIO
 
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import as_of_date, db_option, handle_errors, load_rules
+from referral.cli.common import Command, as_of_date, db_option, load_rules
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
-from settlement.demo import write_records
 from settlement.records import BadRecord, Record, read_records
 
 SHOWN_CAPPED = 10
 
 
-def _with_progress(items: Iterator[Record | BadRecord], path: str, show: bool):
+def _with_progress(
+    items: Iterator[Record | BadRecord], path: str, show: bool
+) -> Iterator[Record | BadRecord]:
     """Show a progress bar (bytes of input read) only on a terminal."""
     if not show or path == "-":
         yield from items
@@ -55,7 +58,7 @@ def _print_summary(summary: RunSummary) -> None:
         click.echo(f"  ... and {summary.capped - SHOWN_CAPPED} more capped (see --explain)")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--rules", "rule_paths", multiple=True, required=True,
               type=click.Path(exists=True), help="Rule files or directories (repeatable).")
 @click.option("--records", "records_path", required=True,
@@ -68,9 +71,16 @@ def _print_summary(summary: RunSummary) -> None:
 @click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for a running settlement, or stop at once.")
-@handle_errors
 def settle(
-    rule_paths, records_path, db_url, as_of, dry_run, strict, as_json, explain, wait
+    rule_paths: tuple[str, ...],
+    records_path: str,
+    db_url: str,
+    as_of: date,
+    dry_run: bool,
+    strict: bool,
+    as_json: bool,
+    explain: TextIO | None,
+    wait: bool,
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
     if records_path != "-" and not os.path.isfile(records_path):
@@ -95,17 +105,3 @@ def settle(
     else:
         _print_summary(summary)
 
-
-@click.group()
-def demo() -> None:
-    """Demo data for the example program in rules/."""
-
-
-@demo.command("generate")
-@click.option("--records", "count", type=click.IntRange(min=1), required=True,
-              help="How many lines to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("-o", "--output", type=click.File("w"), default="-", help="Output file.")
-def generate(count: int, seed: int, output) -> None:
-    """Write realistic JSONL referral records (with refunds and some malformed lines)."""
-    write_records(output, count, seed=seed)
