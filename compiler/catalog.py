@@ -39,14 +39,8 @@ from compiler.text import format_action, format_condition, format_node
 from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
-from dsl.examples import (
-    ExampleResult,
-    context_from_given,
-    default_currency,
-    describe_rewards,
-    run_examples,
-)
-from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within
+from dsl.examples import ExampleResult, context_from_given, describe_rewards, run_examples
+from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within, walk
 from dsl.money import format_money
 from dsl.program import LoadedProgram
 
@@ -96,11 +90,7 @@ class PathMarks:
 
 def subtree_size(cond: Condition) -> int:
     """Nodes of a condition tree, connectives included (the trace's pre-order)."""
-    if isinstance(cond, (And, Or)):
-        return 1 + sum(subtree_size(c) for c in cond.items)
-    if isinstance(cond, Not):
-        return 1 + subtree_size(cond.item)
-    return 1
+    return sum(1 for _ in walk(cond))
 
 
 _TRACE_KIND = {And: "and", Or: "or", Not: "not", Compare: "compare", Within: "within"}
@@ -123,23 +113,27 @@ def condition_marks(
     cond: Condition, steps: Sequence[Mapping[str, Any]], i: int, out: list[Mark]
 ) -> int:
     """Append the marks of ``cond``'s subtree (pre-order) read from ``steps[i:]``;
-    return the index of the first step after it."""
-    step = steps[i]
-    kind = _TRACE_KIND.get(type(cond))
-    if step.get("kind") != kind:
-        raise ValueError(f"trace step {i} is {step.get('kind')!r}, the model has {kind!r}")
-    if step.get("result") is None and step.get("reason") == "not evaluated":
-        out.extend([Mark("skipped", "not evaluated")] * subtree_size(cond))
-        return i + 1
-    out.append(Mark("true" if step["result"] else "false", _step_note(step)))
-    if isinstance(cond, (And, Or)):
+    return the index of the first step after it.
+
+    The trace has one step per node evaluated, in the walk's order; a subtree
+    that was short-circuited is one "not evaluated" step for all its nodes.
+    """
+    nodes = list(walk(cond))
+    n = 0
+    while n < len(nodes):
+        node, step = nodes[n], steps[i]
+        kind = _TRACE_KIND.get(type(node))
+        if step.get("kind") != kind:
+            raise ValueError(f"trace step {i} is {step.get('kind')!r}, the model has {kind!r}")
         i += 1
-        for item in cond.items:
-            i = condition_marks(item, steps, i, out)
-        return i
-    if isinstance(cond, Not):
-        return condition_marks(cond.item, steps, i + 1, out)
-    return i + 1
+        if step.get("result") is None and step.get("reason") == "not evaluated":
+            size = subtree_size(node)
+            out.extend([Mark("skipped", "not evaluated")] * size)
+            n += size
+        else:
+            out.append(Mark("true" if step["result"] else "false", _step_note(step)))
+            n += 1
+    return i
 
 
 def path_marks(
@@ -407,7 +401,7 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
     """
     if shutil.which("dot") is None:
         raise GraphvizMissingError()
-    compiled = compile_program(program, default_currency=default_currency(program))
+    compiled = compile_program(program, default_currency=program.default_currency())
     evaluations = [_evaluate(compiled, ex) for ex in program.examples]
     sources = _Sources()
     views: list[RuleView] = []

@@ -25,7 +25,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 import grammar
-from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos
+from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos, caret_context
 from dsl.model import (
     ROLES,
     And,
@@ -109,13 +109,6 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     if len(shown) == 1:
         return f"expected {shown[0]}"
     return "expected one of: " + ", ".join(shown)
-
-
-def caret_context(text: str, line: int, column: int) -> str:
-    lines = text.splitlines()
-    src = lines[line - 1] if 0 < line <= len(lines) else ""
-    pad = "".join("\t" if ch == "\t" else " " for ch in src[: column - 1])
-    return f"    {src}\n    {pad}^"
 
 
 def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnostic:
@@ -549,10 +542,4 @@ def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[
     return program, diagnostics
 
 
-def parse_file(path: str | Path) -> Program:
-    """Parse one ``.rule`` file (diagnostics name it as given)."""
-    p = Path(path)
-    return parse_text(p.read_text(encoding="utf-8"), str(p))
-
-
-__all__ = ["parse_text", "parse_file", "caret_context", "token_name", "TOKEN_NAMES"]
+__all__ = ["parse_text", "parse_partial", "token_name", "TOKEN_NAMES"]

@@ -23,11 +23,12 @@ from dsl.model import (
     FieldRef,
     FixedReward,
     Not,
-    Or,
     PercentReward,
     Program,
     Rule,
     Within,
+    phrase_key,
+    walk,
 )
 from dsl.money import MAX_MINOR_UNITS, Money
 
@@ -35,15 +36,16 @@ _ORDERING = {">", ">=", "<", "<="}
 
 
 def _diag(severity: str, message: str, pos: SourcePos | None) -> Diagnostic:
-    from dsl.program import _context
-
-    return Diagnostic(severity, message, pos, _context(pos))
+    return Diagnostic(severity, message, pos)
 
 
 def validate(
     merged: Program, resolved: Program, *, skip_combination: bool = False
 ) -> list[Diagnostic]:
-    """All diagnostics of a program: ``merged`` as written, ``resolved`` expanded."""
+    """All diagnostics of a program: ``merged`` as written, ``resolved`` expanded.
+
+    They carry positions but not source lines: ``load_program`` adds those.
+    """
     out: list[Diagnostic] = []
     out += _duplicates(merged)
     for rule in merged.rules:
@@ -66,8 +68,6 @@ def validate(
 
 
 def _duplicates(program: Program) -> list[Diagnostic]:
-    from dsl.program import phrase_key
-
     out = []
     seen_rules: dict[str, SourcePos | None] = {}
     for r in program.rules:
@@ -106,13 +106,7 @@ def _kind(value: object) -> str:
 
 
 def _conditions(cond: Condition | None) -> Iterator[Compare | Within]:
-    if isinstance(cond, (Compare, Within)):
-        yield cond
-    elif isinstance(cond, (And, Or)):
-        for c in cond.items:
-            yield from _conditions(c)
-    elif isinstance(cond, Not):
-        yield from _conditions(cond.item)
+    return (c for c in walk(cond) if isinstance(c, (Compare, Within)))
 
 
 def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> list[Diagnostic]:
@@ -280,9 +274,9 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
 # ---------------------------------------------------------------- combination
 
 def _conjuncts(cond: Condition) -> list[Condition]:
-    if isinstance(cond, And):
-        return [c for item in cond.items for c in _conjuncts(item)]
-    return [cond]
+    """The conditions an AND chain requires (nested ANDs flattened)."""
+    inside_and = walk(cond, prune=lambda c: not isinstance(c, And))
+    return [c for c in inside_and if not isinstance(c, And)]
 
 
 def _orderable(value: object) -> bool:

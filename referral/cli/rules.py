@@ -12,7 +12,7 @@ import click
 
 from compiler.precommit import precommit as precommit_files
 from dsl.evaluate import Evaluation, compile_program
-from dsl.examples import default_currency, describe_rewards, run_examples
+from dsl.examples import describe_rewards, run_examples
 from referral.cli.common import (
     EXIT_INVALID,
     CliError,
@@ -140,7 +140,7 @@ def eval_context(
         raise CliError(f"{context_file}: the context must be a JSON object")
     compiled = compile_program(
         loaded.program,
-        default_currency=(currency or "").upper() or default_currency(loaded.program),
+        default_currency=(currency or "").upper() or loaded.program.default_currency(),
     )
     evaluation = compiled.evaluate(context, trace=True)
     if as_json:
