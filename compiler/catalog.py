@@ -27,15 +27,11 @@ import graphviz
 import jinja2
 from markupsafe import Markup
 
-from compiler.dot import (
-    CONDITION,
-    DotGenerator,
-    RenderError,
-    Theme,
-    label,
-)
+from compiler.dot import CONDITION, DotGenerator, Theme, label
+from compiler.errors import CATALOG_DOT_MISSING, GraphvizNotFoundError, RenderError
 from compiler.highlight import Lexed, highlight, lex
 from compiler.text import format_action, format_condition, format_node
+from compiler.trace import step_note
 from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
@@ -43,11 +39,6 @@ from dsl.examples import ExampleResult, context_from_given, describe_rewards, ru
 from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within, walk
 from dsl.money import format_money
 from dsl.program import LoadedProgram
-
-CATALOG_DOT_MISSING = (
-    "Graphviz's `dot` program was not found; the catalog's diagrams need it "
-    "(Debian/Ubuntu: apt-get install graphviz)"
-)
 
 RULE_DIR = "rule"  # rule pages live in <out>/rule/<id>.html (a rule may be called "index")
 
@@ -59,13 +50,6 @@ MARKS: dict[str, tuple[str, dict[str, str]]] = {
     "reversed": ("✓ ", {"penwidth": "3", "color": "#b45f06"}),
 }
 DIMMED = {"fillcolor": "#f3f3f3", "color": "#bbbbbb", "fontcolor": "#999999"}
-
-
-class GraphvizMissingError(RenderError):
-    """The catalog's diagrams need Graphviz's ``dot`` binary."""
-
-    def __init__(self) -> None:
-        super().__init__(CATALOG_DOT_MISSING)
 
 
 # ---------------------------------------------------------------- example paths
@@ -96,19 +80,6 @@ def subtree_size(cond: Condition) -> int:
 _TRACE_KIND = {And: "and", Or: "or", Not: "not", Compare: "compare", Within: "within"}
 
 
-def _step_note(step: Mapping[str, Any]) -> str:
-    if step.get("reason"):
-        return str(step["reason"])
-    if "actual" not in step:
-        return ""
-    note = f"{step['path']} was {json.dumps(step['actual'], ensure_ascii=False)}"
-    if "other_actual" in step:
-        other = step["expected"]
-        other = other["field"] if isinstance(other, dict) else other
-        note += f", {other} was {json.dumps(step['other_actual'], ensure_ascii=False)}"
-    return note
-
-
 def condition_marks(
     cond: Condition, steps: Sequence[Mapping[str, Any]], i: int, out: list[Mark]
 ) -> int:
@@ -131,7 +102,7 @@ def condition_marks(
             out.extend([Mark("skipped", "not evaluated")] * size)
             n += size
         else:
-            out.append(Mark("true" if step["result"] else "false", _step_note(step)))
+            out.append(Mark("true" if step["result"] else "false", step_note(step)))
             n += 1
     return i
 
@@ -246,7 +217,7 @@ def render_svg(digraph: graphviz.Digraph, rule_id: str) -> Markup:
     try:
         svg = digraph.pipe(format="svg", encoding="utf-8")
     except graphviz.ExecutableNotFound as e:
-        raise GraphvizMissingError() from e
+        raise GraphvizNotFoundError(CATALOG_DOT_MISSING) from e
     except graphviz.CalledProcessError as e:
         raise RenderError(f"Graphviz failed on rule {rule_id}: {e.stderr!r}") from e
     svg = _SVG_NOISE.sub("", svg[svg.index("<svg"):])
@@ -400,7 +371,7 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
     ``results`` are ``run_examples(program)``, one per example of the program.
     """
     if shutil.which("dot") is None:
-        raise GraphvizMissingError()
+        raise GraphvizNotFoundError(CATALOG_DOT_MISSING)
     compiled = compile_program(program, default_currency=program.default_currency())
     evaluations = [_evaluate(compiled, ex) for ex in program.examples]
     sources = _Sources()
@@ -469,10 +440,8 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
 
 
 __all__ = [
-    "CATALOG_DOT_MISSING",
     "CatalogDot",
     "CatalogResult",
-    "GraphvizMissingError",
     "Mark",
     "PathMarks",
     "build_catalog",
