@@ -416,11 +416,13 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
     results = run_examples(program)
     views = rule_views(program, results)
     env = _environment()
+    passed = sum(1 for r in results if r.passed)
+    failed = len(results) - passed
     common = {
         "program": program,
         "rules": views,
-        "passed": sum(1 for r in results if r.passed),
-        "failed": sum(1 for r in results if not r.passed),
+        "passed": passed,
+        "failed": failed,
         "format_condition": format_condition,
     }
     files = {"index.html": env.get_template("index.html.j2").render(root="", **common),
@@ -436,7 +438,7 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
         raise RenderError(f"cannot write the catalog into {out_dir}: {e.strerror or e}") from e
     index = out_dir / "index.html"
     pages = {view.rule.id: out_dir / view.page for view in views}
-    return CatalogResult(out_dir, index, pages, common["passed"], common["failed"])
+    return CatalogResult(out_dir, index, pages, passed, failed)
 
 
 __all__ = [

@@ -110,7 +110,7 @@ class _Resolver:
                 # A phrase that expands to the same connective splices in, so that
                 # "IF p AND q" equals the explicit "IF a AND b AND q".
                 if isinstance(item, PhraseRef) and type(resolved) is type(cond):
-                    items.extend(resolved.items)  # type: ignore[union-attr]
+                    items.extend(resolved.items)
                 else:
                     items.append(resolved)
             return type(cond)(tuple(items))

@@ -26,6 +26,7 @@ from dsl.model import (
     PercentReward,
     Program,
     Rule,
+    Value,
     Within,
     phrase_key,
     walk,
@@ -122,8 +123,8 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
         elif c.op in {"IS", "IS NOT"} and kind not in {"boolean", "null"}:
             out.append(_diag("error", f"{c.op} compares with TRUE, FALSE or NULL; use = or != "
                                       f"for a {kind}", pos))
-        elif c.op in {"IN", "NOT IN"} and kind == "list":
-            kinds = {_kind(v) for v in c.value if v is not None}  # type: ignore[union-attr]
+        elif c.op in {"IN", "NOT IN"} and isinstance(c.value, tuple):
+            kinds = {_kind(v) for v in c.value if v is not None}
             if kinds - {"number"} and len(kinds) > 1:
                 out.append(_diag("error", f"the list after {c.op} mixes "
                                           f"{' and '.join(sorted(kinds))} values", pos))
@@ -279,8 +280,18 @@ def _conjuncts(cond: Condition) -> list[Condition]:
     return [c for c in inside_and if not isinstance(c, And)]
 
 
-def _orderable(value: object) -> bool:
-    return isinstance(value, (int, Decimal, Money, date)) and not isinstance(value, bool)
+def _order_key(value: Value) -> int | Decimal | None:
+    """A number that orders the value as comparisons do (money by minor units, dates by
+    day), or None for a value without an order."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, Decimal)):
+        return value
+    if isinstance(value, Money):
+        return value.amount
+    if isinstance(value, date):
+        return value.toordinal()
+    return None
 
 
 def _same_kind(a: object, b: object) -> bool:
@@ -306,33 +317,34 @@ def _contradict(a: Condition, b: Condition) -> bool:
         return a.value != b.value
     if ops == {"=", "!="} or ops == {"IS", "IS NOT"}:
         return a.value == b.value
-    if (a.op in {"IN", "NOT IN"} and not isinstance(a.value, tuple)) or (
-        b.op in {"IN", "NOT IN"} and not isinstance(b.value, tuple)
-    ):
-        return False
-    if ops == {"=", "IN"}:
+    if ops in ({"=", "IN"}, {"=", "NOT IN"}):
         eq, lst = (a, b) if a.op == "=" else (b, a)
-        return eq.value not in lst.value  # type: ignore[operator]
-    if ops == {"=", "NOT IN"}:
-        eq, lst = (a, b) if a.op == "=" else (b, a)
-        return eq.value in lst.value  # type: ignore[operator]
-    if ops == {"IN"}:
-        return not set(a.value) & set(b.value)  # type: ignore[arg-type]
-    if a.op in _ORDERING | {"="} and b.op in _ORDERING | {"="}:
-        if not (_orderable(a.value) and _orderable(b.value) and _same_kind(a.value, b.value)):
+        if not isinstance(lst.value, tuple):
             return False
-        return _interval_empty(a, b)
+        inside = eq.value in lst.value
+        return inside if lst.op == "NOT IN" else not inside
+    if ops == {"IN"}:
+        if not (isinstance(a.value, tuple) and isinstance(b.value, tuple)):
+            return False
+        return not set(a.value) & set(b.value)
+    if a.op in _ORDERING | {"="} and b.op in _ORDERING | {"="}:
+        ka, kb = _order_key(a.value), _order_key(b.value)
+        if ka is None or kb is None or not _same_kind(a.value, b.value):
+            return False
+        return _interval_empty(((a.op, ka), (b.op, kb)))
     return False
 
 
-def _interval_empty(a: Compare, b: Compare) -> bool:
-    lo, lo_incl, hi, hi_incl = None, True, None, True
-    for c in (a, b):
-        v = c.value
-        if c.op in {">", ">=", "="} and (lo is None or v > lo or (v == lo and c.op == ">")):
-            lo, lo_incl = v, c.op != ">"
-        if c.op in {"<", "<=", "="} and (hi is None or v < hi or (v == hi and c.op == "<")):
-            hi, hi_incl = v, c.op != "<"
+def _interval_empty(bounds: tuple[tuple[str, int | Decimal], ...]) -> bool:
+    """True when no number satisfies every ``(op, value)`` (ops ``> >= = < <=``)."""
+    lo: int | Decimal | None = None
+    hi: int | Decimal | None = None
+    lo_incl = hi_incl = True
+    for op, v in bounds:
+        if op in {">", ">=", "="} and (lo is None or v > lo or (v == lo and op == ">")):
+            lo, lo_incl = v, op != ">"
+        if op in {"<", "<=", "="} and (hi is None or v < hi or (v == hi and op == "<")):
+            hi, hi_incl = v, op != "<"
     if lo is None or hi is None:
         return False
     return lo > hi or (lo == hi and not (lo_incl and hi_incl))

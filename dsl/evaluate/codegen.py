@@ -230,9 +230,9 @@ def _percent_fast(
         if type(x) is not int or x < 0 or x > MAX_MINOR_UNITS:
             return slow(ctx)
         amount: int = x * n // d
-        capped = cap is not None and amount > cap
-        if cap is not None and capped:
-            amount = cap
+        capped = False
+        if cap is not None and amount > cap:
+            amount, capped = cap, True
         if amount <= 0:
             return slow(ctx)
         return Reward(rule_id, to, Money(amount, currency), capped)

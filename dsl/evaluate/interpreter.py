@@ -360,9 +360,9 @@ class _Compiler:
             if money.amount > MAX_MINOR_UNITS:  # its share could not be stored
                 raise self.fail(of, f"at most {MAX_MINOR_UNITS} minor units", base)
             amount = int((Decimal(money.amount) * share).to_integral_value(rounding=ROUND_DOWN))
-            capped = cap is not None and amount > cap.amount
-            if capped:
-                amount = cap.amount  # type: ignore[union-attr]
+            capped = False
+            if cap is not None and amount > cap.amount:
+                amount, capped = cap.amount, True
             if amount <= 0:
                 return f"{action.percent}% of {format_money(money)} rounds down to nothing"
             return Reward(rule_id, to, Money(amount, money.currency), capped)
