@@ -7,10 +7,11 @@ takes through the diagram, and its JSON model.  The pages are plain files with
 inline CSS and no scripts or external assets: they open from disk, offline.
 
 An example's path is drawn from the evaluation trace (``dsl.evaluate``): the
-trace lists the conditions in the same pre-order in which the diagram
-generator visits them, so the n-th condition visited is the n-th traced, and a
-short-circuited subtree is one "not evaluated" entry.  Each example gets its
-own small SVG, so the highlighting needs no JavaScript.
+trace lists the conditions in the pre-order of ``dsl.model.walk``, in which the
+diagram generator also visits them, so the n-th condition visited is the n-th
+traced, and a short-circuited subtree is one "not evaluated" entry (the notes
+are ``compiler.trace.step_note``).  Each example gets its own small SVG, so the
+highlighting needs no JavaScript.
 """
 
 from __future__ import annotations

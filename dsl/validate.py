@@ -106,11 +106,11 @@ def _kind(value: object) -> str:
     return "field"
 
 
-def _conditions(cond: Condition | None) -> Iterator[Compare | Within]:
+def _conditions(cond: Condition) -> Iterator[Compare | Within]:
     return (c for c in walk(cond) if isinstance(c, (Compare, Within)))
 
 
-def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> list[Diagnostic]:
+def _condition_values(cond: Condition, fallback: SourcePos | None) -> list[Diagnostic]:
     out = []
     for c in _conditions(cond):
         if not isinstance(c, Compare):
@@ -137,8 +137,7 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
 
 
 def _rule_values(rule: Rule) -> list[Diagnostic]:
-    out = _condition_values(rule.condition, rule.source)
-    out += _condition_values(rule.reverse_if, rule.source)
+    out = [d for cond in rule.conditions() for d in _condition_values(cond, rule.source)]
 
     def err(message: str, at: SourcePos | None = None) -> None:
         out.append(_diag("error", f"rule {rule.id}: {message}", at or rule.source))
@@ -214,7 +213,7 @@ def edit_distance(a: str, b: str) -> int:
 def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
     uses: list[tuple[str, SourcePos | None]] = []
 
-    def cond_uses(cond: Condition | None, fallback: SourcePos | None) -> None:
+    def cond_uses(cond: Condition, fallback: SourcePos | None) -> None:
         for c in _conditions(cond):
             uses.append((c.path, c.pos or fallback))
             if isinstance(c, Within):
@@ -223,8 +222,8 @@ def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
                 uses.append((c.value.path, c.pos or fallback))
 
     for r in program.rules:
-        cond_uses(r.condition, r.source)
-        cond_uses(r.reverse_if, r.source)
+        for cond in r.conditions():
+            cond_uses(cond, r.source)
         for a in r.actions:
             if isinstance(a, PercentReward):
                 uses.append((a.of, r.source))
