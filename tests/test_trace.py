@@ -12,10 +12,14 @@ from compiler.trace import format_trace, step_note, step_text
 from dsl.evaluate import compile_program
 from dsl.program import load_program
 from referral.cli import main
-from tests.test_cli_rules import CONTEXT, RULES_DIR
+
+RULES_DIR = str(Path(__file__).parent.parent / "rules")
 
 CONTEXTS = [
-    CONTEXT,
+    {"referrer": {"id": "a", "plan": "paid"},
+     "referee": {"id": "b", "subscribed": True, "country": "IN", "first_payment": 150000,
+                 "subscribed_at": "2026-01-03"},
+     "referral": {"created_at": "2026-01-01"}},
     {},
     {"referrer": {"id": "a", "plan": "paid"},
      "referee": {"id": "a", "subscribed": True, "country": "US", "first_payment": 2_000_000,
