@@ -1,9 +1,9 @@
-"""What the generated evaluator records: one SparseOutcome (or None) per rule."""
+"""What the generated evaluator records per rule: None, the rewards list, or a SparseOutcome."""
 
 from __future__ import annotations
 
 from dsl.evaluate import RuleOutcome, SparseOutcome, compile_program
-from dsl.evaluate.results import Evaluation, Reward
+from dsl.evaluate.results import Evaluation, Recorded, Reward
 from dsl.money import Money
 from dsl.parser import parse_text
 
@@ -15,7 +15,7 @@ RULE share PRIORITY 1 IF a.x THEN ISSUE 10% OF a.paid REWARD TO referrer
 """
 
 
-def records(evaluation: Evaluation) -> dict[str, SparseOutcome | None]:
+def records(evaluation: Evaluation) -> dict[str, Recorded]:
     return dict(zip(evaluation._rule_ids, evaluation._sparse, strict=True))
 
 
@@ -34,6 +34,9 @@ def test_generated_path_records_sparse_outcomes() -> None:
     assert records(compiled.evaluate({"a": {"x": False}})) == dict.fromkeys(got)
     only_reverse = records(compiled.evaluate({"a": {"refunded": True}}))["share"]
     assert only_reverse == SparseOutcome(False, (), True, (), None)
+    plain = compiled.evaluate({"a": {"x": True, "paid": 1000}})
+    assert records(plain)["share"] == [share]
+    assert plain.active_outcomes[1] == RuleOutcome("share", True, [share])
 
 
 def test_shared_records_are_copied_into_each_outcome() -> None:

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from dsl.evaluate.context import iso_date, jsonable, nest_context
 from dsl.evaluate.interpreter import CompiledProgram, CompiledRule, compile_program, compile_rule
-from dsl.evaluate.results import Evaluation, Reward, RuleOutcome, SparseOutcome, TraceStep
+from dsl.evaluate.results import (
+    Evaluation,
+    Recorded,
+    Reward,
+    RuleOutcome,
+    SparseOutcome,
+    TraceStep,
+)
 
 __all__ = [
     "CompiledProgram",
     "CompiledRule",
     "Evaluation",
+    "Recorded",
     "Reward",
     "RuleOutcome",
     "SparseOutcome",

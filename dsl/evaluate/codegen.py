@@ -247,10 +247,12 @@ def _percent_fast(
 def generate(rules: Sequence[CompiledRuleLike]) -> tuple[str, Callable[[Context], Evaluation]]:
     """The rules (in evaluation order) as one function ``ctx -> Evaluation``, and its source.
 
-    A rule that pays only fixed amounts and that no EXCLUSIVE rule can suppress
-    records a ``SparseOutcome`` built here, once; the others build theirs with
-    ``tuple.__new__``, which skips the NamedTuple's Python-level ``__new__``
-    (about half the cost of calling the class).
+    Each rule's ``Recorded`` is as cheap as it can be, since this runs for every
+    record settled: a rule that pays only fixed amounts and that no EXCLUSIVE
+    rule can suppress shares a ``SparseOutcome`` built here, once; another rule
+    that matched records its list of rewards when nothing else happened, and
+    otherwise builds a ``SparseOutcome`` with ``tuple.__new__`` (about half the
+    cost of calling the NamedTuple class, which runs a Python-level ``__new__``).
     """
     g = _Codegen()
     body: list[str] = []
@@ -299,7 +301,7 @@ def generate(rules: Sequence[CompiledRuleLike]) -> tuple[str, Callable[[Context]
                     pad = "            "
                 if suppressible:
                     body += [
-                        f"{pad}claim = claims.get(x.role)",
+                        f"{pad}claim = claims.get({action.to!r})",
                         f"{pad}if claim is not None and claim[0] > {prio}:",
                         f"{pad}    supp += (x,)",
                         f"{pad}    by = claim[1]",
@@ -309,9 +311,15 @@ def generate(rules: Sequence[CompiledRuleLike]) -> tuple[str, Callable[[Context]
                 else:
                     body.append(f"{pad}kept.append(x)")
             body.append("        paid += kept")
-            r = "r" if rule.reverse_if is not None else "False"
-            supp, by = ("supp", "by") if suppressible else ("()", "None")
-            record = f"_new(_Sparse, (True, kept, {r}, {supp}, {by}))"
+            # The rewards list alone when nothing was suppressed and REVERSE IF does not hold.
+            plain = (["not r"] if rule.reverse_if is not None else []) + (
+                ["by is None"] if suppressible else [])
+            record = "kept"
+            if plain:
+                r = "r" if rule.reverse_if is not None else "False"
+                supp, by = ("supp", "by") if suppressible else ("()", "None")
+                full = f"_new(_Sparse, (True, kept, {r}, {supp}, {by}))"
+                record = f"kept if {' and '.join(plain)} else {full}"
         if rule.exclusive:
             claimed_at.append(prio)
             body += [f"        for x in {kept}:",
