@@ -1,2 +1,3 @@
 """The rule model turned into forms for people: canonical rule text (``text``), Graphviz
-diagrams (``dot``), syntax highlighting (``highlight``) and the HTML catalog (``catalog``)."""
+diagrams (``dot``), syntax highlighting (``highlight``), evaluation traces (``trace``), the
+HTML catalog (``catalog``) and the pre-commit hook (``precommit``); errors in ``errors``."""

@@ -7,10 +7,11 @@ takes through the diagram, and its JSON model.  The pages are plain files with
 inline CSS and no scripts or external assets: they open from disk, offline.
 
 An example's path is drawn from the evaluation trace (``dsl.evaluate``): the
-trace lists the conditions in the same pre-order in which the diagram
-generator visits them, so the n-th condition visited is the n-th traced, and a
-short-circuited subtree is one "not evaluated" entry.  Each example gets its
-own small SVG, so the highlighting needs no JavaScript.
+trace lists the conditions in the pre-order of ``dsl.model.walk``, in which the
+diagram generator also visits them, so the n-th condition visited is the n-th
+traced, and a short-circuited subtree is one "not evaluated" entry (the notes
+are ``compiler.trace.step_note``).  Each example gets its own small SVG, so the
+highlighting needs no JavaScript.
 """
 
 from __future__ import annotations
@@ -27,33 +28,18 @@ import graphviz
 import jinja2
 from markupsafe import Markup
 
-from compiler.dot import (
-    CONDITION,
-    DotGenerator,
-    RenderError,
-    Theme,
-    label,
-)
+from compiler.dot import CONDITION, DotGenerator, Theme, label
+from compiler.errors import CATALOG_DOT_MISSING, GraphvizNotFoundError, RenderError
 from compiler.highlight import Lexed, highlight, lex
 from compiler.text import format_action, format_condition, format_node
+from compiler.trace import step_note
 from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
-from dsl.examples import (
-    ExampleResult,
-    context_from_given,
-    default_currency,
-    describe_rewards,
-    run_examples,
-)
-from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within
+from dsl.examples import ExampleResult, context_from_given, describe_rewards, run_examples
+from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within, walk
 from dsl.money import format_money
 from dsl.program import LoadedProgram
-
-CATALOG_DOT_MISSING = (
-    "Graphviz's `dot` program was not found; the catalog's diagrams need it "
-    "(Debian/Ubuntu: apt-get install graphviz)"
-)
 
 RULE_DIR = "rule"  # rule pages live in <out>/rule/<id>.html (a rule may be called "index")
 
@@ -65,13 +51,6 @@ MARKS: dict[str, tuple[str, dict[str, str]]] = {
     "reversed": ("✓ ", {"penwidth": "3", "color": "#b45f06"}),
 }
 DIMMED = {"fillcolor": "#f3f3f3", "color": "#bbbbbb", "fontcolor": "#999999"}
-
-
-class GraphvizMissingError(RenderError):
-    """The catalog's diagrams need Graphviz's ``dot`` binary."""
-
-    def __init__(self) -> None:
-        super().__init__(CATALOG_DOT_MISSING)
 
 
 # ---------------------------------------------------------------- example paths
@@ -96,50 +75,37 @@ class PathMarks:
 
 def subtree_size(cond: Condition) -> int:
     """Nodes of a condition tree, connectives included (the trace's pre-order)."""
-    if isinstance(cond, (And, Or)):
-        return 1 + sum(subtree_size(c) for c in cond.items)
-    if isinstance(cond, Not):
-        return 1 + subtree_size(cond.item)
-    return 1
+    return sum(1 for _ in walk(cond))
 
 
 _TRACE_KIND = {And: "and", Or: "or", Not: "not", Compare: "compare", Within: "within"}
-
-
-def _step_note(step: Mapping[str, Any]) -> str:
-    if step.get("reason"):
-        return str(step["reason"])
-    if "actual" not in step:
-        return ""
-    note = f"{step['path']} was {json.dumps(step['actual'], ensure_ascii=False)}"
-    if "other_actual" in step:
-        other = step["expected"]
-        other = other["field"] if isinstance(other, dict) else other
-        note += f", {other} was {json.dumps(step['other_actual'], ensure_ascii=False)}"
-    return note
 
 
 def condition_marks(
     cond: Condition, steps: Sequence[Mapping[str, Any]], i: int, out: list[Mark]
 ) -> int:
     """Append the marks of ``cond``'s subtree (pre-order) read from ``steps[i:]``;
-    return the index of the first step after it."""
-    step = steps[i]
-    kind = _TRACE_KIND.get(type(cond))
-    if step.get("kind") != kind:
-        raise ValueError(f"trace step {i} is {step.get('kind')!r}, the model has {kind!r}")
-    if step.get("result") is None and step.get("reason") == "not evaluated":
-        out.extend([Mark("skipped", "not evaluated")] * subtree_size(cond))
-        return i + 1
-    out.append(Mark("true" if step["result"] else "false", _step_note(step)))
-    if isinstance(cond, (And, Or)):
+    return the index of the first step after it.
+
+    The trace has one step per node evaluated, in the walk's order; a subtree
+    that was short-circuited is one "not evaluated" step for all its nodes.
+    """
+    nodes = list(walk(cond))
+    n = 0
+    while n < len(nodes):
+        node, step = nodes[n], steps[i]
+        kind = _TRACE_KIND.get(type(node))
+        if step.get("kind") != kind:
+            raise ValueError(f"trace step {i} is {step.get('kind')!r}, the model has {kind!r}")
         i += 1
-        for item in cond.items:
-            i = condition_marks(item, steps, i, out)
-        return i
-    if isinstance(cond, Not):
-        return condition_marks(cond.item, steps, i + 1, out)
-    return i + 1
+        if step.get("result") is None and step.get("reason") == "not evaluated":
+            size = subtree_size(node)
+            out.extend([Mark("skipped", "not evaluated")] * size)
+            n += size
+        else:
+            out.append(Mark("true" if step["result"] else "false", step_note(step)))
+            n += 1
+    return i
 
 
 def path_marks(
@@ -252,7 +218,7 @@ def render_svg(digraph: graphviz.Digraph, rule_id: str) -> Markup:
     try:
         svg = digraph.pipe(format="svg", encoding="utf-8")
     except graphviz.ExecutableNotFound as e:
-        raise GraphvizMissingError() from e
+        raise GraphvizNotFoundError(CATALOG_DOT_MISSING) from e
     except graphviz.CalledProcessError as e:
         raise RenderError(f"Graphviz failed on rule {rule_id}: {e.stderr!r}") from e
     svg = _SVG_NOISE.sub("", svg[svg.index("<svg"):])
@@ -406,8 +372,8 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
     ``results`` are ``run_examples(program)``, one per example of the program.
     """
     if shutil.which("dot") is None:
-        raise GraphvizMissingError()
-    compiled = compile_program(program, default_currency=default_currency(program))
+        raise GraphvizNotFoundError(CATALOG_DOT_MISSING)
+    compiled = compile_program(program, default_currency=program.default_currency())
     evaluations = [_evaluate(compiled, ex) for ex in program.examples]
     sources = _Sources()
     views: list[RuleView] = []
@@ -451,11 +417,13 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
     results = run_examples(program)
     views = rule_views(program, results)
     env = _environment()
+    passed = sum(1 for r in results if r.passed)
+    failed = len(results) - passed
     common = {
         "program": program,
         "rules": views,
-        "passed": sum(1 for r in results if r.passed),
-        "failed": sum(1 for r in results if not r.passed),
+        "passed": passed,
+        "failed": failed,
         "format_condition": format_condition,
     }
     files = {"index.html": env.get_template("index.html.j2").render(root="", **common),
@@ -471,14 +439,12 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
         raise RenderError(f"cannot write the catalog into {out_dir}: {e.strerror or e}") from e
     index = out_dir / "index.html"
     pages = {view.rule.id: out_dir / view.page for view in views}
-    return CatalogResult(out_dir, index, pages, common["passed"], common["failed"])
+    return CatalogResult(out_dir, index, pages, passed, failed)
 
 
 __all__ = [
-    "CATALOG_DOT_MISSING",
     "CatalogDot",
     "CatalogResult",
-    "GraphvizMissingError",
     "Mark",
     "PathMarks",
     "build_catalog",

@@ -18,31 +18,15 @@ from typing import Literal
 
 import graphviz
 
-from compiler.text import FormatError, format_action, format_condition, format_node
-from dsl.errors import ReferralError
+from compiler.errors import FormatError, GraphvizNotFoundError, RenderError
+from compiler.text import format_action, format_condition, format_node
 from dsl.model import And, Condition, Not, Or, Program, Rule
 
 Format = Literal["dot", "svg", "png"]
 FORMATS: tuple[Format, ...] = ("dot", "svg", "png")
 
-DOT_MISSING = (
-    "Graphviz's `dot` program was not found; install it "
-    "(Debian/Ubuntu: apt-get install graphviz) or use --format dot"
-)
-
 LABEL_WIDTH = 36
 FONT = "Helvetica"
-
-
-class RenderError(ReferralError):
-    """A diagram could not be written."""
-
-
-class GraphvizNotFoundError(RenderError):
-    """SVG/PNG output needs Graphviz's ``dot`` binary, which is not installed."""
-
-    def __init__(self) -> None:
-        super().__init__(DOT_MISSING)
 
 
 @dataclass(frozen=True)

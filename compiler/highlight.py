@@ -135,7 +135,8 @@ def lex(text: str) -> Lexed:
     Raises Lark's ``UnexpectedInput`` on a syntax error: callers highlight
     programs that already loaded.
     """
-    _sink.tokens = tokens = []
+    tokens: list[Token] = []
+    _sink.tokens = tokens
     try:
         tree = _parser().parse(text)
     finally:

@@ -15,8 +15,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from compiler.errors import FormatError
 from dsl.codec import decimal_text
-from dsl.errors import ReferralError
 from dsl.model import (
     And,
     Compare,
@@ -48,10 +48,6 @@ _PLAIN_PHRASE = re.compile(r"[^\W\d][\w'-]*(?: [^\W\d][\w'-]*)*")
 
 # Binding strength: NOT > AND > OR; comparisons and phrases are atoms.
 _PREC_OR, _PREC_AND, _PREC_NOT, _PREC_ATOM = 1, 2, 3, 4
-
-
-class FormatError(ReferralError):
-    """A model node the text generator has no syntax for."""
 
 
 def _snake(name: str) -> str:

@@ -7,7 +7,8 @@ that the CLI can turn any of them into a one-line message and an exit code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, order=True)
@@ -38,6 +39,39 @@ class Diagnostic:
 
     def __str__(self) -> str:
         return self.line() + ("\n" + self.context if self.context else "")
+
+
+def caret_context(text: str, line: int, column: int) -> str:
+    """The source line at ``line``, indented, with a caret under ``column`` (tabs kept)."""
+    lines = text.splitlines()
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    pad = "".join("\t" if ch == "\t" else " " for ch in src[: column - 1])
+    return f"    {src}\n    {pad}^"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The text of every file a program was parsed from, by the name positions use.
+
+    Diagnostics found after parsing (phrases, validation) get their source line
+    from here, so no file is read twice; a position in a file not read as rule
+    text (a JSON model names the ``.rule`` files it was compiled from) gets none.
+    """
+
+    texts: Mapping[str, str] = field(default_factory=dict)
+
+    def context(self, pos: SourcePos | None) -> str | None:
+        text = self.texts.get(pos.file) if pos is not None else None
+        if pos is None or text is None:
+            return None
+        return caret_context(text, pos.line, pos.column)
+
+    def attach(self, diagnostic: Diagnostic) -> Diagnostic:
+        """The diagnostic with its source line, unless it already has one."""
+        if diagnostic.context is not None:
+            return diagnostic
+        context = self.context(diagnostic.pos)
+        return diagnostic if context is None else replace(diagnostic, context=context)
 
 
 class ReferralError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.errors import EvaluationError, SourcePos
-from dsl.evaluate import compile_program, nest_context
+from dsl.evaluate import CompiledProgram, compile_program, nest_context
 from dsl.model import Example, ExpectedReward, Program
 from dsl.money import format_money
 
@@ -40,22 +40,7 @@ def context_from_given(given: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
         raise EvaluationError(f"GIVEN {e.message}") from None
 
 
-def default_currency(program: Program) -> str | None:
-    """The program's currency when it names exactly one (bare integers mean its minor units)."""
-    found = program.currencies()
-    for ex in program.examples:
-        found.update(e.amount.currency for e in ex.expect)
-    return next(iter(found)) if len(found) == 1 else None
-
-
-def run_example(
-    program: Program, example: Example, *, currency: str | None = None
-) -> ExampleResult:
-    compiled = compile_program(program, default_currency=currency or default_currency(program))
-    return _run(compiled, example)
-
-
-def _run(compiled: Any, example: Example) -> ExampleResult:
+def _run(compiled: CompiledProgram, example: Example) -> ExampleResult:
     expected = tuple(sorted(example.expect, key=_order))
     try:
         evaluation = compiled.evaluate(context_from_given(example.given))
@@ -72,10 +57,13 @@ def _order(r: ExpectedReward) -> tuple[str, str, int]:
 
 
 def run_examples(program: Program, *, currency: str | None = None) -> list[ExampleResult]:
-    """Evaluate every example of the (resolved) program, in source order."""
-    compiled = compile_program(program, default_currency=currency or default_currency(program))
+    """Evaluate every example of the (resolved) program, in source order.
+
+    Bare integer amounts are minor units of ``currency``, by default the
+    program's own (``Program.default_currency``, as settlement reads them).
+    """
+    compiled = compile_program(program, default_currency=currency or program.default_currency())
     return [_run(compiled, ex) for ex in program.examples]
 
 
-__all__ = ["ExampleResult", "run_examples", "run_example", "context_from_given",
-           "describe_rewards", "default_currency"]
+__all__ = ["ExampleResult", "run_examples", "context_from_given", "describe_rewards"]

@@ -1,15 +1,20 @@
 """The typed rule model: what a rule program *means*, independent of its text.
 
-Text is parsed into these dataclasses (``dsl.parser``); the compiler turns them
-into JSON (``schema_version`` 1, described by ``dsl/rule-model.schema.json``),
-Graphviz diagrams and canonical text; ``dsl.evaluate`` compiles them into
-callables.  Source positions are kept on every rule, definition and example but
-are excluded from equality, so that a program re-parsed from its formatted text
-compares equal to the original.
+Text is parsed into these dataclasses (``dsl.parser``); ``dsl.codec`` turns them
+into JSON and back (``schema_version`` 1, described by ``dsl/rule-model.schema.json``),
+``compiler`` into diagrams and canonical text, and ``dsl.evaluate`` into callables.
+Source positions are kept on every rule, definition and example but are excluded
+from equality, so that a program re-parsed from its formatted text compares
+equal to the original.
+
+``walk`` is the one traversal of a condition tree (pre-order, like lark's
+``Tree.iter_subtrees_topdown`` and sqlglot's ``Expression.walk``); code that only
+visits conditions uses it rather than recursing by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -98,6 +103,46 @@ class PhraseRef:
 Condition = Compare | Within | And | Or | Not | PhraseRef
 
 
+def phrase_key(phrase: str) -> str:
+    """Phrases match case-insensitively and regardless of spacing."""
+    return " ".join(phrase.casefold().split())
+
+
+def children(cond: Condition) -> tuple[Condition, ...]:
+    """The conditions directly inside ``cond`` (none for a comparison or a phrase)."""
+    if isinstance(cond, (And, Or)):
+        return cond.items
+    if isinstance(cond, Not):
+        return (cond.item,)
+    return ()
+
+
+def walk(
+    *roots: Condition | None, prune: Callable[[Condition], bool] | None = None
+) -> Iterator[Condition]:
+    """Every node of each tree in pre-order: a node, then its children in order.
+
+    This is the order in which the evaluator traces and the diagram generator
+    draws.  ``None`` roots (a rule without REVERSE IF) are skipped; when
+    ``prune(node)`` is true the walk does not enter that node's children.
+    """
+    stack = [r for r in reversed(roots) if r is not None]
+    while stack:
+        node = stack.pop()
+        yield node
+        if prune is None or not prune(node):
+            stack.extend(reversed(children(node)))
+
+
+def flatten(value: Value) -> Iterator[Value]:
+    """The scalars of a value: a list's members (recursively), else the value itself."""
+    if isinstance(value, tuple):
+        for v in value:
+            yield from flatten(v)
+    else:
+        yield value
+
+
 @dataclass(frozen=True)
 class FixedReward:
     """``ISSUE ₹500 REWARD TO referrer``."""
@@ -152,6 +197,12 @@ class Rule:
     # Comment lines written before the rule (and inside it), kept so fmt never drops them.
     comments: tuple[str, ...] = field(default=(), compare=False)
 
+    def conditions(self) -> tuple[Condition, ...]:
+        """The rule's condition trees: its IF, then its REVERSE IF when it has one."""
+        if self.reverse_if is None:
+            return (self.condition,)
+        return (self.condition, self.reverse_if)
+
 
 @dataclass(frozen=True)
 class Definition:
@@ -203,28 +254,35 @@ class Program:
         """Rules in evaluation order: highest PRIORITY first, then source order."""
         return tuple(sorted(self.rules, key=lambda r: -r.priority))
 
-    def currencies(self) -> set[str]:
-        """Every currency named by a money literal of the program."""
-        found: set[str] = set()
-
-        def visit(v: object) -> None:
-            if isinstance(v, Money):
-                found.add(v.currency)
-            elif isinstance(v, tuple):
-                for x in v:
-                    visit(x)
-            elif isinstance(v, (Compare,)):
-                visit(v.value)
-            elif isinstance(v, (And, Or)):
-                visit(v.items)
-            elif isinstance(v, Not):
-                visit(v.item)
-
+    def money(self) -> Iterator[Money]:
+        """Every money literal: in conditions (rules and DEFINEs), rewards, caps and
+        limits, and the examples' GIVEN values and EXPECT amounts."""
+        trees = [c for r in self.rules for c in r.conditions()]
+        trees += [d.condition for d in self.definitions]
+        values = [c.value for c in walk(*trees) if isinstance(c, Compare)]
+        values += [v for ex in self.examples for _path, v in ex.given]
+        for value in values:
+            yield from (v for v in flatten(value) if isinstance(v, Money))
         for r in self.rules:
-            visit(r.condition)
-            visit(r.reverse_if)
-            for a in r.actions:
-                visit(a.amount if isinstance(a, FixedReward) else a.cap)
-            if r.limit:
-                visit(r.limit.amount)
-        return found
+            for action in r.actions:
+                if isinstance(action, FixedReward):
+                    yield action.amount
+                elif action.cap is not None:
+                    yield action.cap
+            if r.limit is not None:
+                yield r.limit.amount
+        for ex in self.examples:
+            yield from (e.amount for e in ex.expect)
+
+    def currencies(self) -> set[str]:
+        """Every currency named by a money literal of the program (``money``)."""
+        return {m.currency for m in self.money()}
+
+    def default_currency(self) -> str | None:
+        """The currency of bare integer amounts: the program's only currency, else None.
+
+        The one rule for every caller (examples, ``rules eval``, settlement), so a
+        program passes ``rules test`` exactly when settling it reads amounts alike.
+        """
+        found = self.currencies()
+        return next(iter(found)) if len(found) == 1 else None

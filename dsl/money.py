@@ -66,17 +66,6 @@ class Money:
             raise MoneyError(f"money amount must be integer minor units, got {self.amount!r}")
         exponent(self.currency)
 
-    @classmethod
-    def parse(cls, text: str) -> Money:
-        return parse_money(text)
-
-    @classmethod
-    def from_decimal(cls, value: Decimal | str | int, currency: str) -> Money:
-        return cls(to_minor_units(value, currency), currency)
-
-    def to_decimal(self) -> Decimal:
-        return Decimal(self.amount).scaleb(-exponent(self.currency))
-
     def __str__(self) -> str:
         return format_money(self)
 
@@ -126,7 +115,7 @@ def parse_money(text: str) -> Money:
     return Money(to_minor_units(number, currency), currency)
 
 
-def format_money(money: Money, *, symbol: bool = True) -> str:
+def format_money(money: Money) -> str:
     """Canonical text: ``₹1,000.50`` (symbol when there is one), else ``CHF 10.00``.
 
     Whole amounts drop the decimals (``₹500``) so that formatted rules read as
@@ -138,5 +127,5 @@ def format_money(money: Money, *, symbol: bool = True) -> str:
     number = f"{whole:,}"
     if frac:
         number += "." + str(frac).zfill(exp)
-    sym = CURRENCY_SYMBOL.get(money.currency) if symbol else None
+    sym = CURRENCY_SYMBOL.get(money.currency)
     return f"{sign}{sym}{number}" if sym else f"{sign}{money.currency} {number}"

@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 import grammar
-from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos
+from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos, caret_context
 from dsl.model import (
+    PERIODS,
     ROLES,
+    Action,
     And,
     Compare,
+    CompareOp,
+    Condition,
     Definition,
     Example,
     ExpectedReward,
@@ -39,9 +45,12 @@ from dsl.model import (
     Not,
     Or,
     PercentReward,
+    Period,
     PhraseRef,
     Program,
+    Role,
     Rule,
+    Value,
     Within,
 )
 from dsl.money import Money, parse_money
@@ -94,7 +103,12 @@ TOKEN_NAMES: dict[str, str] = {
     "$END": "end of input",
 }
 
-_CMP_CANON = {"==": "=", "<>": "!="}
+# The CMP terminal's spellings; == and <> are accepted and written as = and !=.
+_CMP_OPS: dict[str, CompareOp] = {
+    "=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=",
+}
+_ROLES: dict[str, Role] = {r: r for r in ROLES}
+_PERIODS: dict[str, Period] = {p: p for p in PERIODS}
 _STATEMENT_START = re.compile(r"^[ \t]*(?:rule|define|example)\b|^if\b", re.IGNORECASE | re.M)
 
 
@@ -111,13 +125,6 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     return "expected one of: " + ", ".join(shown)
 
 
-def caret_context(text: str, line: int, column: int) -> str:
-    lines = text.splitlines()
-    src = lines[line - 1] if 0 < line <= len(lines) else ""
-    pad = "".join("\t" if ch == "\t" else " " for ch in src[: column - 1])
-    return f"    {src}\n    {pad}^"
-
-
 def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnostic:
     if isinstance(e, UnexpectedToken) and e.token.type == "$END" or isinstance(e, UnexpectedEOF):
         lines = text.splitlines() or [""]
@@ -132,7 +139,7 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnost
     else:
         assert isinstance(e, UnexpectedCharacters)
         line, column = e.line, e.column
-        found = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        found = e.char
         if found == '"':
             message = "unterminated string (a string ends with \" on the same line)"
         else:
@@ -153,6 +160,12 @@ def _resume_offset(text: str, error_line: int, after: int) -> int | None:
     return None
 
 
+def _place(tok: Token) -> tuple[int, int]:
+    """A lexed token's line and column (Lark types them optional, for hand-made tokens)."""
+    assert tok.line is not None and tok.column is not None
+    return tok.line, tok.column
+
+
 def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", r"\1", token[1:-1])
 
@@ -166,6 +179,9 @@ def _auto_id_prefix(filename: str) -> str:
     if not stem or stem[0].isdigit():
         stem = "rule_" + stem if stem else "rule"
     return stem
+
+
+Statement = Rule | Definition | Example
 
 
 class _Clause:
@@ -187,17 +203,20 @@ class _ToModel(Transformer):
         self._auto = 0
         self._prefix = _auto_id_prefix(filename)
 
-    def _pos(self, tok: Any) -> SourcePos:
-        return SourcePos(self.filename, tok.line, tok.column)
+    def _pos(self, tok: Token) -> SourcePos:
+        return SourcePos(self.filename, *_place(tok))
+
+    def _meta_pos(self, meta: Meta) -> SourcePos:
+        return SourcePos(self.filename, meta.line, meta.column)
 
     def _error(self, message: str, pos: SourcePos) -> None:
         self.errors.append(
             Diagnostic("error", message, pos, caret_context(self.text, pos.line, pos.column))
         )
 
-    def _role(self, tok: Token) -> str:
-        role = str(tok).lower()
-        if role not in ROLES:
+    def _role(self, tok: Token) -> Role:
+        role = _ROLES.get(str(tok).lower())
+        if role is None:
             self._error(f"unknown beneficiary {str(tok)!r} (expected referrer or referee)",
                         self._pos(tok))
             return "referrer"
@@ -214,102 +233,101 @@ class _ToModel(Transformer):
         return Money(-m.amount, m.currency) if negative else m
 
     # ---- literals
-    def string(self, items: list[Token]) -> str:
+    def string(self, items: Sequence[Token]) -> str:
         return _unquote(items[0])
 
-    def integer(self, items: list[Token]) -> int:
+    def integer(self, items: Sequence[Token]) -> int:
         return int(items[0])
 
-    def decimal(self, items: list[Token]) -> Decimal:
+    def decimal(self, items: Sequence[Token]) -> Decimal:
         return Decimal(str(items[0]))
 
-    def money(self, items: list[Token]) -> Money:
+    def money(self, items: Sequence[Token]) -> Money:
         return self._money(items[0])
 
-    def date(self, items: list[Token]) -> date:
+    def date(self, items: Sequence[Token]) -> date:
         try:
             return date.fromisoformat(str(items[0]))
         except ValueError:
             self._error(f"not a valid date: {str(items[0])}", self._pos(items[0]))
             return date(1970, 1, 1)
 
-    def true(self, _: list[Any]) -> bool:
+    def true(self, _: Sequence[Any]) -> bool:
         return True
 
-    def false(self, _: list[Any]) -> bool:
+    def false(self, _: Sequence[Any]) -> bool:
         return False
 
-    def null(self, _: list[Any]) -> None:
+    def null(self, _: Sequence[Any]) -> None:
         return None
 
-    def list(self, items: list[Any]) -> tuple[Any, ...]:
+    def list(self, items: Sequence[Value]) -> tuple[Value, ...]:
         return tuple(items)
 
-    def field_ref(self, items: list[Token]) -> FieldRef:
+    def field_ref(self, items: Sequence[Token]) -> FieldRef:
         return FieldRef(str(items[0]))
 
     # ---- conditions
-    def compare(self, items: list[Any]) -> Compare:
+    def compare(self, items: Sequence[Any]) -> Compare:
         path, op, value = items
-        return Compare(str(path), _CMP_CANON.get(str(op), str(op)), value, self._pos(path))
+        return Compare(str(path), _CMP_OPS[str(op)], value, self._pos(path))
 
-    def is_(self, items: list[Any]) -> Compare:
+    def is_(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "IS", items[1], self._pos(items[0]))
 
-    def is_not(self, items: list[Any]) -> Compare:
+    def is_not(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "IS NOT", items[1], self._pos(items[0]))
 
-    def in_(self, items: list[Any]) -> Compare:
+    def in_(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "IN", items[1], self._pos(items[0]))
 
-    def not_in(self, items: list[Any]) -> Compare:
+    def not_in(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "NOT IN", items[1], self._pos(items[0]))
 
-    def contains(self, items: list[Any]) -> Compare:
+    def contains(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "CONTAINS", items[1], self._pos(items[0]))
 
-    def within(self, items: list[Any]) -> Within:
+    def within(self, items: Sequence[Any]) -> Within:
         path, days, other = items
         if int(days) < 0:
             self._error(f"WITHIN needs a number of days >= 0, got {days}", self._pos(days))
         return Within(str(path), int(days), str(other), self._pos(path))
 
-    def truthy(self, items: list[Token]) -> Compare:
+    def truthy(self, items: Sequence[Token]) -> Compare:
         return Compare(str(items[0]), "=", True, self._pos(items[0]))
 
-    def phrase(self, items: list[Token]) -> PhraseRef:
+    def phrase(self, items: Sequence[Token]) -> PhraseRef:
         tok = items[0]
         text = _unquote(tok) if tok.type == "STRING" else str(tok)
         return PhraseRef(_normalize_phrase(text), self._pos(tok))
 
-    def negation(self, items: list[Any]) -> Not:
+    def negation(self, items: Sequence[Any]) -> Not:
         return Not(items[0])
 
-    def and_expr(self, items: list[Any]) -> And:
+    def and_expr(self, items: Sequence[Any]) -> And:
         return And(tuple(items))
 
-    def or_expr(self, items: list[Any]) -> Or:
+    def or_expr(self, items: Sequence[Any]) -> Or:
         return Or(tuple(items))
 
     # ---- actions and clauses
     @v_args(meta=True)
-    def fixed(self, meta: Any, items: list[Any]) -> FixedReward:
+    def fixed(self, meta: Meta, items: Sequence[Any]) -> FixedReward:
         amount = self._money(items[0])
         to, cap = self._action_opts(items[1:])
         if cap is not None:
-            self._error("UP TO applies only to percentage rewards",
-                        SourcePos(self.filename, cap[1].line, cap[1].column))
+            self._error("UP TO applies only to percentage rewards", self._pos(cap[1]))
         return FixedReward(amount, to, pos=self._pos(items[0]))
 
     @v_args(meta=True)
-    def percent(self, meta: Any, items: list[Any]) -> PercentReward:
+    def percent(self, meta: Meta, items: Sequence[Any]) -> PercentReward:
         tok, path = items[0], items[1]
         percent = Decimal(str(tok).rstrip("%").strip())
         to, cap = self._action_opts(items[2:])
         return PercentReward(percent, str(path), to, cap[0] if cap else None, pos=self._pos(tok))
 
-    def _action_opts(self, opts: list[Any]) -> tuple[str, tuple[Money, Token] | None]:
-        to: str | None = None
+    def _action_opts(self, opts: Sequence[Any]) -> tuple[Role, tuple[Money, Token] | None]:
+        to: Role | None = None
         cap: tuple[Money, Token] | None = None
         for opt in opts:
             if opt is None:
@@ -325,45 +343,46 @@ class _ToModel(Transformer):
                 cap = (value, tok)
         return to or "referrer", cap
 
-    def beneficiary(self, items: list[Token]) -> tuple[str, str, Token]:
+    def beneficiary(self, items: Sequence[Token]) -> tuple[str, Role, Token]:
         return ("to", self._role(items[0]), items[0])
 
-    def cap(self, items: list[Token]) -> tuple[str, Money, Token]:
+    def cap(self, items: Sequence[Token]) -> tuple[str, Money, Token]:
         return ("cap", self._money(items[0]), items[0])
 
-    def actions(self, items: list[Any]) -> tuple[Any, ...]:
+    def actions(self, items: Sequence[Action]) -> tuple[Action, ...]:
         return tuple(items)
 
     @v_args(meta=True)
-    def priority(self, meta: Any, items: list[Token]) -> _Clause:
-        return _Clause("priority", int(items[0]), SourcePos(self.filename, meta.line, meta.column))
+    def priority(self, meta: Meta, items: Sequence[Token]) -> _Clause:
+        return _Clause("priority", int(items[0]), self._meta_pos(meta))
 
     @v_args(meta=True)
-    def exclusive(self, meta: Any, items: list[Any]) -> _Clause:
-        return _Clause("exclusive", True, SourcePos(self.filename, meta.line, meta.column))
+    def exclusive(self, meta: Meta, items: Sequence[Any]) -> _Clause:
+        return _Clause("exclusive", True, self._meta_pos(meta))
 
     @v_args(meta=True)
-    def limit(self, meta: Any, items: list[Token]) -> _Clause:
+    def limit(self, meta: Meta, items: Sequence[Token]) -> _Clause:
         amount = self._money(items[0])
-        value = Limit(amount, self._role(items[1]), str(items[2]).lower(), pos=self._pos(items[0]))
-        return _Clause("limit", value, SourcePos(self.filename, meta.line, meta.column))
+        period = _PERIODS[str(items[2]).lower()]  # the PERIOD terminal admits only these
+        value = Limit(amount, self._role(items[1]), period, pos=self._pos(items[0]))
+        return _Clause("limit", value, self._meta_pos(meta))
 
     @v_args(meta=True)
-    def hold(self, meta: Any, items: list[Token]) -> _Clause:
+    def hold(self, meta: Meta, items: Sequence[Token]) -> _Clause:
         days = int(items[0])
         if days < 0:
             self._error(f"HOLD needs a number of days >= 0, got {days}", self._pos(items[0]))
-        return _Clause("hold", days, SourcePos(self.filename, meta.line, meta.column))
+        return _Clause("hold", days, self._meta_pos(meta))
 
     @v_args(meta=True)
-    def reverse(self, meta: Any, items: list[Any]) -> _Clause:
-        return _Clause("reverse", items[0], SourcePos(self.filename, meta.line, meta.column))
+    def reverse(self, meta: Meta, items: Sequence[Any]) -> _Clause:
+        return _Clause("reverse", items[0], self._meta_pos(meta))
 
-    def rule_header(self, items: list[Any]) -> tuple[str, str | None]:
+    def rule_header(self, items: Sequence[Any]) -> tuple[str, str | None]:
         return str(items[0]), _unquote(items[1]) if items[1] is not None else None
 
     @v_args(meta=True)
-    def rule(self, meta: Any, items: list[Any]) -> Rule:
+    def rule(self, meta: Meta, items: Sequence[Any]) -> Rule:
         header = items[0]
         if header is None:
             self._auto += 1
@@ -371,7 +390,8 @@ class _ToModel(Transformer):
         else:
             rule_id, description = header
         clauses: dict[str, Any] = {}
-        condition = actions = None
+        condition: Condition = And(())  # the grammar requires IF and THEN
+        actions: tuple[Action, ...] = ()
         for item in items[1:]:
             if isinstance(item, _Clause):
                 if item.kind in clauses:
@@ -385,44 +405,44 @@ class _ToModel(Transformer):
             id=rule_id,
             description=description,
             condition=condition,
-            actions=actions or (),
+            actions=actions,
             priority=clauses.get("priority", 0),
             exclusive=clauses.get("exclusive", False),
             limit=clauses.get("limit"),
             hold_days=clauses.get("hold", 0),
             reverse_if=clauses.get("reverse"),
-            source=SourcePos(self.filename, meta.line, meta.column),
+            source=self._meta_pos(meta),
             auto_id=header is None,
         )
 
     @v_args(meta=True)
-    def definition(self, meta: Any, items: list[Any]) -> Definition:
+    def definition(self, meta: Meta, items: Sequence[Any]) -> Definition:
         return Definition(
             _normalize_phrase(_unquote(items[0])),
             items[1],
-            source=SourcePos(self.filename, meta.line, meta.column),
+            source=self._meta_pos(meta),
         )
 
-    def given(self, items: list[Any]) -> tuple[str, Any]:
+    def given(self, items: Sequence[Any]) -> tuple[str, Value]:
         return (str(items[0]), items[1])
 
-    def expected(self, items: list[Any]) -> ExpectedReward:
+    def expected(self, items: Sequence[Any]) -> ExpectedReward:
         role = self._role(items[1]) if items[1] is not None else "referrer"
         return ExpectedReward(role, self._money(items[0]))
 
-    def expect_nothing(self, _: list[Any]) -> tuple[ExpectedReward, ...]:
+    def expect_nothing(self, _: Sequence[Any]) -> tuple[ExpectedReward, ...]:
         return ()
 
-    def expect_rewards(self, items: list[ExpectedReward]) -> tuple[ExpectedReward, ...]:
+    def expect_rewards(self, items: Sequence[ExpectedReward]) -> tuple[ExpectedReward, ...]:
         return tuple(items)
 
     @v_args(meta=True)
-    def example(self, meta: Any, items: list[Any]) -> Example:
+    def example(self, meta: Meta, items: Sequence[Any]) -> Example:
         return Example(
             _unquote(items[0]),
             tuple(items[1:-1]),
             items[-1],
-            source=SourcePos(self.filename, meta.line, meta.column),
+            source=self._meta_pos(meta),
         )
 
 
@@ -440,13 +460,13 @@ def _statement_start_before(text: str, error_line: int, after: int) -> int | Non
     return found
 
 
-def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]:
+def _parse_trees(text: str, filename: str) -> tuple[list[Tree], list[Diagnostic]]:
     """Parse the text; after a syntax error, resume at the next statement.
 
     Returns the parse trees of every statement that parsed (those before a broken
     statement too) and the syntax diagnostics, one per broken statement.
     """
-    trees: list[Any] = []
+    trees: list[Tree] = []
     diagnostics: list[Diagnostic] = []
     start = 0
 
@@ -477,8 +497,8 @@ def _parse_trees(text: str, filename: str) -> tuple[list[Any], list[Diagnostic]]
 
 
 def _attach_comments(
-    statements: list[tuple[Any, int, int]], comments: list[Token]
-) -> list[Any]:
+    statements: list[tuple[Statement, int, int]], comments: list[Token]
+) -> list[Statement]:
     """Give each comment to the statement it precedes or sits in (the last one for
     trailing comments), so that ``fmt`` never drops a comment.
 
@@ -488,17 +508,18 @@ def _attach_comments(
     if not statements:
         return []
     buckets: list[list[str]] = [[] for _ in statements]
-    for n, tok in enumerate(comments):
+    lines = [_place(tok)[0] for tok in comments]
+    for n, (tok, line) in enumerate(zip(comments, lines, strict=True)):
         index = len(statements) - 1
         for i, (_stmt, _start, end_line) in enumerate(statements):
-            if tok.line <= end_line:
+            if line <= end_line:
                 index = i
                 break
         buckets[index].append(str(tok).rstrip())
         start = statements[index][1]
-        if tok.line < start:
-            following = comments[n + 1].line if n + 1 < len(comments) else start
-            if min(following, start) > tok.line + 1:
+        if line < start:
+            following = lines[n + 1] if n + 1 < len(comments) else start
+            if min(following, start) > line + 1:
                 buckets[index].append("")
     return [
         replace(stmt, comments=tuple(extra)) if extra else stmt
@@ -520,13 +541,14 @@ def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[
     ``load_program`` validates those statements too, so an author sees the
     duplicate ids and unknown phrases of a file along with its syntax errors.
     """
-    _comments.sink = sink = []
+    sink: list[Token] = []
+    _comments.sink = sink
     try:
         trees, diagnostics = _parse_trees(text, filename)
     finally:
         _comments.sink = None
     transformer = _ToModel(filename, text)
-    statements: list[tuple[Any, int, int]] = []
+    statements: list[tuple[Statement, int, int]] = []
     for tree in trees:
         for child in tree.children:
             errors_before = len(transformer.errors)
@@ -538,8 +560,8 @@ def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[
     # A parse that was retried after an error would see comments twice; dedupe by place.
     seen: dict[tuple[int, int], Token] = {}
     for tok in sink:
-        seen.setdefault((tok.line, tok.column), tok)
-    ordered = sorted(seen.values(), key=lambda t: (t.line, t.column))
+        seen.setdefault(_place(tok), tok)
+    ordered = [seen[place] for place in sorted(seen)]
     with_comments = _attach_comments(statements, ordered)
     program = Program(
         rules=tuple(s for s in with_comments if isinstance(s, Rule)),
@@ -549,10 +571,4 @@ def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[
     return program, diagnostics
 
 
-def parse_file(path: str | Path) -> Program:
-    """Parse one ``.rule`` file (diagnostics name it as given)."""
-    p = Path(path)
-    return parse_text(p.read_text(encoding="utf-8"), str(p))
-
-
-__all__ = ["parse_text", "parse_file", "caret_context", "token_name", "TOKEN_NAMES"]
+__all__ = ["parse_text", "parse_partial", "token_name", "TOKEN_NAMES"]

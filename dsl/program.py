@@ -3,7 +3,8 @@
 Each file parses on its own (``dsl.parser``); here the files are merged, the
 vocabulary phrases are expanded against the DEFINEs of *all* files, and the
 program is validated (``dsl.validate``).  Every error of every file is collected
-and raised together, so that an author fixes a whole batch at once.
+and raised together, so that an author fixes a whole batch at once; each gets
+its source line from the texts read here (``Sources``), never from a second read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dsl.codec import program_from_json
 from dsl.errors import (
     Diagnostic,
     ModelSchemaError,
@@ -21,9 +23,11 @@ from dsl.errors import (
     RuleError,
     RuleValidationError,
     SourcePos,
+    Sources,
 )
-from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program
-from dsl.parser import caret_context, parse_partial
+from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program, phrase_key
+from dsl.parser import parse_partial
+from dsl.validate import validate
 
 
 @dataclass
@@ -33,11 +37,6 @@ class LoadedProgram:
     program: Program
     files: dict[Path, Program] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
-
-
-def phrase_key(phrase: str) -> str:
-    """Phrases match case-insensitively and regardless of spacing."""
-    return " ".join(phrase.casefold().split())
 
 
 def program_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -74,7 +73,7 @@ class _Resolver:
         self._cyclic: set[str] = set()
 
     def _error(self, message: str, pos: SourcePos | None) -> None:
-        self.errors.append(Diagnostic("error", message, pos, _context(pos)))
+        self.errors.append(Diagnostic("error", message, pos))
 
     def definition(self, key: str, stack: tuple[str, ...] = ()) -> Condition | None:
         if key in self._done:
@@ -111,7 +110,7 @@ class _Resolver:
                 # A phrase that expands to the same connective splices in, so that
                 # "IF p AND q" equals the explicit "IF a AND b AND q".
                 if isinstance(item, PhraseRef) and type(resolved) is type(cond):
-                    items.extend(resolved.items)  # type: ignore[union-attr]
+                    items.extend(resolved.items)
                 else:
                     items.append(resolved)
             return type(cond)(tuple(items))
@@ -121,18 +120,9 @@ class _Resolver:
         return cond
 
 
-def _context(pos: SourcePos | None) -> str | None:
-    if pos is None:
-        return None
-    try:
-        text = Path(pos.file).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return caret_context(text, pos.line, pos.column)
-
-
 def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
-    """Expand every phrase; returns the resolved program and the errors found."""
+    """Expand every phrase; returns the resolved program and the errors found
+    (without source lines: ``load_program`` adds them)."""
     resolver = _Resolver(program.definitions)
     rules = []
     for r in program.rules:
@@ -147,19 +137,7 @@ def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
     return resolved, resolver.errors
 
 
-def contains_phrase(cond: Condition | None) -> bool:
-    if isinstance(cond, PhraseRef):
-        return True
-    if isinstance(cond, (And, Or)):
-        return any(contains_phrase(c) for c in cond.items)
-    if isinstance(cond, Not):
-        return contains_phrase(cond.item)
-    return False
-
-
 def _load_json(path: Path) -> Program:
-    from dsl.codec import program_from_json
-
     data = json.loads(path.read_text(encoding="utf-8"))
     return program_from_json(data, str(path))
 
@@ -170,9 +148,8 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
     Raises ``RuleError`` carrying every diagnostic of every file (syntax and
     validation).  With ``strict`` warnings are errors too.
     """
-    from dsl.validate import validate
-
     files: dict[Path, Program] = {}
+    texts: dict[str, str] = {}
     diagnostics: list[Diagnostic] = []
     syntax_failed = False
     for path in program_files(paths):
@@ -180,7 +157,8 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
             if path.suffix == ".json":
                 files[path] = _load_json(path)
             else:
-                files[path], found = parse_partial(path.read_text(encoding="utf-8"), str(path))
+                texts[str(path)] = text = path.read_text(encoding="utf-8")
+                files[path], found = parse_partial(text, str(path))
                 diagnostics.extend(found)
                 syntax_failed = syntax_failed or bool(found)
         except RuleError as e:
@@ -204,6 +182,8 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
     diagnostics.extend(resolve_errors)
     found = validate(merged, resolved, skip_combination=bool(resolve_errors) or syntax_failed)
     diagnostics.extend(found)
+    sources = Sources(texts)
+    diagnostics = [sources.attach(d) for d in diagnostics]
     errors = [d for d in diagnostics if d.severity == "error"]
     warnings = [d for d in diagnostics if d.severity == "warning"]
     if errors or (strict and warnings):
@@ -221,8 +201,6 @@ __all__ = [
     "LoadedProgram",
     "load_program",
     "merge",
-    "phrase_key",
     "program_files",
     "resolve_program",
-    "contains_phrase",
 ]

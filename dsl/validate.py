@@ -23,11 +23,13 @@ from dsl.model import (
     FieldRef,
     FixedReward,
     Not,
-    Or,
     PercentReward,
     Program,
     Rule,
+    Value,
     Within,
+    phrase_key,
+    walk,
 )
 from dsl.money import MAX_MINOR_UNITS, Money
 
@@ -35,15 +37,16 @@ _ORDERING = {">", ">=", "<", "<="}
 
 
 def _diag(severity: str, message: str, pos: SourcePos | None) -> Diagnostic:
-    from dsl.program import _context
-
-    return Diagnostic(severity, message, pos, _context(pos))
+    return Diagnostic(severity, message, pos)
 
 
 def validate(
     merged: Program, resolved: Program, *, skip_combination: bool = False
 ) -> list[Diagnostic]:
-    """All diagnostics of a program: ``merged`` as written, ``resolved`` expanded."""
+    """All diagnostics of a program: ``merged`` as written, ``resolved`` expanded.
+
+    They carry positions but not source lines: ``load_program`` adds those.
+    """
     out: list[Diagnostic] = []
     out += _duplicates(merged)
     for rule in merged.rules:
@@ -66,8 +69,6 @@ def validate(
 
 
 def _duplicates(program: Program) -> list[Diagnostic]:
-    from dsl.program import phrase_key
-
     out = []
     seen_rules: dict[str, SourcePos | None] = {}
     for r in program.rules:
@@ -105,17 +106,11 @@ def _kind(value: object) -> str:
     return "field"
 
 
-def _conditions(cond: Condition | None) -> Iterator[Compare | Within]:
-    if isinstance(cond, (Compare, Within)):
-        yield cond
-    elif isinstance(cond, (And, Or)):
-        for c in cond.items:
-            yield from _conditions(c)
-    elif isinstance(cond, Not):
-        yield from _conditions(cond.item)
+def _conditions(cond: Condition) -> Iterator[Compare | Within]:
+    return (c for c in walk(cond) if isinstance(c, (Compare, Within)))
 
 
-def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> list[Diagnostic]:
+def _condition_values(cond: Condition, fallback: SourcePos | None) -> list[Diagnostic]:
     out = []
     for c in _conditions(cond):
         if not isinstance(c, Compare):
@@ -128,8 +123,8 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
         elif c.op in {"IS", "IS NOT"} and kind not in {"boolean", "null"}:
             out.append(_diag("error", f"{c.op} compares with TRUE, FALSE or NULL; use = or != "
                                       f"for a {kind}", pos))
-        elif c.op in {"IN", "NOT IN"} and kind == "list":
-            kinds = {_kind(v) for v in c.value if v is not None}  # type: ignore[union-attr]
+        elif c.op in {"IN", "NOT IN"} and isinstance(c.value, tuple):
+            kinds = {_kind(v) for v in c.value if v is not None}
             if kinds - {"number"} and len(kinds) > 1:
                 out.append(_diag("error", f"the list after {c.op} mixes "
                                           f"{' and '.join(sorted(kinds))} values", pos))
@@ -142,8 +137,7 @@ def _condition_values(cond: Condition | None, fallback: SourcePos | None) -> lis
 
 
 def _rule_values(rule: Rule) -> list[Diagnostic]:
-    out = _condition_values(rule.condition, rule.source)
-    out += _condition_values(rule.reverse_if, rule.source)
+    out = [d for cond in rule.conditions() for d in _condition_values(cond, rule.source)]
 
     def err(message: str, at: SourcePos | None = None) -> None:
         out.append(_diag("error", f"rule {rule.id}: {message}", at or rule.source))
@@ -219,7 +213,7 @@ def edit_distance(a: str, b: str) -> int:
 def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
     uses: list[tuple[str, SourcePos | None]] = []
 
-    def cond_uses(cond: Condition | None, fallback: SourcePos | None) -> None:
+    def cond_uses(cond: Condition, fallback: SourcePos | None) -> None:
         for c in _conditions(cond):
             uses.append((c.path, c.pos or fallback))
             if isinstance(c, Within):
@@ -228,8 +222,8 @@ def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
                 uses.append((c.value.path, c.pos or fallback))
 
     for r in program.rules:
-        cond_uses(r.condition, r.source)
-        cond_uses(r.reverse_if, r.source)
+        for cond in r.conditions():
+            cond_uses(cond, r.source)
         for a in r.actions:
             if isinstance(a, PercentReward):
                 uses.append((a.of, r.source))
@@ -280,13 +274,23 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
 # ---------------------------------------------------------------- combination
 
 def _conjuncts(cond: Condition) -> list[Condition]:
-    if isinstance(cond, And):
-        return [c for item in cond.items for c in _conjuncts(item)]
-    return [cond]
+    """The conditions an AND chain requires (nested ANDs flattened)."""
+    inside_and = walk(cond, prune=lambda c: not isinstance(c, And))
+    return [c for c in inside_and if not isinstance(c, And)]
 
 
-def _orderable(value: object) -> bool:
-    return isinstance(value, (int, Decimal, Money, date)) and not isinstance(value, bool)
+def _order_key(value: Value) -> int | Decimal | None:
+    """A number that orders the value as comparisons do (money by minor units, dates by
+    day), or None for a value without an order."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, Decimal)):
+        return value
+    if isinstance(value, Money):
+        return value.amount
+    if isinstance(value, date):
+        return value.toordinal()
+    return None
 
 
 def _same_kind(a: object, b: object) -> bool:
@@ -312,33 +316,34 @@ def _contradict(a: Condition, b: Condition) -> bool:
         return a.value != b.value
     if ops == {"=", "!="} or ops == {"IS", "IS NOT"}:
         return a.value == b.value
-    if (a.op in {"IN", "NOT IN"} and not isinstance(a.value, tuple)) or (
-        b.op in {"IN", "NOT IN"} and not isinstance(b.value, tuple)
-    ):
-        return False
-    if ops == {"=", "IN"}:
+    if ops in ({"=", "IN"}, {"=", "NOT IN"}):
         eq, lst = (a, b) if a.op == "=" else (b, a)
-        return eq.value not in lst.value  # type: ignore[operator]
-    if ops == {"=", "NOT IN"}:
-        eq, lst = (a, b) if a.op == "=" else (b, a)
-        return eq.value in lst.value  # type: ignore[operator]
-    if ops == {"IN"}:
-        return not set(a.value) & set(b.value)  # type: ignore[arg-type]
-    if a.op in _ORDERING | {"="} and b.op in _ORDERING | {"="}:
-        if not (_orderable(a.value) and _orderable(b.value) and _same_kind(a.value, b.value)):
+        if not isinstance(lst.value, tuple):
             return False
-        return _interval_empty(a, b)
+        inside = eq.value in lst.value
+        return inside if lst.op == "NOT IN" else not inside
+    if ops == {"IN"}:
+        if not (isinstance(a.value, tuple) and isinstance(b.value, tuple)):
+            return False
+        return not set(a.value) & set(b.value)
+    if a.op in _ORDERING | {"="} and b.op in _ORDERING | {"="}:
+        ka, kb = _order_key(a.value), _order_key(b.value)
+        if ka is None or kb is None or not _same_kind(a.value, b.value):
+            return False
+        return _interval_empty(((a.op, ka), (b.op, kb)))
     return False
 
 
-def _interval_empty(a: Compare, b: Compare) -> bool:
-    lo, lo_incl, hi, hi_incl = None, True, None, True
-    for c in (a, b):
-        v = c.value
-        if c.op in {">", ">=", "="} and (lo is None or v > lo or (v == lo and c.op == ">")):
-            lo, lo_incl = v, c.op != ">"
-        if c.op in {"<", "<=", "="} and (hi is None or v < hi or (v == hi and c.op == "<")):
-            hi, hi_incl = v, c.op != "<"
+def _interval_empty(bounds: tuple[tuple[str, int | Decimal], ...]) -> bool:
+    """True when no number satisfies every ``(op, value)`` (ops ``> >= = < <=``)."""
+    lo: int | Decimal | None = None
+    hi: int | Decimal | None = None
+    lo_incl = hi_incl = True
+    for op, v in bounds:
+        if op in {">", ">=", "="} and (lo is None or v > lo or (v == lo and op == ">")):
+            lo, lo_incl = v, op != ">"
+        if op in {"<", "<=", "="} and (hi is None or v < hi or (v == hi and op == "<")):
+            hi, hi_incl = v, op != "<"
     if lo is None or hi is None:
         return False
     return lo > hi or (lo == hi and not (lo_incl and hi_incl))

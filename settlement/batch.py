@@ -489,8 +489,7 @@ def settle(
 
     A dry run does all the work, reports it, and rolls the transaction back.
     """
-    currencies = program.currencies()
-    default_currency = next(iter(currencies)) if len(currencies) == 1 else None
+    default_currency = program.default_currency()
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
     if conn.in_transaction():

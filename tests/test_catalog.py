@@ -16,8 +16,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from compiler.catalog import CATALOG_DOT_MISSING, GraphvizMissingError, build_catalog, subtree_size
+from compiler.catalog import build_catalog, subtree_size
 from compiler.dot import ACTION, CONDITION
+from compiler.errors import CATALOG_DOT_MISSING, GraphvizNotFoundError
 from compiler.highlight import lex
 from compiler.text import format_node
 from dsl.codec import dumps, program_to_json
@@ -432,7 +433,7 @@ def test_cli_missing_dot(runner, tmp_path, monkeypatch):
 
 def test_build_catalog_missing_dot(program, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(GraphvizMissingError, match="graphviz"):
+    with pytest.raises(GraphvizNotFoundError, match="graphviz"):
         build_catalog(program, tmp_path / "out")
 
 

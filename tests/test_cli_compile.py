@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from compiler.dot import DOT_MISSING
+from compiler.errors import DOT_MISSING
 from compiler.text import format_program
 from dsl.codec import program_from_json
 from dsl.parser import parse_text

@@ -6,17 +6,8 @@ import re
 
 import pytest
 
-from compiler.dot import (
-    ACTION,
-    CONDITION,
-    DOT_MISSING,
-    REVERSAL,
-    GraphvizNotFoundError,
-    RenderError,
-    label,
-    program_to_dot,
-    render_program,
-)
+from compiler.dot import ACTION, CONDITION, REVERSAL, label, program_to_dot, render_program
+from compiler.errors import DOT_MISSING, GraphvizNotFoundError, RenderError
 from dsl.errors import ReferralError
 from dsl.model import And, Compare, FixedReward, Not, Or, PhraseRef, Program, Rule
 from dsl.money import Money

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dsl.errors import EvaluationError
-from dsl.examples import context_from_given, default_currency, describe_rewards, run_examples
+from dsl.examples import context_from_given, describe_rewards, run_examples
 from dsl.model import ExpectedReward
 from dsl.money import Money
 from dsl.parser import parse_text
@@ -74,8 +74,8 @@ def test_context_from_given_nests_paths():
 
 
 def test_default_currency_only_when_unambiguous():
-    assert default_currency(parse_text(PROGRAM)) == "INR"
-    assert default_currency(parse_text("RULE a IF x.y THEN ISSUE ₹1 AND ISSUE $1")) is None
+    assert parse_text(PROGRAM).default_currency() == "INR"
+    assert parse_text("RULE a IF x.y THEN ISSUE ₹1 AND ISSUE $1").default_currency() is None
 
 
 def test_shipped_rules_examples_all_pass():

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from compiler.errors import FormatError
 from compiler.text import (
-    FormatError,
     format_action,
     format_condition,
     format_node,

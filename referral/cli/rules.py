@@ -13,9 +13,10 @@ import click
 from compiler.dot import FORMATS, Format, render_program
 from compiler.precommit import precommit as precommit_files
 from compiler.text import reformat_files
+from compiler.trace import format_trace
 from dsl.codec import dumps
-from dsl.evaluate import Evaluation, compile_program
-from dsl.examples import default_currency, describe_rewards, run_examples
+from dsl.evaluate import compile_program
+from dsl.examples import describe_rewards, run_examples
 from dsl.program import LoadedProgram
 from referral.cli.common import (
     ChecksFailed,
@@ -79,51 +80,6 @@ def _read_context(path: Path) -> Any:
         raise CommandInputError(f"{path}: cannot read context: {e}") from e
 
 
-def format_trace(evaluation: Evaluation) -> str:
-    """The evaluation as indented text: each rule, each condition, the rewards."""
-    lines: list[str] = []
-    for o in evaluation.outcomes:
-        state = "matched" if o.matched else "not matched"
-        extra = ", REVERSE IF holds" if o.reverse else ""
-        lines.append(f"rule {o.rule_id}: {state}{extra}")
-        for step in o.trace or []:
-            lines.append("  " * (step.get("depth", 0) + 1) + _step_text(step))
-        for r in o.rewards:
-            capped = " (capped)" if r.capped else ""
-            lines.append(f"  -> ISSUE {r.amount} TO {r.role}{capped}")
-        for r in o.suppressed:
-            lines.append(f"  -> suppressed by {o.suppressed_by}: ISSUE {r.amount} TO {r.role}")
-    lines.append("rewards:" if evaluation.rewards else "rewards: none")
-    for r in evaluation.rewards:
-        lines.append(f"  {r.rule_id}: ISSUE {r.amount} TO {r.role}")
-    return "\n".join(lines)
-
-
-def _step_text(step: dict[str, Any]) -> str:
-    result = {True: "true", False: "false", None: "skipped"}[step.get("result")]
-    kind = step["kind"]
-    if kind in {"compare", "within"}:
-        expected = step["expected"]
-        if kind == "within":
-            shown = expected
-        elif isinstance(expected, dict) and "field" in expected:
-            shown = expected["field"]
-        else:
-            shown = json.dumps(expected, ensure_ascii=False)
-        text = f"{step['path']} {step['op']} {shown}"
-        if "actual" in step and not step.get("missing"):
-            text += f" (actual: {json.dumps(step['actual'], ensure_ascii=False)}"
-            if "other_actual" in step:
-                text += f" vs {json.dumps(step['other_actual'], ensure_ascii=False)}"
-            text += ")"
-    elif kind == "action":
-        text = "action"
-    else:
-        text = kind.upper().replace("_", " ")
-    reason = f" ({step['reason']})" if step.get("reason") else ""
-    return f"{text} -> {result}{reason}"
-
-
 @rules.command("eval")
 @paths_argument
 @click.option("--context", "context_file", required=True,
@@ -142,7 +98,7 @@ def eval_context(
         raise CommandInputError(f"{context_file}: the context must be a JSON object")
     compiled = compile_program(
         loaded.program,
-        default_currency=(currency or "").upper() or default_currency(loaded.program),
+        default_currency=(currency or "").upper() or loaded.program.default_currency(),
     )
     evaluation = compiled.evaluate(context, trace=True)
     if as_json:

@@ -17,7 +17,7 @@ from compiler.text import format_program
 from dsl.codec import dumps
 from dsl.errors import ReferralError, RuleError
 from dsl.evaluate import compile_program
-from dsl.examples import default_currency, run_examples
+from dsl.examples import run_examples
 from dsl.program import load_program
 from tests.strategies import programs
 from tests.test_parser_fuzz import FRAGMENTS, VALID
@@ -83,7 +83,7 @@ def test_rule_texts_raise_only_project_errors(scale, figure) -> None:
             dumps(program)
             program_to_dot(program)
             try:
-                compile_program(program, default_currency=default_currency(program))
+                compile_program(program, default_currency=program.default_currency())
                 run_examples(program)
             except ReferralError:
                 counts["refused to compile"] += 1
