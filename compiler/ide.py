@@ -62,7 +62,8 @@ _KEYWORD_PATTERN = re.compile(r"\(?([a-z|?]+)\)?\\b")
 
 
 @functools.cache
-def _parser() -> Lark:
+def grammar_parser() -> Lark:
+    """The rule grammar built once, plain (no callbacks): for lexing and what comes next."""
     return Lark.open("referral.lark", **GRAMMAR_OPTIONS)
 
 
@@ -70,7 +71,7 @@ def _parser() -> Lark:
 def keyword_words() -> dict[str, tuple[str, ...]]:
     """Keyword terminal -> the words it matches (``_DAYS`` -> DAYS, DAY), from the grammar."""
     out: dict[str, tuple[str, ...]] = {}
-    for t in _parser().terminals:
+    for t in grammar_parser().terminals:
         m = _KEYWORD_PATTERN.fullmatch(str(t.pattern.value))
         if m is None or "i" not in t.pattern.flags:
             continue
@@ -218,7 +219,7 @@ def tokens(text: str) -> tuple[Token, ...]:
         # Newlines in front keep the line numbers those of the whole file.
         chunk = "\n" * text.count("\n", 0, start) + text[start:]
         try:
-            for tok in _parser().parse_interactive(chunk).iter_parse():
+            for tok in grammar_parser().parse_interactive(chunk).iter_parse():
                 found.setdefault((tok.line or 0, tok.column or 0), tok)
             break
         except UnexpectedInput as e:
@@ -702,7 +703,7 @@ def _rule_detail(rule: Rule) -> str:
 
 def _feed(chunk: str) -> tuple[list[Token], Any]:
     """Feed a statement's beginning to the parser: its tokens and the parser after them."""
-    ip = _parser().parse_interactive(chunk)
+    ip = grammar_parser().parse_interactive(chunk)
     return list(ip.iter_parse()), ip
 
 
@@ -754,6 +755,7 @@ __all__ = [
     "Workspace",
     "check_texts",
     "field_infos",
+    "grammar_parser",
     "keyword_words",
     "sample_fields",
     "tokens",
