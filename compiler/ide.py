@@ -107,7 +107,7 @@ class Completion:
     label: str
     kind: str  # keyword | operator | phrase | field | rule | value
     insert: str
-    replace: Span  # the text being typed, which ``insert`` replaces
+    span: Span  # the text being typed, which ``insert`` replaces
     detail: str = ""
 
 
@@ -194,7 +194,7 @@ def check_texts(root: Path, texts: Mapping[Path, str]) -> Analysis:
     diagnostics: list[Diagnostic] = []
     syntax_failed = False
     for path, text in texts.items():
-        files[path], found = parse_partial(text, str(path))
+        files[path], found = _parse(text, str(path))
         diagnostics += found
         syntax_failed = syntax_failed or bool(found)
     merged = merge(list(files.values()))
@@ -205,6 +205,13 @@ def check_texts(root: Path, texts: Mapping[Path, str]) -> Analysis:
     unplaced = SourcePos("", 0, 0)
     diagnostics.sort(key=lambda d: d.pos or unplaced)
     return Analysis(root, dict(texts), files, merged, resolved, diagnostics)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str, filename: str) -> tuple[Program, tuple[Diagnostic, ...]]:
+    """parse_partial, once per text: a keystroke re-checks the program, not every file."""
+    program, diagnostics = parse_partial(text, filename)
+    return program, tuple(diagnostics)
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -461,7 +468,7 @@ class Workspace:
         """The whole program ``path`` belongs to, checked (cached until a text changes)."""
         root = self.root(path)
         paths = set(program_files([root])) if root.is_dir() else set()
-        paths |= {p for p in self.buffers if p.is_relative_to(root)}
+        paths |= {p for p in self.buffers if p.suffix == ".rule" and p.is_relative_to(root)}
         paths.add(path.absolute())
         texts = {p: t for p in sorted(paths) if (t := self.text(p)) is not None}
         cached = self._cache.get(root)
@@ -522,7 +529,7 @@ class Workspace:
         text = self.text(path)
         if text is None:
             return None
-        program, diagnostics = parse_partial(text, str(path))
+        program, diagnostics = _parse(text, str(path))
         if any(d.severity == "error" for d in diagnostics):
             return None
         try:
@@ -635,7 +642,7 @@ class _Completer:
         if quote >= 0:
             closing = 1 if text[offset:offset + 1] == '"' else 0
             quoted = replace(word, end_column=word.end_column + closing)
-            out = [replace(c, insert=_quote(c.label), replace=quoted) for c in out
+            out = [replace(c, insert=_quote(c.label), span=quoted) for c in out
                    if c.kind == "phrase"]
         elif last is not None and last.type == "PHRASE":
             start = statement + (last.start_pos or 0)

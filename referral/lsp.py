@@ -120,7 +120,7 @@ class RuleLanguageServer(LanguageServer):
             detail=c.detail or None,
             sort_text=f"{index:04d}",
             filter_text=c.insert,
-            text_edit=lsp.TextEdit(range=self.to_range(c.replace), new_text=c.insert),
+            text_edit=lsp.TextEdit(range=self.to_range(c.span), new_text=c.insert),
         )
 
 
@@ -158,8 +158,7 @@ def build_server(programs: Sequence[Path] = (), records: Path | None = None) -> 
         path = _path(params.text_document.uri)
         if path is not None:
             ls.rules.close(path)
-            if path.exists():
-                ls.publish(path)
+            ls.publish(path)  # the file on disk again, or none: its diagnostics go away
 
     @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,
                     lsp.CompletionOptions(trigger_characters=[".", '"']))

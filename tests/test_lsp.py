@@ -295,6 +295,15 @@ def test_lsp_hover_shows_definition_type_and_rule(client: Client, program: Path)
     assert at(client, "textDocument/hover", bonus, 4, 4) is None  # THEN: a keyword
 
 
+def test_lsp_positions_are_utf16_code_units(client: Client, tmp_path: Path) -> None:
+    emoji = tmp_path / "emoji.rule"
+    open_doc(client, emoji, 'RULE r "😀😀" IF referee.vip THEN ISSUE ₹5\n')
+    hover = at(client, "textDocument/hover", emoji, 0, 17)  # each 😀 is two UTF-16 units
+    assert hover["contents"]["value"].startswith("**referee.vip**: boolean")
+    assert hover["range"] == {"start": {"line": 0, "character": 17},
+                              "end": {"line": 0, "character": 28}}
+
+
 def test_lsp_definition_and_references_of_phrases_and_rules(
     client: Client, program: Path
 ) -> None:
