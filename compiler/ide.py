@@ -298,21 +298,19 @@ def _symbols(path: Path, text: str, program: Program) -> list[Symbol]:
 # ------------------------------------------------------------------------------ fields
 
 
+# What a literal says of the field it meets, and what a sampled record value is; bool is
+# checked before int (a subclass), as everywhere in the project.
+_LITERAL_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "boolean"), (Money, "money"), ((int, Decimal), "number"), (date, "date"),
+    (str, "string"), (tuple, "list"),
+)
+_SAMPLE_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "boolean"), (int, "integer"), (Decimal, "decimal"), (str, "string"), (list, "list"),
+)
+
+
 def _value_kind(value: object) -> str | None:
-    # bool before int: bool is a subclass of int.
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Money):
-        return "money"
-    if isinstance(value, (int, Decimal)):
-        return "number"
-    if isinstance(value, date):
-        return "date"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, tuple):
-        return "list"
-    return None
+    return next((kind for t, kind in _LITERAL_KINDS if isinstance(value, t)), None)
 
 
 def _compare_kind(c: Compare) -> str | None:
@@ -324,17 +322,9 @@ def _compare_kind(c: Compare) -> str | None:
 
 
 def _sample_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, Decimal):
-        return "decimal"
-    if isinstance(value, str):
-        return "date" if _ISO_DATE.match(value) else "string"
-    if isinstance(value, list):
-        return "list"
-    return "null"
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return "date"
+    return next((kind for t, kind in _SAMPLE_KINDS if isinstance(value, t)), "null")
 
 
 def _leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
