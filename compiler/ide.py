@@ -620,7 +620,8 @@ class _Completer:
         if quote >= 0:  # in a string being typed: the string is the word
             word_start = line_start + quote
         else:
-            word_start = offset - len(before) + _PARTIAL_WORD.search(before).start()  # type: ignore[union-attr]
+            typing = _PARTIAL_WORD.search(before)
+            word_start = line_start + (typing.start() if typing else len(before))
         word = self._span(path, text, word_start, offset)
         statement = _statement_start(text, word_start)
         try:
@@ -695,7 +696,8 @@ class _Completer:
 
 
 def _rule_detail(rule: Rule) -> str:
-    return f"rule id in use at {_where(rule.source)}: {rule.description or ''}".rstrip(": ")
+    where = f"rule id in use at {_where(rule.source)}"
+    return f"{where}: {rule.description}" if rule.description else where
 
 
 def _feed(chunk: str) -> tuple[list[Token], Any]:

@@ -54,7 +54,7 @@ class RuleLanguageServer(LanguageServer):
     def __init__(self, workspace: Workspace) -> None:
         super().__init__("referral-rules", _version())
         self.rules = workspace
-        self.published: dict[Path, set[Path]] = {}  # program root -> files given diagnostics
+        self.published: dict[Path, list[lsp.Diagnostic]] = {}  # what each file was last sent
 
     # -- positions ------------------------------------------------------------------
 
@@ -83,18 +83,20 @@ class RuleLanguageServer(LanguageServer):
     # -- diagnostics ----------------------------------------------------------------
 
     def publish(self, path: Path) -> None:
-        """Diagnostics of every file of ``path``'s program (and none where they went away)."""
+        """Diagnostics of every file of ``path``'s program, sent where they changed (and
+        cleared for files that left the program)."""
         analysis = self.rules.analysis(path)
-        by_file = analysis.by_file(path)
-        before = self.published.get(analysis.root, set())
-        for gone in before - set(by_file):
-            by_file[gone] = []
-        for file, diagnostics in by_file.items():
-            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-                uri=from_fs_path(str(file)) or "",
-                diagnostics=[self._diagnostic(file, d) for d in diagnostics],
-            ))
-        self.published[analysis.root] = {f for f, ds in by_file.items() if ds}
+        found = {f: [self._diagnostic(f, d) for d in ds]
+                 for f, ds in analysis.by_file(path).items()}
+        gone = {f for f in self.published if f.is_relative_to(analysis.root) and f not in found}
+        found.update((f, []) for f in gone)
+        for file, diagnostics in found.items():
+            if self.published.get(file) != diagnostics:
+                self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+                    uri=from_fs_path(str(file)) or "", diagnostics=diagnostics))
+            self.published[file] = diagnostics
+        for file in gone:
+            del self.published[file]
 
     def _diagnostic(self, file: Path, d: Diagnostic) -> lsp.Diagnostic:
         line, column = (d.pos.line, d.pos.column) if d.pos else (1, 1)

@@ -220,6 +220,17 @@ def test_lsp_diagnostics_follow_the_whole_program(client: Client, program: Path)
     assert diagnostics_of(client, bonus, lambda ds: not ds) == []
 
 
+def test_lsp_closing_an_unsaved_file_clears_its_diagnostics(
+    client: Client, program: Path
+) -> None:
+    draft = program / "draft.rule"  # never saved
+    open_doc(client, draft, "RULE r IF (\n")
+    (error,) = diagnostics_of(client, draft, bool)
+    assert error["message"].startswith("unexpected end of input")
+    client.notify("textDocument/didClose", {"textDocument": {"uri": uri(draft)}})
+    assert diagnostics_of(client, draft, lambda ds: not ds) == []
+
+
 def test_lsp_diagnostics_warnings_have_warning_severity(client: Client, tmp_path: Path) -> None:
     bare = tmp_path / "bare.rule"
     bare.write_text("IF referee.subscribed THEN ISSUE ₹5\n", encoding="utf-8")
@@ -240,6 +251,9 @@ def test_lsp_diagnostics_warnings_have_warning_severity(client: Client, tmp_path
     ("RULE r IF ", FUNCTION, ["referrer is a paid user", "referred user subscribes"], []),
     ("RULE r IF referrer is a pa", FUNCTION, ["referrer is a paid user"],
      ["referred user subscribes"]),
+    # after DEFINE: the phrases used but not defined yet
+    ("RULE q IF brand new phrase THEN ISSUE ₹5\nDEFINE ", FUNCTION, ["brand new phrase"],
+     ["referrer is a paid user"]),
     # field paths of the program and of the --records sample
     ("RULE r IF ", FIELD, ["referee.first_payment", "referrer.plan", "referee.age"], []),
     ("RULE r IF referee.subscribed THEN ISSUE ₹5 REWARD TO referrer\nEXAMPLE \"e\" GIVEN ",
