@@ -421,6 +421,7 @@ class Workspace:
         self.records = records
         self.buffers: dict[Path, str] = {}
         self._cache: dict[Path, Analysis] = {}
+        self._fields: dict[Path, tuple[Analysis, dict[str, FieldInfo]]] = {}
 
     # -- buffers and programs -------------------------------------------------------
 
@@ -466,6 +467,13 @@ class Workspace:
             cached = self._cache[root] = check_texts(root, texts)
         return cached
 
+    def fields(self, a: Analysis) -> dict[str, FieldInfo]:
+        """The field paths of a checked program and the sample (kept with the analysis)."""
+        cached = self._fields.get(a.root)
+        if cached is None or cached[0] is not a:
+            cached = self._fields[a.root] = (a, field_infos(a.merged, self.sample))
+        return cached[1]
+
     @functools.cached_property
     def sample(self) -> dict[str, Counter[str]]:
         if self.records is None:
@@ -508,7 +516,7 @@ class Workspace:
         elif sym.kind == "rule":
             text = _rule_markdown(a, sym.key)
         else:
-            info = field_infos(a.merged, self.sample).get(sym.key, FieldInfo(sym.key))
+            info = self.fields(a).get(sym.key, FieldInfo(sym.key))
             text = _field_markdown(info, len(self.sample) if self.records else None)
         return Hover(text, sym.span)
 
@@ -553,7 +561,7 @@ class Workspace:
 
     def completions(self, path: Path, line: int, column: int) -> list[Completion]:
         a = self.analysis(path)
-        completer = _Completer(a, field_infos(a.merged, self.sample))
+        completer = _Completer(a, self.fields(a))
         return completer.complete(path.absolute(), self.text(path) or "", line, column)
 
 
