@@ -1,0 +1,2 @@
+" *.rule files are referral rule programs.
+autocmd BufRead,BufNewFile *.rule setfiletype referral
