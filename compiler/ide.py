@@ -30,22 +30,22 @@ from dsl.errors import Diagnostic, ReferralError, SourcePos
 from dsl.examples import describe_rewards, run_examples
 from dsl.model import (
     ROLES,
-    And,
     Compare,
     Condition,
     Definition,
     FieldRef,
-    Not,
-    Or,
     PercentReward,
     PhraseRef,
     Program,
     Rule,
     Within,
+    phrase_key,
+    walk,
 )
 from dsl.money import Money
 from dsl.parser import GRAMMAR_OPTIONS, parse_partial
-from dsl.program import merge, phrase_key, program_files, resolve_program
+from dsl.program import check_texts as dsl_check_texts
+from dsl.program import program_files
 
 log = logging.getLogger(__name__)
 
@@ -188,23 +188,9 @@ class Analysis:
 
 def check_texts(root: Path, texts: Mapping[Path, str]) -> Analysis:
     """``load_program`` over in-memory texts: parse, merge, resolve, validate; never raises."""
-    from dsl.validate import validate
-
-    files: dict[Path, Program] = {}
-    diagnostics: list[Diagnostic] = []
-    syntax_failed = False
-    for path, text in texts.items():
-        files[path], found = _parse(text, str(path))
-        diagnostics += found
-        syntax_failed = syntax_failed or bool(found)
-    merged = merge(list(files.values()))
-    resolved, resolve_errors = resolve_program(merged)
-    diagnostics += resolve_errors
-    skip = bool(resolve_errors) or syntax_failed
-    diagnostics += validate(merged, resolved, skip_combination=skip)
-    unplaced = SourcePos("", 0, 0)
-    diagnostics.sort(key=lambda d: d.pos or unplaced)
-    return Analysis(root, dict(texts), files, merged, resolved, diagnostics)
+    checked = dsl_check_texts(texts, parse=_parse)
+    return Analysis(root, dict(texts), checked.files, checked.merged, checked.resolved,
+                    checked.diagnostics)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -248,23 +234,11 @@ def _token_span(path: Path, tok: Token) -> Span:
     return Span(path, tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 1)
 
 
-def _walk(cond: Condition | None) -> Iterator[Condition]:
-    if cond is None:
-        return
-    yield cond
-    if isinstance(cond, (And, Or)):
-        for item in cond.items:
-            yield from _walk(item)
-    elif isinstance(cond, Not):
-        yield from _walk(cond.item)
-
-
 def _conditions(program: Program) -> Iterator[Condition]:
     for r in program.rules:
-        yield from _walk(r.condition)
-        yield from _walk(r.reverse_if)
+        yield from walk(r.condition, r.reverse_if)
     for d in program.definitions:
-        yield from _walk(d.condition)
+        yield from walk(d.condition)
 
 
 def _symbols(path: Path, text: str, program: Program) -> list[Symbol]:

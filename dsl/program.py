@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -142,6 +142,55 @@ def _load_json(path: Path) -> Program:
     return program_from_json(data, str(path))
 
 
+@dataclass
+class CheckedProgram:
+    """A program checked whole, never raising: what ``load_program`` and editors share."""
+
+    files: dict[Path, Program]
+    merged: Program
+    resolved: Program
+    diagnostics: list[Diagnostic]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+Parse = Callable[[str, str], tuple[Program, Sequence[Diagnostic]]]
+
+
+def check_texts(texts: Mapping[Path, str], *, parse: Parse = parse_partial) -> CheckedProgram:
+    """Parse, merge, resolve and validate in-memory rule texts (an editor's buffers)."""
+    files: dict[Path, Program] = {}
+    diagnostics: list[Diagnostic] = []
+    for path, text in texts.items():
+        files[path], found = parse(text, str(path))
+        diagnostics.extend(found)
+    return _check(files, diagnostics, {str(p): t for p, t in texts.items()},
+                  syntax_failed=bool(diagnostics))
+
+
+def _check(
+    files: dict[Path, Program],
+    diagnostics: list[Diagnostic],
+    texts: dict[str, str],
+    *,
+    syntax_failed: bool,
+) -> CheckedProgram:
+    merged = merge(list(files.values()))
+    resolved, resolve_errors = resolve_program(merged)
+    diagnostics = diagnostics + resolve_errors
+    skip = bool(resolve_errors) or syntax_failed
+    diagnostics += validate(merged, resolved, skip_combination=skip)
+    sources = Sources(texts)
+    return CheckedProgram(files, merged, resolved,
+                          _sorted([sources.attach(d) for d in diagnostics]))
+
+
 def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> LoadedProgram:
     """Parse, merge, resolve and validate a program.
 
@@ -177,18 +226,10 @@ def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> Loaded
             pos = SourcePos(str(path), 1, 1)
             diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
             syntax_failed = True
-    merged = merge(list(files.values()))
-    resolved, resolve_errors = resolve_program(merged)
-    diagnostics.extend(resolve_errors)
-    found = validate(merged, resolved, skip_combination=bool(resolve_errors) or syntax_failed)
-    diagnostics.extend(found)
-    sources = Sources(texts)
-    diagnostics = [sources.attach(d) for d in diagnostics]
-    errors = [d for d in diagnostics if d.severity == "error"]
-    warnings = [d for d in diagnostics if d.severity == "warning"]
-    if errors or (strict and warnings):
-        raise RuleValidationError(_sorted(errors + warnings))
-    return LoadedProgram(resolved, files, _sorted(warnings))
+    checked = _check(files, diagnostics, texts, syntax_failed=syntax_failed)
+    if checked.errors or (strict and checked.warnings):
+        raise RuleValidationError(checked.diagnostics)
+    return LoadedProgram(checked.resolved, files, checked.warnings)
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -198,7 +239,9 @@ def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
 
 
 __all__ = [
+    "CheckedProgram",
     "LoadedProgram",
+    "check_texts",
     "load_program",
     "merge",
     "program_files",

@@ -252,6 +252,6 @@ def serve(programs: Sequence[Path] = (), records: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from referral.cli.lsp_command import lsp as _command
+    from referral.cli.lsp import lsp as _command
 
     _command()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from dsl.errors import RuleError
 from dsl.program import load_program
-from referral.cli.lsp_command import lsp as lsp_command
+from referral.cli.lsp import lsp as lsp_command
 
 TIMEOUT = 15  # seconds for any one answer; a healthy server answers in milliseconds
 

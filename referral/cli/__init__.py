@@ -12,6 +12,7 @@ from referral.cli.common import EXIT_CODES_HELP, Group
 from referral.cli.db import db
 from referral.cli.demo import demo
 from referral.cli.ledger import ledger
+from referral.cli.lsp import lsp
 from referral.cli.rules import rules
 from referral.cli.settle import settle
 
@@ -23,5 +24,5 @@ def main() -> None:
     """Referral rewards: rules that decide, a ledger that records."""
 
 
-for command in (rules, db, ledger, settle, demo):
+for command in (rules, db, ledger, settle, demo, lsp):
     main.add_command(command)

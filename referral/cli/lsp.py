@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from referral.cli.common import Command
 
-@click.command("lsp")
+
+@click.command("lsp", cls=Command)
 @click.option("--records", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A JSONL or CSV sample of referral records: completion and hover learn "
                    "field paths and types from it.")
