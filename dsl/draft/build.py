@@ -1,0 +1,377 @@
+"""A reading of a sentence -> the rule model, and how each part was understood.
+
+Parts are mapped in text order.  Pronouns ("they", "their") stand for the
+person named last before them; "you" is the referrer, the reader of a
+referral page.  A reward names its beneficiaries or pays the referrer (the
+language's default).  A cap attaches to the percentage reward before it; a cap
+with a period or a person is the rule's LIMIT.  Everything that does not map
+is collected, so one refusal names every unmapped word at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from dsl.model import (
+    And,
+    Action,
+    Compare,
+    Condition,
+    FixedReward,
+    Limit,
+    Not,
+    Or,
+    PercentReward,
+    Role,
+    Rule,
+    Within,
+)
+from dsl.draft.grammar import (
+    AllOf,
+    AnyOf,
+    Atom,
+    Cap,
+    Cond,
+    Exclusive,
+    Grant,
+    Hold,
+    Priority,
+    Reading,
+    Recipient,
+    Reverse,
+    Span,
+    Trigger,
+    Unless,
+)
+from dsl.draft.lexicon import FieldInfo, Lexicon
+from dsl.draft.match import Found, Matcher
+from dsl.draft.match import Atom as Words
+from dsl.draft.result import Draft, Mapped, Source, Unmapped
+from dsl.draft.words import REFEREE, REFERRER, THEY, YOU, Word, normalize
+
+_ROLE_MARKER: dict[str, Role] = {REFERRER: "referrer", REFEREE: "referee"}
+_MARKER: dict[Role, str] = {"referrer": REFERRER, "referee": REFEREE}
+
+
+class Builder:
+    """Maps one reading onto the lexicon."""
+
+    def __init__(self, text: str, reading: Reading, lexicon: Lexicon, matcher: Matcher) -> None:
+        self.text = text
+        self.reading = reading
+        self.lexicon = lexicon
+        self.matcher = matcher
+        self.mapping: list[Mapped] = []
+        self.unmapped: list[Unmapped] = [Unmapped(s.text, (), why) for s, why in reading.errors]
+        self.problems: list[str] = []
+        # Who a pronoun can stand for: people named as payees or in conditions, not the
+        # generic "per referrer" of a limit.
+        generic = [p.span for p in reading.parts if isinstance(p, Cap)]
+        self.mentions = [
+            (w.start, _ROLE_MARKER[w.norm]) for w in normalize(text)
+            if w.norm in _ROLE_MARKER and not any(g.start <= w.start < g.end for g in generic)
+        ]
+        self.last_field: FieldInfo | None = None
+
+    def _map(self, words: str | Span, became: object, source: Source) -> None:
+        text = words.text if isinstance(words, Span) else words
+        self.mapping.append(Mapped(text, became, source))  # type: ignore[arg-type]
+
+    # ---- people
+    def _resolve(self, span: Span, subject: Role | None = None) -> list[Word] | None:
+        """The span's words with pronouns replaced by the person they stand for."""
+        out: list[Word] = []
+        ok = True
+        for w in normalize(span.text, span.start):
+            if w.norm == THEY:
+                before = [role for pos, role in self.mentions if pos < w.start]
+                if subject is not None and not before:
+                    before = [subject]
+                if not before:
+                    self.unmapped.append(Unmapped(
+                        w.raw, ("referrer", "referee"), "no one named before it"))
+                    ok = False
+                    continue
+                self._map(w.raw, before[-1], "keyword")
+                w = Word(_MARKER[before[-1]], w.raw, w.start, w.end)
+            elif w.norm == YOU:
+                w = Word(REFERRER, w.raw, w.start, w.end)
+            out.append(w)
+        if ok and subject is not None and not any(w.norm in _ROLE_MARKER for w in out):
+            out.insert(0, Word(_MARKER[subject], "", span.start, span.start))
+        return out if ok else None
+
+    def _words(self, span: Span, subject: Role | None = None) -> Words | None:
+        words = self._resolve(span, subject)
+        return None if words is None else self.matcher.atom(span.text, words)
+
+    # ---- conditions
+    def condition(self, cond: Cond, subject: Role | None = None) -> Condition | None:
+        if isinstance(cond, Atom):
+            return self._atom(cond, subject)
+        items = [self.condition(c, subject) for c in cond.items]
+        if any(c is None for c in items):
+            return None
+        return _join(And if isinstance(cond, AllOf) else Or, items)  # type: ignore[arg-type]
+
+    def _found(self, found: Found | Unmapped, words: Span) -> Condition | None:
+        if isinstance(found, Unmapped):
+            self.unmapped.append(found)
+            return None
+        self._map(words, found.condition, found.source)
+        return found.condition
+
+    def _atom(self, atom: Atom, subject: Role | None) -> Condition | None:
+        if atom.kind == "quoted":
+            return self._found(self.matcher.quoted(str(atom.value), atom.whole.text), atom.whole)
+        if atom.kind == "compare":
+            return self._compare(atom, subject)
+        assert atom.words is not None
+        words = self._words(atom.words, subject)
+        if words is None:
+            return None
+        if atom.kind == "within":
+            return self._within(atom, words, subject)
+        ellipsis = self._value_ellipsis(words)
+        if ellipsis is not None:
+            self._map(atom.whole, ellipsis, "field")
+            return ellipsis
+        found = self.matcher.plain(words)
+        if isinstance(found, Found) and isinstance(found.condition, Compare):
+            known = self.lexicon.fields.get(found.condition.path)
+            self.last_field = known if known is not None and known.type == "string" else None
+        return self._found(found, atom.whole)
+
+    def _value_ellipsis(self, words: Words) -> Condition | None:
+        """"their country is IN or US": a bare value continues the field before it."""
+        f = self.last_field
+        if f is None or words.roles or not words.content:
+            return None
+        values = {v.lower(): v for v in f.values}
+        raw = [w.raw.lower() for w in words.content]
+        if len(raw) == 1 and raw[0] in values:
+            return Compare(f.path, "=", values[raw[0]])
+        return None
+
+    def _compare(self, atom: Atom, subject: Role | None) -> Condition | None:
+        value_text = atom.value_span.text if atom.value_span else atom.whole.text
+        assert atom.op is not None
+        if atom.words is None:
+            if self.last_field is None:
+                self.unmapped.append(Unmapped(atom.whole.text, (), "compared with what?"))
+                return None
+            found = self.matcher.compare(self.last_field, atom.op, atom.value, value_text)
+        else:
+            words = self._words(atom.words, subject)
+            if words is None:
+                return None
+            found = self.matcher.compare(words, atom.op, atom.value, value_text)
+        if isinstance(found, Found):
+            self.last_field = found.field
+        return self._found(found, atom.whole)
+
+    def _within(self, atom: Atom, words: Words, subject: Role | None) -> Condition | None:
+        base = self.matcher.plain(words)
+        event = self.matcher.field(words, "date", what="date field")
+        if isinstance(event, Unmapped):
+            self.unmapped.append(Unmapped(
+                atom.whole.text, event.candidates, "no date field for when this happens"))
+            return None
+        if atom.anchor is not None:
+            anchor_words = self._words(atom.anchor, None)
+            if anchor_words is None:
+                return None
+            anchor = self.matcher.field(anchor_words, "date", what="date field")
+        else:
+            anchor = self.lexicon.referral_date or Unmapped(
+                atom.whole.text, (), "within N days of what? (no referral date field is known)")
+        if isinstance(anchor, Unmapped):
+            self.unmapped.append(anchor)
+            return None
+        window = Within(event.path, atom.days, anchor.path)
+        assert atom.window is not None
+        if isinstance(base, Found):
+            self._map(words.text, base.condition, base.source)
+            self._map(atom.window, window, "field")
+            return _join(And, [base.condition, window])
+        self._map(atom.whole, window, "field")
+        return window
+
+    # ---- rewards
+    def grants(self, grants: list[Grant]) -> list[tuple[Grant, list[Action]]]:
+        out: list[tuple[Grant, list[Action]]] = []
+        for g in grants:
+            roles = list(dict.fromkeys(r for rec in g.recipients for r in rec.roles))
+            if g.verb is not None:
+                self._map(g.verb, "ISSUE", "keyword")
+            for rec in g.recipients:
+                implied = " (\"you\": the referrer)" if rec.person == 2 else ""
+                shown = " AND ".join(f"TO {r}" for r in rec.roles)
+                self._map(rec.span, shown + implied, "keyword")
+            if not roles:
+                self._map(g.verb or g.span, "TO referrer (the default beneficiary)", "keyword")
+                roles = ["referrer"]
+            actions: list[Action] = []
+            amount = g.amount
+            if amount.money is not None:
+                self._map(amount.span, amount.money, "amount")
+                actions = [FixedReward(amount.money, r) for r in roles]
+            else:
+                assert amount.percent is not None and amount.of is not None
+                self._map(amount.span, f"{amount.percent}%", "amount")
+                words = self._words(amount.of)
+                if words is None:
+                    continue
+                f = self.matcher.field(words, "money", what="money field")
+                if isinstance(f, Unmapped):
+                    self.unmapped.append(f)
+                    continue
+                self._map(amount.of, f"OF {f.path}", "field")
+                actions = [PercentReward(amount.percent, f.path, r) for r in roles]
+            out.append((g, actions))
+        return out
+
+    def _cap(self, cap: Cap, grants: list[tuple[Grant, list[Action]]]) -> None:
+        percent = [(g, acts) for g, acts in grants if acts and isinstance(acts[0], PercentReward)]
+        before = [x for x in percent if x[0].span.start < cap.span.start]
+        target = before[-1] if before else (percent[0] if percent else None)
+        if target is None:
+            self.unmapped.append(Unmapped(
+                cap.span.text, (), "a cap (UP TO) applies to a percentage reward; add a period "
+                "(a month, ever) for a LIMIT on the rule"))
+            return
+        g, acts = target
+        if any(isinstance(a, PercentReward) and a.cap is not None for a in acts):
+            self.unmapped.append(Unmapped(cap.span.text, (), "that reward already has a cap"))
+            return
+        acts[:] = [replace(a, cap=cap.amount) for a in acts]
+        self._map(cap.span, f"UP TO {cap.amount}", "amount")
+
+    def _limit(self, cap: Cap, actions: list[Action]) -> Limit | None:
+        roles = list(dict.fromkeys(a.to for a in actions))
+        per: Role | None = None
+        if cap.per is not None and len(cap.per.roles) == 1:
+            per = cap.per.roles[0]
+        elif cap.per is None and len(roles) == 1:
+            per = roles[0]
+        if per is None:
+            self.unmapped.append(Unmapped(
+                cap.span.text, ("referrer", "referee"), "a LIMIT is per one person: say per "
+                "referrer or per friend"))
+            return None
+        if cap.period is None:
+            self.unmapped.append(Unmapped(
+                cap.span.text, ("a day", "a month", "a year", "ever"), "a LIMIT needs a period"))
+            return None
+        limit = Limit(cap.amount, per, cap.period)
+        self._map(cap.span, limit, "amount")
+        return limit
+
+    # ---- the whole sentence
+    def build(self, rule_id: str) -> Draft:
+        parts = self.reading.parts
+        granted = self.grants([p for p in parts if isinstance(p, Grant)])
+        conditions: list[Condition] = []
+        reverse: list[Condition] = []
+        limit: Limit | None = None
+        hold = priority = 0
+        exclusive = False
+        for part in parts:
+            if isinstance(part, Trigger):
+                subject = part.subject.roles[0] if part.subject else None
+                if part.subject is not None:
+                    self._map(part.subject.span, f"{subject} (the subject)", "keyword")
+                self._map(part.keyword, "AND" if conditions else "IF", "keyword")
+                cond = self.condition(part.cond, subject)
+                if cond is not None:
+                    conditions.append(cond)
+            elif isinstance(part, Unless):
+                self._map(part.keyword, "AND NOT" if conditions else "IF NOT", "keyword")
+                cond = self.condition(part.cond)
+                if cond is not None:
+                    conditions.append(Not(cond))
+            elif isinstance(part, Reverse):
+                self._map(part.keyword, "REVERSE IF", "keyword")
+                cond = self.condition(part.cond)
+                if cond is not None:
+                    reverse.append(cond)
+            elif isinstance(part, Cap):
+                if part.per is None and part.period is None and not part.subject:
+                    self._cap(part, granted)
+                elif limit is not None:
+                    self.unmapped.append(Unmapped(part.span.text, (), "a second LIMIT"))
+                else:
+                    limit = self._limit(part, [a for _, acts in granted for a in acts])
+            elif isinstance(part, Hold):
+                if hold:
+                    self.unmapped.append(Unmapped(part.span.text, (), "a second HOLD"))
+                hold = part.days
+                self._map(part.span, f"HOLD {part.days} DAYS", "keyword")
+            elif isinstance(part, Priority):
+                priority = part.value
+                self._map(part.span, f"PRIORITY {part.value}", "keyword")
+            elif isinstance(part, Exclusive):
+                exclusive = True
+                self._map(part.span, "EXCLUSIVE", "keyword")
+        actions = tuple(a for _, acts in granted for a in acts)
+        if not any(isinstance(p, Grant) for p in parts):
+            self.problems.append("no reward: say what is paid (give the referrer ₹500)")
+        if not any(isinstance(p, (Trigger, Unless)) for p in parts):
+            self.problems.append("no condition: say when it is paid (when the friend subscribes)")
+        if self.unmapped or self.problems or not actions or not conditions:
+            return self._draft(None)
+        rule = Rule(
+            id=rule_id,
+            description=None,
+            condition=_join(And, conditions),
+            actions=actions,
+            priority=priority,
+            exclusive=exclusive,
+            limit=limit,
+            hold_days=hold,
+            reverse_if=_join(Or, reverse) if reverse else None,
+        )
+        return self._draft(rule)
+
+    def _draft(self, rule: Rule | None) -> Draft:
+        return Draft(rule, tuple(self.mapping), tuple(self.unmapped), tuple(self.problems))
+
+
+def _join(kind: type[And] | type[Or], items: list[Condition]) -> Condition:
+    """Nested groups of one kind flattened, repeats dropped; ORs of one field's values
+    become IN (``country = "IN" OR country = "US"`` is ``country IN ["IN", "US"]``)."""
+    flat: list[Condition] = []
+    for item in items:
+        for c in item.items if isinstance(item, kind) else (item,):
+            if c not in flat:
+                flat.append(c)
+    if len(flat) == 1:
+        return flat[0]
+    if kind is Or:
+        flat = _values_in(flat)
+        if len(flat) == 1:
+            return flat[0]
+    return kind(tuple(flat))
+
+
+def _listed(c: Condition) -> str | None:
+    """The path of ``path = value`` (a string or whole number), else None."""
+    if isinstance(c, Compare) and c.op == "=" and isinstance(c.value, (str, int)):
+        return None if isinstance(c.value, bool) else c.path
+    return None
+
+
+def _values_in(items: list[Condition]) -> list[Condition]:
+    """Equalities of one field with several values, in an OR, become one IN."""
+    groups: dict[str, list[Compare]] = {}
+    for c in items:
+        path = _listed(c)
+        if path is not None and isinstance(c, Compare):
+            groups.setdefault(path, []).append(c)
+    out: list[Condition] = []
+    for c in items:
+        path = _listed(c)
+        if path is None or len(groups[path]) == 1:
+            out.append(c)
+        elif c is groups[path][0]:
+            out.append(Compare(path, "IN", tuple(g.value for g in groups[path])))
+    return out
