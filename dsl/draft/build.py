@@ -72,9 +72,9 @@ class Builder:
         ]
         self.last_field: FieldInfo | None = None
 
-    def _map(self, words: str | Span, became: object, source: Source) -> None:
-        text = words.text if isinstance(words, Span) else words
-        self.mapping.append(Mapped(text, became, source))  # type: ignore[arg-type]
+    def _map(self, words: Span | Word, became: object, source: Source) -> None:
+        text = words.text if isinstance(words, Span) else words.raw
+        self.mapping.append(Mapped(text, became, source, words.start))  # type: ignore[arg-type]
 
     # ---- people
     def _resolve(self, span: Span, subject: Role | None = None) -> list[Word] | None:
@@ -91,7 +91,7 @@ class Builder:
                         w.raw, ("referrer", "referee"), "no one named before it"))
                     ok = False
                     continue
-                self._map(w.raw, before[-1], "keyword")
+                self._map(w, before[-1], "keyword")
                 w = Word(_MARKER[before[-1]], w.raw, w.start, w.end)
             elif w.norm == YOU:
                 w = Word(REFERRER, w.raw, w.start, w.end)
@@ -190,7 +190,7 @@ class Builder:
         window = Within(event.path, atom.days, anchor.path)
         assert atom.window is not None
         if isinstance(base, Found):
-            self._map(words.text, base.condition, base.source)
+            self._map(atom.words, base.condition, base.source)
             self._map(atom.window, window, "field")
             return _join(And, [base.condition, window])
         self._map(atom.whole, window, "field")
@@ -202,14 +202,13 @@ class Builder:
         for g in grants:
             roles = list(dict.fromkeys(r for rec in g.recipients for r in rec.roles))
             if g.verb is not None:
-                self._map(g.verb, "ISSUE", "keyword")
+                default = "" if roles else " ... TO referrer (none named: the default)"
+                self._map(g.verb, "ISSUE" + default, "keyword")
             for rec in g.recipients:
                 implied = " (\"you\": the referrer)" if rec.person == 2 else ""
                 shown = " AND ".join(f"TO {r}" for r in rec.roles)
                 self._map(rec.span, shown + implied, "keyword")
-            if not roles:
-                self._map(g.verb or g.span, "TO referrer (the default beneficiary)", "keyword")
-                roles = ["referrer"]
+            roles = roles or ["referrer"]
             actions: list[Action] = []
             amount = g.amount
             if amount.money is not None:
@@ -333,7 +332,8 @@ class Builder:
         return self._draft(rule)
 
     def _draft(self, rule: Rule | None) -> Draft:
-        return Draft(rule, tuple(self.mapping), tuple(self.unmapped), tuple(self.problems))
+        mapping = sorted(self.mapping, key=lambda m: m.start)
+        return Draft(rule, tuple(mapping), tuple(self.unmapped), tuple(self.problems))
 
 
 def _join(kind: type[And] | type[Or], items: list[Condition]) -> Condition:

@@ -11,6 +11,7 @@ on the program, which this module does not know.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -184,6 +185,12 @@ _PERIODS: tuple[tuple[str, Period], ...] = (
 _CMP: dict[str, CompareOp] = {
     "CMP_GE": ">=", "CMP_GT": ">", "CMP_LE": "<=", "CMP_LT": "<", "CMP_EQ": "=", "CMP_NE": "!=",
 }
+
+
+@functools.cache
+def terminal_regex(name: str) -> re.Pattern[str]:
+    """A terminal of the grammar as a regex (its flags included), for scanning text."""
+    return re.compile(_PARSER.get_terminal(name).pattern.to_regexp())
 
 
 def parse_amount(text: str) -> Money:
@@ -506,5 +513,5 @@ def _names(terminals: Any) -> tuple[str, ...]:
 __all__ = [
     "Amount", "Atom", "AllOf", "AnyOf", "Cap", "Cond", "Exclusive", "Grant", "Hold", "NoParse",
     "Part", "Priority", "Reading", "Recipient", "Reverse", "Span", "Trigger", "Unless",
-    "normalize_text", "parse_amount", "readings",
+    "normalize_text", "parse_amount", "readings", "terminal_regex",
 ]

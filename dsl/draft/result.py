@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dsl.errors import ReferralError
 from dsl.model import Action, Condition, Limit, Rule
+from dsl.money import Money
 
 Source = Literal["vocabulary", "field", "keyword", "amount"]
 
@@ -16,8 +17,9 @@ class Mapped:
     """Words of the sentence and what they became: a model node, or keyword text."""
 
     words: str
-    became: Condition | Action | Limit | str
+    became: Condition | Action | Limit | Money | str
     source: Source
+    start: int = field(default=-1, compare=False)  # where the words are in the sentence
 
 
 @dataclass(frozen=True)
