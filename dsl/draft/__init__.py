@@ -60,19 +60,33 @@ _UNTIL_NEXT_PART = (
 )
 
 
+def _last_part(text: str) -> str:
+    """The words after the last comma or condition keyword: where an unfinished part starts."""
+    tail = re.split(r"[,.;](?!\d)", text.rstrip(".;! "))[-1]
+    keyword = None
+    for keyword in re.finditer(r"\b(when|whenever|if|once|after|as soon as|unless|held|"
+                               r"reversed|within)\b", tail, re.I):
+        pass
+    return (tail[keyword.end():] if keyword else tail).strip() or text.strip()
+
+
 def _not_parsed(text: str, stop: NoParse, lexicon: Lexicon) -> Draft:
-    rest = text[stop.position:]
+    if stop.position >= len(text):
+        words = _last_part(text)
+        return Draft(None, unmapped=(Unmapped(words, stop.expected, "the sentence stops here, "
+                                              "before this part is complete"),))
+    number = re.search(r"(?<!\S)\d[\d,.]*\s+$", text[:stop.position])
+    start = number.start() if number else stop.position  # "30 days", not "days"
+    rest = text[start:]
     m = re.match(_UNTIL_NEXT_PART, rest, re.I)
-    words = (m.group() if m else rest).strip() or text[max(0, stop.position - 20):].strip()
+    words = (m.group() if m else rest).strip()
     candidates: tuple[str, ...] = stop.expected
-    number = re.match(r"\d[\d,]*(?:\.\d+)?", rest)
+    number = re.match(r"(\d[\d,]*(?:\.\d+)?)(?!\s*(?:days?|weeks?|months?|years?|times|%))",
+                      rest, re.I)
     if number and len(lexicon.currencies) == 1:
         (code,) = lexicon.currencies
-        candidates = (f"{CURRENCY_SYMBOL.get(code, code + ' ')}{number.group()}", *candidates)
-    if not words:
-        return Draft(None, problems=("the sentence ends too early",))
-    reason = "not understood here" + (f"; expected {', '.join(stop.expected)}"
-                                      if stop.expected else "")
+        candidates = (f"{CURRENCY_SYMBOL.get(code, code + ' ')}{number.group(1)}", *candidates)
+    reason = "not understood here" + ("; expected one of the candidates" if candidates else "")
     return Draft(None, unmapped=(Unmapped(words, candidates, reason),))
 
 

@@ -34,6 +34,7 @@ from dsl.draft.grammar import (
     Exclusive,
     Grant,
     Hold,
+    Part,
     Priority,
     Reading,
     Recipient,
@@ -49,6 +50,10 @@ from dsl.draft.result import Draft, Mapped, Source, Unmapped
 from dsl.draft.words import REFEREE, REFERRER, THEY, YOU, Word, normalize
 
 _ROLE_MARKER: dict[str, Role] = {REFERRER: "referrer", REFEREE: "referee"}
+# A condition starting with one of these has left its subject out: "and is a student".
+_CONTINUES = frozenset(
+    "is are was were has have had does did not also isn't hasn't doesn't didn't never".split()
+)
 _MARKER: dict[Role, str] = {"referrer": REFERRER, "referee": REFEREE}
 
 
@@ -63,13 +68,8 @@ class Builder:
         self.mapping: list[Mapped] = []
         self.unmapped: list[Unmapped] = [Unmapped(s.text, (), why) for s, why in reading.errors]
         self.problems: list[str] = []
-        # Who a pronoun can stand for: people named as payees or in conditions, not the
-        # generic "per referrer" of a limit.
-        generic = [p.span for p in reading.parts if isinstance(p, Cap)]
-        self.mentions = [
-            (w.start, _ROLE_MARKER[w.norm]) for w in normalize(text)
-            if w.norm in _ROLE_MARKER and not any(g.start <= w.start < g.end for g in generic)
-        ]
+        # Who a pronoun stands for: the person named (or stood for) last, in text order.
+        self.mentions: list[Role] = []
         self.last_field: FieldInfo | None = None
 
     def _map(self, words: Span | Word, became: object, source: Source) -> None:
@@ -77,32 +77,59 @@ class Builder:
         self.mapping.append(Mapped(text, became, source, words.start))  # type: ignore[arg-type]
 
     # ---- people
+    def _mention(self, role: Role) -> None:
+        self.mentions.append(role)
+
     def _resolve(self, span: Span, subject: Role | None = None) -> list[Word] | None:
-        """The span's words with pronouns replaced by the person they stand for."""
+        """The span's words with pronouns replaced by the person they stand for.
+
+        ``subject`` is the person of "for every friend who ...": words that name no
+        one are about them.  Words that start with a verb ("... and is not the
+        referrer") continue the person before them.
+        """
         out: list[Word] = []
         ok = True
+        recent = self.mentions[-1] if self.mentions else None
         for w in normalize(span.text, span.start):
             if w.norm == THEY:
-                before = [role for pos, role in self.mentions if pos < w.start]
-                if subject is not None and not before:
-                    before = [subject]
-                if not before:
+                if recent is None:
                     self.unmapped.append(Unmapped(
                         w.raw, ("referrer", "referee"), "no one named before it"))
                     ok = False
                     continue
-                self._map(w, before[-1], "keyword")
-                w = Word(_MARKER[before[-1]], w.raw, w.start, w.end)
+                self._map(w, recent, "keyword")
+                w = Word(_MARKER[recent], w.raw, w.start, w.end)
             elif w.norm == YOU:
                 w = Word(REFERRER, w.raw, w.start, w.end)
+            elif w.norm in _ROLE_MARKER:
+                recent = _ROLE_MARKER[w.norm]
             out.append(w)
-        if ok and subject is not None and not any(w.norm in _ROLE_MARKER for w in out):
-            out.insert(0, Word(_MARKER[subject], "", span.start, span.start))
-        return out if ok else None
+        if not ok:
+            return None
+        first = span.text.split(" ", 1)[0].lower()
+        people = [w for w in out if w.norm in _ROLE_MARKER]
+        carried = subject if not people else None
+        if first in _CONTINUES and self.mentions:
+            carried = self.mentions[-1]
+        if carried is not None:
+            out.insert(0, Word(_MARKER[carried], "", span.start, span.start))
+            people.insert(0, out[0])
+        if people:
+            self._mention(_ROLE_MARKER[people[0].norm])
+        return out
 
-    def _words(self, span: Span, subject: Role | None = None) -> Words | None:
+    def _words(self, span: Span, subject: Role | None = None, tail: Span | None = None
+               ) -> Words | None:
         words = self._resolve(span, subject)
-        return None if words is None else self.matcher.atom(span.text, words)
+        if words is None:
+            return None
+        text = span.text
+        if tail is not None:
+            more = self._resolve(tail)
+            if more is None:
+                return None
+            words, text = words + more, f"{span.text} {tail.text}"
+        return self.matcher.atom(text, words)
 
     # ---- conditions
     def condition(self, cond: Cond, subject: Role | None = None) -> Condition | None:
@@ -155,13 +182,15 @@ class Builder:
     def _compare(self, atom: Atom, subject: Role | None) -> Condition | None:
         value_text = atom.value_span.text if atom.value_span else atom.whole.text
         assert atom.op is not None
+        if atom.words is None and atom.tail is not None:
+            atom = replace(atom, words=atom.tail, tail=None)
         if atom.words is None:
             if self.last_field is None:
                 self.unmapped.append(Unmapped(atom.whole.text, (), "compared with what?"))
                 return None
             found = self.matcher.compare(self.last_field, atom.op, atom.value, value_text)
         else:
-            words = self._words(atom.words, subject)
+            words = self._words(atom.words, subject, atom.tail)
             if words is None:
                 return None
             found = self.matcher.compare(words, atom.op, atom.value, value_text)
@@ -197,37 +226,47 @@ class Builder:
         return window
 
     # ---- rewards
-    def grants(self, grants: list[Grant]) -> list[tuple[Grant, list[Action]]]:
-        out: list[tuple[Grant, list[Action]]] = []
-        for g in grants:
-            roles = list(dict.fromkeys(r for rec in g.recipients for r in rec.roles))
-            if g.verb is not None:
-                default = "" if roles else " ... TO referrer (none named: the default)"
-                self._map(g.verb, "ISSUE" + default, "keyword")
-            for rec in g.recipients:
-                implied = " (\"you\": the referrer)" if rec.person == 2 else ""
-                shown = " AND ".join(f"TO {r}" for r in rec.roles)
-                self._map(rec.span, shown + implied, "keyword")
-            roles = roles or ["referrer"]
-            actions: list[Action] = []
-            amount = g.amount
-            if amount.money is not None:
-                self._map(amount.span, amount.money, "amount")
-                actions = [FixedReward(amount.money, r) for r in roles]
-            else:
-                assert amount.percent is not None and amount.of is not None
-                self._map(amount.span, f"{amount.percent}%", "amount")
-                words = self._words(amount.of)
-                if words is None:
-                    continue
-                f = self.matcher.field(words, "money", what="money field")
-                if isinstance(f, Unmapped):
-                    self.unmapped.append(f)
-                    continue
-                self._map(amount.of, f"OF {f.path}", "field")
-                actions = [PercentReward(amount.percent, f.path, r) for r in roles]
-            out.append((g, actions))
-        return out
+    def grant(self, g: Grant) -> list[Action] | None:
+        recipients = [self._them(rec) for rec in g.recipients]
+        if any(rec is None for rec in recipients):
+            return None
+        g = replace(g, recipients=tuple(r for r in recipients if r is not None))
+        roles = list(dict.fromkeys(r for rec in g.recipients for r in rec.roles))
+        if g.verb is not None:
+            default = "" if roles else " ... TO referrer (none named: the default)"
+            self._map(g.verb, "ISSUE" + default, "keyword")
+        for rec in g.recipients:
+            implied = " (\"you\": the referrer)" if rec.person == 2 else ""
+            shown = " AND ".join(f"TO {r}" for r in rec.roles)
+            self._map(rec.span, shown + implied, "keyword")
+            if rec.person == 3 and len(rec.roles) == 1:
+                self._mention(rec.roles[0])
+        roles = roles or ["referrer"]
+        amount = g.amount
+        if amount.money is not None:
+            self._map(amount.span, amount.money, "amount")
+            return [FixedReward(amount.money, r) for r in roles]
+        assert amount.percent is not None and amount.of is not None
+        self._map(amount.span, f"{amount.percent}%", "amount")
+        words = self._words(amount.of)
+        if words is None:
+            return None
+        f = self.matcher.field(words, "money", what="money field")
+        if isinstance(f, Unmapped):
+            self.unmapped.append(f)
+            return None
+        self._map(amount.of, f"OF {f.path}", "field")
+        return [PercentReward(amount.percent, f.path, r) for r in roles]
+
+    def _them(self, rec: Recipient) -> Recipient | None:
+        """"give them ₹300": the person named before."""
+        if rec.roles:
+            return rec
+        if not self.mentions:
+            self.unmapped.append(Unmapped(rec.span.text, ("referrer", "referee"),
+                                          "no one named before it"))
+            return None
+        return replace(rec, roles=(self.mentions[-1],))
 
     def _cap(self, cap: Cap, grants: list[tuple[Grant, list[Action]]]) -> None:
         percent = [(g, acts) for g, acts in grants if acts and isinstance(acts[0], PercentReward)]
@@ -268,17 +307,22 @@ class Builder:
     # ---- the whole sentence
     def build(self, rule_id: str) -> Draft:
         parts = self.reading.parts
-        granted = self.grants([p for p in parts if isinstance(p, Grant)])
+        granted: list[tuple[Grant, list[Action]]] = []
+        caps: list[Cap] = []
         conditions: list[Condition] = []
         reverse: list[Condition] = []
-        limit: Limit | None = None
         hold = priority = 0
         exclusive = False
         for part in parts:
-            if isinstance(part, Trigger):
+            if isinstance(part, Grant):
+                actions = self.grant(part)
+                if actions is not None:
+                    granted.append((part, actions))
+            elif isinstance(part, Trigger):
                 subject = part.subject.roles[0] if part.subject else None
-                if part.subject is not None:
+                if part.subject is not None and subject is not None:
                     self._map(part.subject.span, f"{subject} (the subject)", "keyword")
+                    self._mention(subject)
                 self._map(part.keyword, "AND" if conditions else "IF", "keyword")
                 cond = self.condition(part.cond, subject)
                 if cond is not None:
@@ -294,12 +338,9 @@ class Builder:
                 if cond is not None:
                     reverse.append(cond)
             elif isinstance(part, Cap):
-                if part.per is None and part.period is None and not part.subject:
-                    self._cap(part, granted)
-                elif limit is not None:
-                    self.unmapped.append(Unmapped(part.span.text, (), "a second LIMIT"))
-                else:
-                    limit = self._limit(part, [a for _, acts in granted for a in acts])
+                caps.append(part)
+                if part.subject and part.per is not None and len(part.per.roles) == 1:
+                    self._mention(part.per.roles[0])  # "referrers can earn ...; give them"
             elif isinstance(part, Hold):
                 if hold:
                     self.unmapped.append(Unmapped(part.span.text, (), "a second HOLD"))
@@ -311,11 +352,17 @@ class Builder:
             elif isinstance(part, Exclusive):
                 exclusive = True
                 self._map(part.span, "EXCLUSIVE", "keyword")
+        limit = self._caps(caps, granted)
         actions = tuple(a for _, acts in granted for a in acts)
         if not any(isinstance(p, Grant) for p in parts):
             self.problems.append("no reward: say what is paid (give the referrer ₹500)")
         if not any(isinstance(p, (Trigger, Unless)) for p in parts):
             self.problems.append("no condition: say when it is paid (when the friend subscribes)")
+        if _conditions_between_rewards(parts):
+            self.problems.append(
+                "a condition stands between two rewards, so it may be meant for one of them: "
+                "say the condition once for all rewards (when ..., give ... and ...), or draft "
+                "one rule per reward")
         if self.unmapped or self.problems or not actions or not conditions:
             return self._draft(None)
         rule = Rule(
@@ -331,9 +378,33 @@ class Builder:
         )
         return self._draft(rule)
 
+    def _caps(self, caps: list[Cap], granted: list[tuple[Grant, list[Action]]]) -> Limit | None:
+        """Caps go to their percentage rewards; one with a period or a person is the LIMIT."""
+        limit: Limit | None = None
+        for cap in caps:
+            if cap.per is None and cap.period is None and not cap.subject:
+                self._cap(cap, granted)
+            elif limit is not None:
+                self.unmapped.append(Unmapped(cap.span.text, (), "a second LIMIT"))
+            else:
+                limit = self._limit(cap, [a for _, acts in granted for a in acts])
+        return limit
+
     def _draft(self, rule: Rule | None) -> Draft:
         mapping = sorted(self.mapping, key=lambda m: m.start)
         return Draft(rule, tuple(mapping), tuple(self.unmapped), tuple(self.problems))
+
+
+def _conditions_between_rewards(parts: tuple[Part, ...]) -> bool:
+    """True for "give A ₹500 when X and give B ₹100": X may be A's alone."""
+    kinds = [
+        "grant" if isinstance(p, Grant) else "cond"
+        for p in parts if isinstance(p, (Grant, Trigger, Unless))
+    ]
+    grants = [i for i, k in enumerate(kinds) if k == "grant"]
+    return bool(grants) and any(
+        k == "cond" and grants[0] < i < grants[-1] for i, k in enumerate(kinds)
+    )
 
 
 def _join(kind: type[And] | type[Or], items: list[Condition]) -> Condition:

@@ -62,6 +62,7 @@ class Atom:
     days: int = 0
     anchor: Span | None = None
     window: Span | None = None  # "within 30 days of signing up"
+    tail: Span | None = None  # words after the value: "completes at least 5 trips"
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ Cond = Atom | AllOf | AnyOf
 
 @dataclass(frozen=True)
 class Recipient:
-    roles: tuple[Role, ...]
+    roles: tuple[Role, ...]  # () for "them": the person named before
     span: Span
     person: int  # 2 for "you" (the referrer, addressed), 3 otherwise
 
@@ -173,7 +174,7 @@ class NoParse:
 _EXPECTED_NAMES = {
     "MONEY": "an amount (₹500)", "PERCENT": "a percentage (10%)", "VERB": "give/pay/issue",
     "REFERRER": "the referrer", "REFEREE": "the friend", "TRIGGER": "when/if",
-    "WORD": "a word", "NUMBER": "a number", "DAYS": "days", "PERIOD": "a month/a year/ever",
+    "NUMBER": "a number", "DAYS": "days", "PERIOD": "a month/a year/ever",
     "CAP_KW": "up to/at most", "STRING": "a quoted value",
 }
 
@@ -239,6 +240,8 @@ class _ToParts(Transformer):
     def span(self, meta: Any, items: list[Token]) -> Span:
         return self._span((meta.start_pos, meta.end_pos))
 
+    of_span = span
+
     def _value(self, tok: Token) -> Any:
         kind, text = tok.type, str(tok)
         if kind == "MONEY":
@@ -267,6 +270,8 @@ class _ToParts(Transformer):
             return Recipient(("referee",), span, 3)
         if tok.type == "YOU":
             return Recipient(("referrer",), span, 2)
+        if tok.type == "THEM":
+            return Recipient((), span, 3)  # the person named before
         return Recipient(("referrer", "referee"), span, 3)
 
     def recipients(self, items: list[Recipient]) -> tuple[Recipient, ...]:
@@ -302,6 +307,22 @@ class _ToParts(Transformer):
         return [Grant(self._span((meta.start_pos, meta.end_pos)), None, recipients, amount)]
 
     @v_args(meta=True)
+    def get_who(self, meta: Any, items: list[Any]) -> list[Part]:
+        """"Friends who subscribe get ₹100": a reward with its trigger."""
+        recipient, cond, amount = items[0], items[1], items[-1]
+        span = self._span((meta.start_pos, meta.end_pos))
+        return [Trigger(recipient.span, cond, recipient),
+                Grant(span, None, (recipient,), amount)]
+
+    @v_args(meta=True)
+    def give_each(self, meta: Any, items: list[Any]) -> list[Part]:
+        """"Give ₹100 to each friend who subscribes"."""
+        verb, amount, every, recipient, cond = items
+        span = self._span((meta.start_pos, meta.end_pos))
+        return [Grant(span, self._span(verb), (recipient,), amount),
+                Trigger(self._span(every), cond, recipient)]
+
+    @v_args(meta=True)
     def get_you(self, meta: Any, items: list[Any]) -> list[Grant]:
         get, amount = items
         you = Recipient(("referrer",), self._span(get), 2)
@@ -327,10 +348,11 @@ class _ToParts(Transformer):
 
     @v_args(meta=True)
     def compare(self, meta: Any, items: list[Any]) -> Atom:
-        words = items[0] if isinstance(items[0], Span) else None
-        op, value = items[-2], items[-1]
+        words = items.pop(0) if isinstance(items[0], Span) else None
+        op, value = items[0], items[1]
+        tail = items[2] if len(items) > 2 else None
         return Atom("compare", self._span((meta.start_pos, meta.end_pos)), words, op,
-                    self._value(value), self._span(value))
+                    self._value(value), self._span(value), tail=tail)
 
     @v_args(meta=True)
     def or_more(self, meta: Any, items: list[Any]) -> Atom:
@@ -379,7 +401,7 @@ class _ToParts(Transformer):
         return [Unless(self._span(items[0]), items[1])]
 
     def reverse(self, items: list[Any]) -> list[Reverse]:
-        return [Reverse(self._around(items[0], items[1]), items[2])]
+        return [Reverse(self._around(items[-3], items[-2]), items[-1])]
 
     def per_role(self, items: list[Any]) -> Recipient:
         recipient: Recipient = items[1]
@@ -467,8 +489,9 @@ def _count(tree: Any) -> int:
 
 
 def normalize_text(text: str) -> str:
-    """One line, straight quotes: what the grammar reads."""
+    """One line, straight quotes, "you'll" as "you will": what the grammar reads."""
     text = text.replace("“", '"').replace("”", '"').replace("’", "'").replace("‘", "'")
+    text = re.sub(r"\b(you|they|we|it)'ll\b", r"\1 will", text, flags=re.I)
     return " ".join(text.split())
 
 
@@ -499,10 +522,17 @@ def _no_parse(e: UnexpectedInput, text: str) -> NoParse:
     if isinstance(e, UnexpectedEOF):
         return NoParse(len(text), _names(e.expected))
     if isinstance(e, UnexpectedCharacters):
-        return NoParse(e.pos_in_stream, _names(e.allowed or ()))
+        return NoParse(_word_start(text, e.pos_in_stream), _names(e.allowed or ()))
     if isinstance(e, UnexpectedToken):
-        return NoParse(e.token.start_pos or 0, _names(e.expected))
+        return NoParse(_word_start(text, e.token.start_pos or 0), _names(e.expected))
     return NoParse(0)
+
+
+def _word_start(text: str, position: int) -> int:
+    """The Earley lexer can stop inside a word: report the whole word."""
+    while 0 < position <= len(text) and not text[position - 1].isspace():
+        position -= 1
+    return position
 
 
 def _names(terminals: Any) -> tuple[str, ...]:

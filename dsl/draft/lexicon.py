@@ -38,9 +38,10 @@ FieldType = Literal["boolean", "money", "number", "date", "string", "list"]
 
 # A string field with more distinct values than this is an id or free text.
 MAX_VALUES = 20
+# The last word of an integer field's name that makes it money ("card_payments" is a count).
 _MONEY_WORDS = frozenset(
-    "payment payments amount spend spent deposit price cost value total revenue fee balance "
-    "purchase order earnings salary income fare booking transfer topup gmv cart".split()
+    "payment amount spend spent deposit price cost value total revenue fee balance purchase "
+    "earnings salary income fare transfer topup gmv".split()
 )
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$")
 _ID_WORDS = frozenset("id email name phone code token".split())
@@ -174,8 +175,8 @@ def _record_type(path: str, info: dict[str, Any]) -> FieldType | None:
         return None  # mixed or only nulls: nothing a sentence should be matched against
     (kind,) = types
     if kind == "int":
-        words = set(path.rsplit(".", 1)[-1].split("_"))
-        return "money" if words & _MONEY_WORDS else "number"
+        last = path.rsplit(".", 1)[-1].split("_")[-1]
+        return "money" if last in _MONEY_WORDS else "number"
     return kind  # type: ignore[return-value]
 
 

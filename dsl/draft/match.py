@@ -73,11 +73,13 @@ def _value_words(value: str) -> tuple[str, ...]:
 
 
 def _covers(atom: Atom, c: Candidate) -> bool:
-    roles = atom.roles
+    # A role word that is part of a field's name ("successful referrals") is a word of it.
+    named = {r for r in atom.roles if r in c.required}
+    roles = atom.roles - named
     if roles and roles != c.roles:
         return False
     allowed = set(c.required) | c.optional
-    words = atom.content
+    words = atom.content + [w for w in atom.words if w.norm in named]
     for w in words:
         if w.norm not in allowed and w.raw.lower() not in allowed:
             return False
@@ -86,9 +88,12 @@ def _covers(atom: Atom, c: Candidate) -> bool:
 
 
 def _score(atom: Atom, c: Candidate) -> float:
+    """How close a candidate is, to rank the ones shown for unmapped words."""
     mine = {w.norm for w in atom.content}
     theirs = set(c.required) | c.optional
-    overlap = len(mine & theirs) / max(1, len(mine | set(c.required)))
+    alike = {m for m in mine for t in theirs if len(m) >= 3 and t.startswith(m)}
+    overlap = (len(mine & theirs) + 0.5 * len(alike - theirs)) / max(
+        1, len(mine | set(c.required)))
     roles = atom.roles
     return overlap + (0.5 if roles and roles == c.roles else 0.0) if overlap else 0.0
 
@@ -151,6 +156,11 @@ class Matcher:
         if meanings:
             options = tuple(self._prefer(atom, g).condition for g in meanings.values())
             return Unmapped(atom.text, options, "these words match more than one condition")
+        valued = self.field(atom, "money", "number", "date", what="field")
+        if isinstance(valued, FieldInfo):
+            say = ("say within how many days of what" if valued.type == "date"
+                   else "say what it must be (at least ..., more than ...)")
+            return Unmapped(atom.text, (valued.path,), f"{valued.path} is a {valued.type}: {say}")
         return self._unmapped(atom, self.candidates)
 
     def _exact_phrase(self, text: str) -> PhraseRef | None:
@@ -187,9 +197,11 @@ class Matcher:
         allowed = (set(best.required) | best.optional) if best else set()
         missing = [w.raw for w in atom.content if w.norm not in allowed]
         words = " ".join(dict.fromkeys(missing)) if missing else atom.text
-        if reason is None:
-            reason = ("close, but the words do not say all of it" if best is not None
-                      and not missing else "no phrase or field of the program has these words")
+        if reason is None and best is None:
+            reason = "no phrase or field of the program has these words"
+        elif reason is None:
+            reason = ("close, but the words do not say all of it" if not missing
+                      else "not words of the closest phrases and fields")
         return Unmapped(words, candidates, reason)
 
     # ---- fields by their words

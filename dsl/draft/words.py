@@ -36,6 +36,8 @@ _SYNONYMS: dict[str, str] = {
     "new users": REFEREE, "new member": REFEREE, "new members": REFEREE,
     "invited friend": REFEREE, "invited friends": REFEREE, "invited user": REFEREE,
     "friend you referred": REFEREE, "friend you invited": REFEREE,
+    "friend you refer": REFEREE, "friends you refer": REFEREE, "friend you invite": REFEREE,
+    "friends you invite": REFEREE,
     "friends you referred": REFEREE, "friends you invited": REFEREE,
     "person you referred": REFEREE, "person you invited": REFEREE,
     "someone you refer": REFEREE, "someone you referred": REFEREE,
@@ -92,7 +94,7 @@ LIGHT_VERBS = frozenset(
 FILLER_NOUNS = frozenset("user users customer customers member members person people one "
                          "someone account".split())
 # Field-name words that say how a value is stored, not what it is.
-FIELD_WEAK = frozenset("at on date time timestamp ts creat is has flag".split())
+FIELD_WEAK = frozenset("at on date time timestamp ts creat is has flag amount count number".split())
 
 _IRREGULAR = {"paid": "paid", "annual": "annual", "does": "do", "has": "have", "is": "is",
               "this": "this", "plus": "plus", "bonus": "bonus", "status": "status",
@@ -205,7 +207,7 @@ def field_words(path: str) -> tuple[str | None, tuple[str, ...]]:
     text = " ".join(part.replace("_", " ") for part in rest)
     words = [
         w.norm for w in normalize(text)
-        if not is_ignorable(w) and w.norm not in FIELD_WEAK and w.norm not in ROLE_MARKERS
+        if not is_ignorable(w) and w.norm not in FIELD_WEAK and w.raw.lower() not in FILLER_NOUNS
     ]
     return head, tuple(words)
 
