@@ -21,14 +21,22 @@ from typing import Any
 
 from compiler.draft_model import ChatModel, answer_text, prompt
 from compiler.text import format_node, format_program
-from dsl.draft import Draft, Lexicon, Mapped, Source, Unmapped, build_lexicon, draft_rule
-from dsl.draft import rule_id_for
+from dsl.draft import (
+    Draft,
+    Lexicon,
+    Mapped,
+    Source,
+    Unmapped,
+    build_lexicon,
+    draft_rule,
+    rule_id_for,
+)
 from dsl.draft.grammar import normalize_text
 from dsl.draft.grounding import facts, ungrounded
 from dsl.errors import Diagnostic, RuleError, SourcePos
 from dsl.model import FixedReward, PercentReward, PhraseRef, Program, Rule
 from dsl.money import format_money
-from dsl.parser import parse_partial, parse_text
+from dsl.parser import parse_partial
 from dsl.program import load_program, program_files
 from settlement.records import Record, read_records
 
@@ -111,7 +119,9 @@ def load_context(
             good = (r for r in stream if isinstance(r, Record))
             data = [r.data for r in itertools.islice(good, sample)]
         finally:
-            stream.close()
+            close = getattr(stream, "close", None)  # a generator: closes the file
+            if close is not None:
+                close()
     lexicon = build_lexicon(loaded.program if loaded else None, data)
     return DraftContext(files, lexicon)
 

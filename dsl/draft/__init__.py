@@ -63,11 +63,9 @@ _UNTIL_NEXT_PART = (
 def _last_part(text: str) -> str:
     """The words after the last comma or condition keyword: where an unfinished part starts."""
     tail = re.split(r"[,.;](?!\d)", text.rstrip(".;! "))[-1]
-    keyword = None
-    for keyword in re.finditer(r"\b(when|whenever|if|once|after|as soon as|unless|held|"
-                               r"reversed|within)\b", tail, re.I):
-        pass
-    return (tail[keyword.end():] if keyword else tail).strip() or text.strip()
+    keywords = list(re.finditer(r"\b(when|whenever|if|once|after|as soon as|unless|held|"
+                                r"reversed|within)\b", tail, re.I))
+    return (tail[keywords[-1].end():] if keywords else tail).strip() or text.strip()
 
 
 def _not_parsed(text: str, stop: NoParse, lexicon: Lexicon) -> Draft:

@@ -11,20 +11,7 @@ is collected, so one refusal names every unmapped word at once.
 from __future__ import annotations
 
 from dataclasses import replace
-from dsl.model import (
-    And,
-    Action,
-    Compare,
-    Condition,
-    FixedReward,
-    Limit,
-    Not,
-    Or,
-    PercentReward,
-    Role,
-    Rule,
-    Within,
-)
+
 from dsl.draft.grammar import (
     AllOf,
     AnyOf,
@@ -44,10 +31,24 @@ from dsl.draft.grammar import (
     Unless,
 )
 from dsl.draft.lexicon import FieldInfo, Lexicon
-from dsl.draft.match import Found, Matcher
 from dsl.draft.match import Atom as Words
+from dsl.draft.match import Found, Matcher
 from dsl.draft.result import Draft, Mapped, Source, Unmapped
 from dsl.draft.words import REFEREE, REFERRER, THEY, YOU, Word, normalize
+from dsl.model import (
+    Action,
+    And,
+    Compare,
+    Condition,
+    FixedReward,
+    Limit,
+    Not,
+    Or,
+    PercentReward,
+    Role,
+    Rule,
+    Within,
+)
 
 _ROLE_MARKER: dict[str, Role] = {REFERRER: "referrer", REFEREE: "referee"}
 # A condition starting with one of these has left its subject out: "and is a student".
@@ -135,10 +136,52 @@ class Builder:
     def condition(self, cond: Cond, subject: Role | None = None) -> Condition | None:
         if isinstance(cond, Atom):
             return self._atom(cond, subject)
+        if isinstance(cond, AnyOf):
+            return self._any(cond, subject)
         items = [self.condition(c, subject) for c in cond.items]
         if any(c is None for c in items):
             return None
-        return _join(And if isinstance(cond, AllOf) else Or, items)  # type: ignore[arg-type]
+        return _join(And, items)  # type: ignore[arg-type]
+
+    def _any(self, cond: AnyOf, subject: Role | None) -> Condition | None:
+        """OR, refusing "A and B or C" (which is meant?) unless "either" groups it.
+
+        A bare value after OR continues the comparison before it: "subscribes and their
+        country is IN or US" is one condition on the country.
+        """
+        out: list[Condition] = []
+        conjunctions: list[bool] = []
+        failed = False
+        for item in cond.items:
+            last = out[-1] if out else None
+            value = self._listed_value(item) if isinstance(last, And) else None
+            if isinstance(last, And) and value is not None:
+                assert isinstance(item, Atom)
+                self._map(item.whole, value, "field")
+                out[-1] = And((*last.items[:-1], _join(Or, [last.items[-1], value])))
+                continue
+            c = self.condition(item, subject)
+            if c is None:
+                failed = True
+                continue
+            out.append(c)
+            conjunctions.append(isinstance(item, AllOf))
+        if failed:
+            return None
+        mixed = any(conjunctions) and len(out) > 1
+        if mixed and (not cond.grouped or conjunctions[-1]):
+            self.problems.append(
+                "'and' and 'or' in one condition can be read two ways: write the 'or' part "
+                "last as 'either ... or ...' (A and either B or C), or split the rule")
+            return None
+        return _join(Or, out)
+
+    def _listed_value(self, item: Cond) -> Condition | None:
+        """``Compare(field, "=", value)`` when the item is only a value of the last field."""
+        if not isinstance(item, Atom) or item.kind != "plain" or item.words is None:
+            return None
+        words = self.matcher.atom(item.words.text, normalize(item.words.text))
+        return self._value_ellipsis(words)
 
     def _found(self, found: Found | Unmapped, words: Span) -> Condition | None:
         if isinstance(found, Unmapped):
@@ -181,19 +224,20 @@ class Builder:
 
     def _compare(self, atom: Atom, subject: Role | None) -> Condition | None:
         value_text = atom.value_span.text if atom.value_span else atom.whole.text
-        assert atom.op is not None
+        op = atom.op
+        assert op is not None
         if atom.words is None and atom.tail is not None:
             atom = replace(atom, words=atom.tail, tail=None)
         if atom.words is None:
             if self.last_field is None:
                 self.unmapped.append(Unmapped(atom.whole.text, (), "compared with what?"))
                 return None
-            found = self.matcher.compare(self.last_field, atom.op, atom.value, value_text)
+            found = self.matcher.compare(self.last_field, op, atom.value, value_text)
         else:
             words = self._words(atom.words, subject, atom.tail)
             if words is None:
                 return None
-            found = self.matcher.compare(words, atom.op, atom.value, value_text)
+            found = self.matcher.compare(words, op, atom.value, value_text)
         if isinstance(found, Found):
             self.last_field = found.field
         return self._found(found, atom.whole)
@@ -217,7 +261,7 @@ class Builder:
             self.unmapped.append(anchor)
             return None
         window = Within(event.path, atom.days, anchor.path)
-        assert atom.window is not None
+        assert atom.window is not None and atom.words is not None
         if isinstance(base, Found):
             self._map(atom.words, base.condition, base.source)
             self._map(atom.window, window, "field")
@@ -281,7 +325,7 @@ class Builder:
         if any(isinstance(a, PercentReward) and a.cap is not None for a in acts):
             self.unmapped.append(Unmapped(cap.span.text, (), "that reward already has a cap"))
             return
-        acts[:] = [replace(a, cap=cap.amount) for a in acts]
+        acts[:] = [replace(a, cap=cap.amount) if isinstance(a, PercentReward) else a for a in acts]
         self._map(cap.span, f"UP TO {cap.amount}", "amount")
 
     def _limit(self, cap: Cap, actions: list[Action]) -> Limit | None:
@@ -315,9 +359,9 @@ class Builder:
         exclusive = False
         for part in parts:
             if isinstance(part, Grant):
-                actions = self.grant(part)
-                if actions is not None:
-                    granted.append((part, actions))
+                paid = self.grant(part)
+                if paid is not None:
+                    granted.append((part, paid))
             elif isinstance(part, Trigger):
                 subject = part.subject.roles[0] if part.subject else None
                 if part.subject is not None and subject is not None:

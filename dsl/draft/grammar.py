@@ -22,10 +22,10 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.visitors import CollapseAmbiguities
 
+from dsl.draft.words import NUMBER_WORDS
 from dsl.errors import MoneyError
 from dsl.model import CompareOp, Period, Role
 from dsl.money import Money, parse_money
-from dsl.draft.words import NUMBER_WORDS
 
 _PARSER = Lark.open(
     "english.lark",
@@ -73,6 +73,7 @@ class AllOf:
 @dataclass(frozen=True)
 class AnyOf:
     items: tuple[Cond, ...]
+    grouped: bool = False  # written "either ... or ...": its alternatives are clear
 
 
 Cond = Atom | AllOf | AnyOf
@@ -387,7 +388,8 @@ class _ToParts(Transformer):
         return _flat(AnyOf, items)
 
     def either(self, items: list[Cond]) -> Cond:
-        return _flat(AnyOf, items)
+        group = _flat(AnyOf, items)
+        return AnyOf(group.items, grouped=True) if isinstance(group, AnyOf) else group
 
     # ---- clauses
     def trigger(self, items: list[Any]) -> list[Trigger]:
@@ -522,7 +524,7 @@ def _no_parse(e: UnexpectedInput, text: str) -> NoParse:
     if isinstance(e, UnexpectedEOF):
         return NoParse(len(text), _names(e.expected))
     if isinstance(e, UnexpectedCharacters):
-        return NoParse(_word_start(text, e.pos_in_stream), _names(e.allowed or ()))
+        return NoParse(_word_start(text, e.pos_in_stream or 0), _names(e.allowed or ()))
     if isinstance(e, UnexpectedToken):
         return NoParse(_word_start(text, e.token.start_pos or 0), _names(e.expected))
     return NoParse(0)

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from dsl.draft.grammar import parse_amount, terminal_regex
+from dsl.draft.lexicon import Lexicon
+from dsl.draft.words import NUMBER_WORDS, REFEREE, REFERRER, YOU, normalize
 from dsl.errors import MoneyError
 from dsl.model import (
     And,
@@ -44,9 +47,6 @@ from dsl.model import (
     Within,
 )
 from dsl.money import Money
-from dsl.draft.grammar import parse_amount, terminal_regex
-from dsl.draft.lexicon import Lexicon
-from dsl.draft.words import NUMBER_WORDS, REFEREE, REFERRER, YOU, normalize
 
 
 @dataclass(frozen=True)

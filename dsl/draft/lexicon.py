@@ -18,6 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from dsl.draft.words import ROLE_MARKERS, Word, field_words, is_ignorable, normalize
 from dsl.model import (
     And,
     Compare,
@@ -32,7 +33,6 @@ from dsl.model import (
     Within,
 )
 from dsl.money import Money
-from dsl.draft.words import ROLE_MARKERS, Word, field_words, is_ignorable, normalize
 
 FieldType = Literal["boolean", "money", "number", "date", "string", "list"]
 
@@ -126,10 +126,10 @@ def build_lexicon(
             old = fields.get(path)
             if old is not None and old.source == "program" and old.type != kind:
                 continue  # the program's first typed use decides
-            values = set(old.values) if old is not None and old.type == kind else set()
+            known = set(old.values) if old is not None and old.type == kind else set()
             if kind == "string" and isinstance(value, str) and not _is_id(path):
-                values.add(value)
-            fields[path] = FieldInfo(path, kind, tuple(sorted(values))[:MAX_VALUES], "program")
+                known.add(value)
+            fields[path] = FieldInfo(path, kind, tuple(sorted(known))[:MAX_VALUES], "program")
         phrases = tuple(Phrase(d.phrase, d.condition) for d in program.definitions)
         rule_ids = frozenset(r.id for r in program.rules)
         currencies = frozenset(program.currencies())

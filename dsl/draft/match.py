@@ -18,11 +18,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from dsl.model import Compare, CompareOp, Condition, FieldRef, Not, PhraseRef
-from dsl.money import Money
 from dsl.draft.lexicon import FieldInfo, FieldType, Lexicon, content
 from dsl.draft.result import Unmapped
 from dsl.draft.words import NOT, REFEREE, REFERRER, ROLE_MARKERS, Word, normalize, stem
+from dsl.model import Compare, CompareOp, Condition, FieldRef, Not, PhraseRef
+from dsl.money import Money
 
 _PATH = re.compile(r"\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)\s*", re.I)
 LiteralValue = str | int | Decimal | bool | date | Money | None

@@ -200,7 +200,7 @@ def is_ignorable(word: Word) -> bool:
 
 
 def field_words(path: str) -> tuple[str | None, tuple[str, ...]]:
-    """A field path as (role marker, content words): referee.subscribed_at -> (@referee, subscrib)."""
+    """A path as (role marker, content words): referee.subscribed_at is (@referee, subscrib)."""
     segments = path.split(".")
     head = {"referrer": REFERRER, "referee": REFEREE, "referral": REFERRAL}.get(segments[0])
     rest = segments[1:] if head else segments
