@@ -107,6 +107,9 @@ def facts(sentence: str) -> Facts:
             roles.add("referrer")
         elif w.norm == REFEREE:
             roles.add("referee")
+    # "Give your friend ₹100 and get ₹100": an imperative "get" addresses the referrer.
+    if re.search(r"(^|\band\b|,|;|\bthen\b)\s*(get|earn|receive)\b", sentence, re.I):
+        roles.add("referrer")
     shared = bool(terminal_regex("BOTH").search(sentence) or re.search(r"\beach\b", sentence, re.I))
     if terminal_regex("BOTH").search(sentence):
         roles.update(("referrer", "referee"))
