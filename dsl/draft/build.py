@@ -17,18 +17,13 @@ from dsl.draft.grammar import (
     AnyOf,
     Atom,
     Cap,
+    Clause,
     Cond,
-    Exclusive,
     Grant,
-    Hold,
     Part,
-    Priority,
     Reading,
     Recipient,
-    Reverse,
     Span,
-    Trigger,
-    Unless,
 )
 from dsl.draft.lexicon import FieldInfo, Lexicon
 from dsl.draft.match import Atom as Words
@@ -355,52 +350,30 @@ class Builder:
         caps: list[Cap] = []
         conditions: list[Condition] = []
         reverse: list[Condition] = []
-        hold = priority = 0
-        exclusive = False
+        settings: dict[str, int] = {}
         for part in parts:
             if isinstance(part, Grant):
                 paid = self.grant(part)
                 if paid is not None:
                     granted.append((part, paid))
-            elif isinstance(part, Trigger):
-                subject = part.subject.roles[0] if part.subject else None
-                if part.subject is not None and subject is not None:
-                    self._map(part.subject.span, f"{subject} (the subject)", "keyword")
-                    self._mention(subject)
-                self._map(part.keyword, "AND" if conditions else "IF", "keyword")
-                cond = self.condition(part.cond, subject)
-                if cond is not None:
-                    conditions.append(cond)
-            elif isinstance(part, Unless):
-                self._map(part.keyword, "AND NOT" if conditions else "IF NOT", "keyword")
-                cond = self.condition(part.cond)
-                if cond is not None:
-                    conditions.append(Not(cond))
-            elif isinstance(part, Reverse):
-                self._map(part.keyword, "REVERSE IF", "keyword")
-                cond = self.condition(part.cond)
-                if cond is not None:
-                    reverse.append(cond)
+            elif isinstance(part, Clause):
+                self._clause(part, conditions, reverse)
             elif isinstance(part, Cap):
                 caps.append(part)
                 if part.subject and part.per is not None and len(part.per.roles) == 1:
                     self._mention(part.per.roles[0])  # "referrers can earn ...; give them"
-            elif isinstance(part, Hold):
-                if hold:
-                    self.unmapped.append(Unmapped(part.span.text, (), "a second HOLD"))
-                hold = part.days
-                self._map(part.span, f"HOLD {part.days} DAYS", "keyword")
-            elif isinstance(part, Priority):
-                priority = part.value
-                self._map(part.span, f"PRIORITY {part.value}", "keyword")
-            elif isinstance(part, Exclusive):
-                exclusive = True
-                self._map(part.span, "EXCLUSIVE", "keyword")
+            elif part.kind in settings:
+                self.unmapped.append(Unmapped(part.span.text, (), f"a second {part.kind}"))
+            else:
+                settings[part.kind] = part.value
+                shown = {"hold": f"HOLD {part.value} DAYS", "priority": f"PRIORITY {part.value}",
+                         "exclusive": "EXCLUSIVE"}[part.kind]
+                self._map(part.span, shown, "keyword")
         limit = self._caps(caps, granted)
         actions = tuple(a for _, acts in granted for a in acts)
         if not any(isinstance(p, Grant) for p in parts):
             self.problems.append("no reward: say what is paid (give the referrer ₹500)")
-        if not any(isinstance(p, (Trigger, Unless)) for p in parts):
+        if not any(isinstance(p, Clause) and p.kind != "reverse" for p in parts):
             self.problems.append("no condition: say when it is paid (when the friend subscribes)")
         if _conditions_between_rewards(parts):
             self.problems.append(
@@ -414,13 +387,32 @@ class Builder:
             description=None,
             condition=_join(And, conditions),
             actions=actions,
-            priority=priority,
-            exclusive=exclusive,
+            priority=settings.get("priority", 0),
+            exclusive="exclusive" in settings,
             limit=limit,
-            hold_days=hold,
+            hold_days=settings.get("hold", 0),
             reverse_if=_join(Or, reverse) if reverse else None,
         )
         return self._draft(rule)
+
+    def _clause(self, part: Clause, conditions: list[Condition], reverse: list[Condition]) -> None:
+        if part.kind == "reverse":
+            self._map(part.keyword, "REVERSE IF", "keyword")
+            cond = self.condition(part.cond)
+            if cond is not None:
+                reverse.append(cond)
+            return
+        subject = part.subject.roles[0] if part.subject and part.subject.roles else None
+        if part.subject is not None and subject is not None:
+            self._map(part.subject.span, f"{subject} (the subject)", "keyword")
+            self._mention(subject)
+        if part.kind == "unless":
+            self._map(part.keyword, "AND NOT" if conditions else "IF NOT", "keyword")
+        else:
+            self._map(part.keyword, "AND" if conditions else "IF", "keyword")
+        cond = self.condition(part.cond, subject)
+        if cond is not None:
+            conditions.append(Not(cond) if part.kind == "unless" else cond)
 
     def _caps(self, caps: list[Cap], granted: list[tuple[Grant, list[Action]]]) -> Limit | None:
         """Caps go to their percentage rewards; one with a period or a person is the LIMIT."""
@@ -443,7 +435,7 @@ def _conditions_between_rewards(parts: tuple[Part, ...]) -> bool:
     """True for "give A ₹500 when X and give B ₹100": X may be A's alone."""
     kinds = [
         "grant" if isinstance(p, Grant) else "cond"
-        for p in parts if isinstance(p, (Grant, Trigger, Unless))
+        for p in parts if isinstance(p, Grant) or (isinstance(p, Clause) and p.kind != "reverse")
     ]
     grants = [i for i, k in enumerate(kinds) if k == "grant"]
     return bool(grants) and any(

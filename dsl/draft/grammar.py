@@ -106,22 +106,13 @@ class Grant:
 
 
 @dataclass(frozen=True)
-class Trigger:
+class Clause:
+    """A condition part: "when ..." (IF), "unless ..." (AND NOT), "reversed if ..."."""
+
+    kind: Literal["when", "unless", "reverse"]
     keyword: Span
     cond: Cond
     subject: Recipient | None = None  # "for every friend who ..."
-
-
-@dataclass(frozen=True)
-class Unless:
-    keyword: Span
-    cond: Cond
-
-
-@dataclass(frozen=True)
-class Reverse:
-    keyword: Span
-    cond: Cond
 
 
 @dataclass(frozen=True)
@@ -137,23 +128,15 @@ class Cap:
 
 
 @dataclass(frozen=True)
-class Hold:
+class Setting:
+    """HOLD n DAYS, PRIORITY n or EXCLUSIVE, and the words that said it."""
+
+    kind: Literal["hold", "priority", "exclusive"]
     span: Span
-    days: int
+    value: int = 0
 
 
-@dataclass(frozen=True)
-class Priority:
-    span: Span
-    value: int
-
-
-@dataclass(frozen=True)
-class Exclusive:
-    span: Span
-
-
-Part = Grant | Trigger | Unless | Reverse | Cap | Hold | Priority | Exclusive
+Part = Grant | Clause | Cap | Setting
 
 
 @dataclass(frozen=True)
@@ -312,7 +295,7 @@ class _ToParts(Transformer):
         """"Friends who subscribe get ₹100": a reward with its trigger."""
         recipient, cond, amount = items[0], items[1], items[-1]
         span = self._span((meta.start_pos, meta.end_pos))
-        return [Trigger(recipient.span, cond, recipient),
+        return [Clause("when", recipient.span, cond, recipient),
                 Grant(span, None, (recipient,), amount)]
 
     @v_args(meta=True)
@@ -321,7 +304,7 @@ class _ToParts(Transformer):
         verb, amount, every, recipient, cond = items
         span = self._span((meta.start_pos, meta.end_pos))
         return [Grant(span, self._span(verb), (recipient,), amount),
-                Trigger(self._span(every), cond, recipient)]
+                Clause("when", self._span(every), cond, recipient)]
 
     @v_args(meta=True)
     def get_you(self, meta: Any, items: list[Any]) -> list[Grant]:
@@ -392,18 +375,18 @@ class _ToParts(Transformer):
         return AnyOf(group.items, grouped=True) if isinstance(group, AnyOf) else group
 
     # ---- clauses
-    def trigger(self, items: list[Any]) -> list[Trigger]:
-        return [Trigger(self._span(items[0]), items[1])]
+    def trigger(self, items: list[Any]) -> list[Clause]:
+        return [Clause("when", self._span(items[0]), items[1])]
 
-    def each_trigger(self, items: list[Any]) -> list[Trigger]:
+    def each_trigger(self, items: list[Any]) -> list[Clause]:
         kw, subject, cond = items
-        return [Trigger(self._span(kw), cond, subject)]
+        return [Clause("when", self._span(kw), cond, subject)]
 
-    def unless(self, items: list[Any]) -> list[Unless]:
-        return [Unless(self._span(items[0]), items[1])]
+    def unless(self, items: list[Any]) -> list[Clause]:
+        return [Clause("unless", self._span(items[0]), items[1])]
 
-    def reverse(self, items: list[Any]) -> list[Reverse]:
-        return [Reverse(self._around(items[-3], items[-2]), items[-1])]
+    def reverse(self, items: list[Any]) -> list[Clause]:
+        return [Clause("reverse", self._around(items[-3], items[-2]), items[-1])]
 
     def per_role(self, items: list[Any]) -> Recipient:
         recipient: Recipient = items[1]
@@ -447,22 +430,22 @@ class _ToParts(Transformer):
         return (count * 7 if items[1].type == "WEEKS" else count), span
 
     @v_args(meta=True)
-    def hold(self, meta: Any, items: list[Any]) -> list[Hold]:
+    def hold(self, meta: Any, items: list[Any]) -> list[Setting]:
         span = self._span((meta.start_pos, meta.end_pos))
         for item in items:
             if isinstance(item, tuple):
-                return [Hold(span, item[0])]
+                return [Setting("hold", span, item[0])]
         adj = next(i for i in items if isinstance(i, Token) and i.type == "DAY_ADJ")
         number = re.match(r"\d+", str(adj))
         assert number is not None
-        return [Hold(span, int(number.group()))]
+        return [Setting("hold", span, int(number.group()))]
 
     @v_args(meta=True)
-    def priority(self, meta: Any, items: list[Token]) -> list[Priority]:
-        return [Priority(self._span((meta.start_pos, meta.end_pos)), int(items[1]))]
+    def priority(self, meta: Any, items: list[Token]) -> list[Setting]:
+        return [Setting("priority", self._span((meta.start_pos, meta.end_pos)), int(items[1]))]
 
-    def exclusive(self, items: list[Token]) -> list[Exclusive]:
-        return [Exclusive(self._span(items[0]))]
+    def exclusive(self, items: list[Token]) -> list[Setting]:
+        return [Setting("exclusive", self._span(items[0]))]
 
     def start(self, items: list[list[Part]]) -> tuple[Part, ...]:
         return tuple(p for group in items for p in group)
@@ -543,7 +526,7 @@ def _names(terminals: Any) -> tuple[str, ...]:
 
 
 __all__ = [
-    "Amount", "Atom", "AllOf", "AnyOf", "Cap", "Cond", "Exclusive", "Grant", "Hold", "NoParse",
-    "Part", "Priority", "Reading", "Recipient", "Reverse", "Span", "Trigger", "Unless",
+    "Amount", "Atom", "AllOf", "AnyOf", "Cap", "Clause", "Cond", "Grant", "NoParse", "Part",
+    "Reading", "Recipient", "Setting", "Span",
     "normalize_text", "parse_amount", "readings", "terminal_regex",
 ]

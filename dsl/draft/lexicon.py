@@ -180,7 +180,8 @@ def _record_type(path: str, info: dict[str, Any]) -> FieldType | None:
     return kind  # type: ignore[return-value]
 
 
-def _value_type(value: Value) -> FieldType | None:
+def value_type(value: Value) -> FieldType | None:
+    """The field type a literal compares with (None for a mixed list or a field)."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, Money):
@@ -192,7 +193,7 @@ def _value_type(value: Value) -> FieldType | None:
     if isinstance(value, str):
         return "string"
     if isinstance(value, tuple):
-        kinds = {_value_type(v) for v in value}
+        kinds = {value_type(v) for v in value}
         return kinds.pop() if len(kinds) == 1 else None
     return None
 
@@ -204,7 +205,7 @@ def _program_uses(program: Program) -> Iterator[tuple[str, FieldType, Any]]:
         if isinstance(cond, Compare):
             if isinstance(cond.value, FieldRef):
                 return
-            kind = _value_type(cond.value)
+            kind = value_type(cond.value)
             if cond.op == "CONTAINS":
                 kind = "list"
             if kind is not None:
@@ -232,7 +233,7 @@ def _program_uses(program: Program) -> Iterator[tuple[str, FieldType, Any]]:
         yield from conditions(definition.condition)
     for example in program.examples:
         for path, value in example.given:
-            kind = _value_type(value)
+            kind = value_type(value)
             if kind is not None and not isinstance(value, tuple):
                 yield path, kind, value
 
@@ -258,4 +259,6 @@ def content(words: Iterable[Word], keep: set[str] | None = None) -> list[Word]:
     return out
 
 
-__all__ = ["FieldInfo", "FieldType", "Lexicon", "Phrase", "build_lexicon", "content"]
+__all__ = [
+    "FieldInfo", "FieldType", "Lexicon", "Phrase", "build_lexicon", "content", "value_type",
+]

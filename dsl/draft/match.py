@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from dsl.draft.lexicon import FieldInfo, FieldType, Lexicon, content
+from dsl.draft.lexicon import FieldInfo, FieldType, Lexicon, content, value_type
 from dsl.draft.result import Unmapped
 from dsl.draft.words import NOT, REFEREE, REFERRER, ROLE_MARKERS, Word, normalize, stem
 from dsl.model import Compare, CompareOp, Condition, FieldRef, Not, PhraseRef
@@ -230,7 +230,7 @@ class Matcher:
     def compare(
         self, atom: Atom | FieldInfo, op: CompareOp, value: LiteralValue, value_text: str
     ) -> Found | Unmapped:
-        kind = _literal_type(value)
+        kind = value_type(value)
         if kind is None:
             return Unmapped(value_text, reason="not a value a rule can compare with")
         if isinstance(atom, FieldInfo):
@@ -250,20 +250,6 @@ class Matcher:
         cond: Condition = Compare(f.path, op, value)
         negated = isinstance(atom, Atom) and atom.negated
         return Found(Not(cond) if negated else cond, "field", f)
-
-
-def _literal_type(value: LiteralValue) -> FieldType | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Money):
-        return "money"
-    if isinstance(value, (int, Decimal)):
-        return "number"
-    if isinstance(value, date):
-        return "date"
-    if isinstance(value, str):
-        return "string"
-    return None
 
 
 __all__ = ["Atom", "Found", "Matcher"]
