@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import socket
 import threading
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from dsl.money import CURRENCY_EXPONENTS
 from dsl.parser import parse_text
 from dsl.program import load_program, program_files
 from referral.cli.draft import draft_cmd
+from settlement.demo import generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -158,6 +161,25 @@ def test_issue_sentences_now_draft(tmp_path: Path) -> None:
         result = run(sentence, "--program", str(RULES))
         assert result.exit_code == 0, result.output
         compiled(result.stdout, [RULES], tmp_path)
+
+
+def test_howto_drafts_are_what_the_command_prints(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/draft.md cannot go stale: each documented command prints its block."""
+    howto = (ROOT / "docs" / "draft.md").read_text("utf-8")
+    examples = re.findall(r"```sh\nreferral rules draft (-[^\n]+)\n```\n\n```\n(.*?)```", howto,
+                          re.S)
+    assert len(examples) >= 3
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text("\n".join(generate_records(200, seed=7)) + "\n", encoding="utf-8")
+    monkeypatch.chdir(ROOT)
+    for command, shown in examples:
+        args = [str(sample) if a == "sample.jsonl" else a for a in shlex.split(command)]
+        result = run(*args)
+        if result.exit_code == 0:
+            assert result.stdout == shown, command
+        else:
+            assert result.stderr + f"error: {result.exception}\n" == shown, command
 
 
 # ---------------------------------------------------------------- the command
