@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dsl.draft
 from compiler.draft import draft, load_context
@@ -130,6 +132,48 @@ def test_corpus_drafts_are_grounded_in_their_sentences() -> None:
             entry["sentence"])
         checked += 1
     assert checked >= 80
+
+
+_WORDS = sorted({w for e in CORPUS for w in e["sentence"].split()})
+_CONTEXT = load_context([RULES], RECORDS)
+
+
+@st.composite
+def _edited_sentences(draw: st.DrawFn) -> str:
+    """Corpus sentences with words dropped, repeated or replaced, and word salads."""
+    if draw(st.booleans()):
+        return " ".join(draw(st.lists(st.sampled_from(_WORDS), max_size=25)))
+    words = draw(st.sampled_from(CORPUS))["sentence"].split()
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(words) - 1))
+        edit = draw(st.sampled_from(["drop", "insert", "replace"]))
+        if edit == "drop" and len(words) > 1:
+            del words[i]
+        elif edit == "insert":
+            words.insert(i, draw(st.sampled_from(_WORDS)))
+        else:
+            words[i] = draw(st.sampled_from(_WORDS))
+    return " ".join(words)
+
+
+@settings(max_examples=150)
+@given(_edited_sentences())
+def test_any_text_drafts_a_checked_grounded_rule_or_refuses(sentence: str) -> None:
+    result = draft(sentence, _CONTEXT)
+    if result.ok:
+        assert result.rule_text is not None and result.rule is not None
+        written = parse_text(result.rule_text).rules[0]
+        assert ungrounded(written, result.rule, result.sentence, _CONTEXT.lexicon) == []
+    else:
+        assert result.rule_text is None or any(
+            d.severity == "error" for d in result.diagnostics)
+        assert result.unmapped or result.diagnostics
+
+
+def test_empty_and_overlong_text_are_refused() -> None:
+    assert draft("  ", _CONTEXT).diagnostics[0].message == "no sentence to draft"
+    long = "Give the referrer ₹500 when the friend subscribes and is a student " * 40
+    assert "longer than" in draft(long, _CONTEXT).diagnostics[0].message
 
 
 # ---------------------------------------------------------------- acceptance

@@ -20,6 +20,9 @@ from dsl.draft.result import Draft, DraftError, Mapped, Source, Unmapped
 from dsl.draft.words import slug
 from dsl.money import CURRENCY_SYMBOL
 
+# One rule's worth of English; longer text is several rules (and slow to read every way).
+MAX_CHARS = 2000
+
 
 def rule_id_for(sentence: str, taken: frozenset[str] = frozenset()) -> str:
     """An id made from the sentence's first content words, unique in the program."""
@@ -33,6 +36,11 @@ def rule_id_for(sentence: str, taken: frozenset[str] = frozenset()) -> str:
 def draft_rule(sentence: str, lexicon: Lexicon, rule_id: str | None = None) -> Draft:
     """The rule a sentence says, or why there is none (see ``Draft``)."""
     text = normalize_text(sentence)
+    if not text:
+        return Draft(None, problems=("no sentence to draft",))
+    if len(text) > MAX_CHARS:
+        return Draft(None, problems=(
+            f"the text is longer than {MAX_CHARS} characters: draft one rule at a time",))
     found = readings(text)
     if isinstance(found, NoParse):
         return _not_parsed(text, found, lexicon)

@@ -64,6 +64,16 @@ class Atom:
         return sum(w.norm == NOT for w in self.words) % 2 == 1
 
     @property
+    def dangling_not(self) -> Word | None:
+        """A "not" that nothing after it in the words can be negating."""
+        meaning = {id(w) for w in self.content} | {
+            id(w) for w in self.words if w.norm in ROLE_MARKERS}
+        for i, w in enumerate(self.words):
+            if w.norm == NOT and not any(id(x) in meaning for x in self.words[i + 1:]):
+                return w
+        return None
+
+    @property
     def content(self) -> list[Word]:
         return content(self.words, self.keep)
 
@@ -143,6 +153,9 @@ class Matcher:
             return Found(exact, "vocabulary")
         if not atom.content and not atom.roles:
             return Unmapped(atom.text, reason="no condition in these words")
+        dangling = atom.dangling_not
+        if dangling is not None:
+            return Unmapped(dangling.raw, reason="it negates nothing written after it")
         matches = [c for c in self.candidates if _covers(atom, c)]
         meanings: dict[Condition, list[Candidate]] = {}
         for c in matches:
