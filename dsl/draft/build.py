@@ -10,6 +10,7 @@ is collected, so one refusal names every unmapped word at once.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from dsl.draft.grammar import (
@@ -195,7 +196,7 @@ class Builder:
         if words is None:
             return None
         if atom.kind == "within":
-            return self._within(atom, words, subject)
+            return self._within(atom, words)
         ellipsis = self._value_ellipsis(words)
         if ellipsis is not None:
             self._map(atom.whole, ellipsis, "field")
@@ -237,7 +238,7 @@ class Builder:
             self.last_field = found.field
         return self._found(found, atom.whole)
 
-    def _within(self, atom: Atom, words: Words, subject: Role | None) -> Condition | None:
+    def _within(self, atom: Atom, words: Words) -> Condition | None:
         base = self.matcher.plain(words)
         event = self.matcher.field(words, "date", what="date field")
         if isinstance(event, Unmapped):
@@ -460,25 +461,30 @@ def _join(kind: type[And] | type[Or], items: list[Condition]) -> Condition:
     return kind(tuple(flat))
 
 
-def _listed(c: Condition) -> str | None:
-    """The path of ``path = value`` (a string or whole number), else None."""
-    if isinstance(c, Compare) and c.op == "=" and isinstance(c.value, (str, int)):
-        return None if isinstance(c.value, bool) else c.path
-    return None
+def _listed(c: Condition) -> tuple[str, list[str | int]] | None:
+    """(path, values) of ``path = value`` or ``path IN [values]`` (strings, whole numbers)."""
+    if not isinstance(c, Compare) or c.op not in ("=", "IN"):
+        return None
+    raw = c.value if isinstance(c.value, tuple) and c.op == "IN" else (c.value,)
+    values = [v for v in raw if isinstance(v, (str, int)) and not isinstance(v, bool)]
+    return (c.path, values) if values and len(values) == len(raw) else None
 
 
 def _values_in(items: list[Condition]) -> list[Condition]:
     """Equalities of one field with several values, in an OR, become one IN."""
-    groups: dict[str, list[Compare]] = {}
-    for c in items:
-        path = _listed(c)
-        if path is not None and isinstance(c, Compare):
-            groups.setdefault(path, []).append(c)
-    out: list[Condition] = []
-    for c in items:
-        path = _listed(c)
-        if path is None or len(groups[path]) == 1:
+    listed = [(_listed(c), c) for c in items]
+    counts = Counter(found[0] for found, _ in listed if found is not None)
+    merged: dict[str, list[str | int]] = {}
+    out: list[Condition | str] = []
+    for found, c in listed:
+        if found is None or counts[found[0]] == 1:
             out.append(c)
-        elif c is groups[path][0]:
-            out.append(Compare(path, "IN", tuple(g.value for g in groups[path])))
-    return out
+            continue
+        if found[0] not in merged:
+            merged[found[0]] = []
+            out.append(found[0])  # where the IN goes
+        merged[found[0]].extend(found[1])
+    return [
+        Compare(x, "IN", tuple(dict.fromkeys(merged[x]))) if isinstance(x, str) else x
+        for x in out
+    ]
