@@ -24,8 +24,9 @@ _SYNONYMS: dict[str, str] = {
     # the referrer
     "referring user": REFERRER, "referring customer": REFERRER, "referring member": REFERRER,
     "referring friend": REFERRER, "referring person": REFERRER, "existing user": REFERRER,
-    "existing customer": REFERRER, "existing member": REFERRER, "person who referred them":
-    REFERRER, "whoever referred them": REFERRER, "person who invited them": REFERRER,
+    "existing customer": REFERRER, "existing member": REFERRER,
+    "person who referred them": REFERRER, "whoever referred them": REFERRER,
+    "person who invited them": REFERRER,
     "referrer": REFERRER, "referrers": REFERRER, "advocate": REFERRER, "advocates": REFERRER,
     "inviter": REFERRER, "inviters": REFERRER,
     # the referee
