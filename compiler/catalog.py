@@ -21,6 +21,7 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +427,10 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
         "failed": failed,
         "format_condition": format_condition,
     }
+    howto = resources.files("compiler.templates").joinpath("draft.md").read_text("utf-8")
     files = {"index.html": env.get_template("index.html.j2").render(root="", **common),
+             "draft.html": env.get_template("draft.html.j2").render(root="", howto=howto,
+                                                                    **common),
              "model.json": dumps(program)}
     template = env.get_template("rule.html.j2")
     for view in views:

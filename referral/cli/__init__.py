@@ -11,6 +11,7 @@ import click
 from referral.cli.common import EXIT_CODES_HELP, Group
 from referral.cli.db import db
 from referral.cli.demo import demo
+from referral.cli.draft import draft_cmd
 from referral.cli.ledger import ledger
 from referral.cli.lsp import lsp
 from referral.cli.rules import rules
@@ -24,5 +25,6 @@ def main() -> None:
     """Referral rewards: rules that decide, a ledger that records."""
 
 
+rules.add_command(draft_cmd)
 for command in (rules, db, ledger, settle, demo, lsp):
     main.add_command(command)
