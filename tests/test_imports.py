@@ -72,3 +72,34 @@ def test_program_and_validate_do_not_import_each_other() -> None:
 
 def test_cycle_finder_sees_a_lazy_import() -> None:
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b", "a"], ["b", "a", "b"]]
+
+
+def _project_imports(package: str) -> set[str]:
+    """Top-level project packages that ``package``'s modules import (lazy imports too)."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found & {"dsl", "compiler", "settlement", "referral", "grammar"}
+
+
+def test_data_flows_one_way() -> None:
+    """text -> model -> (diagram | evaluation -> ledger): dsl below everything, settlement never
+    reaching for compiler, nothing below referral importing it."""
+    assert _project_imports("dsl") <= {"dsl", "grammar"}
+    assert "compiler" not in _project_imports("settlement")
+    assert "referral" not in _project_imports("settlement") | _project_imports("compiler")
+
+
+def test_importing_settlement_loads_no_compiler_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, settlement.batch, settlement.impact, settlement.ledger;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'compiler'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"
