@@ -17,7 +17,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,11 +37,12 @@ from dsl.model import (
     PhraseRef,
     Program,
     Rule,
+    Value,
     Within,
     phrase_key,
+    value_kind,
     walk,
 )
-from dsl.money import Money
 from dsl.parser import GRAMMAR_OPTIONS, parse_partial
 from dsl.program import check_texts as dsl_check_texts
 from dsl.program import program_files
@@ -274,17 +274,14 @@ def _symbols(path: Path, text: str, program: Program) -> list[Symbol]:
 
 # What a literal says of the field it meets, and what a sampled record value is; bool is
 # checked before int (a subclass), as everywhere in the project.
-_LITERAL_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "boolean"), (Money, "money"), ((int, Decimal), "number"), (date, "date"),
-    (str, "string"), (tuple, "list"),
-)
 _SAMPLE_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
     (bool, "boolean"), (int, "integer"), (Decimal, "decimal"), (str, "string"), (list, "list"),
 )
 
 
-def _value_kind(value: object) -> str | None:
-    return next((kind for t, kind in _LITERAL_KINDS if isinstance(value, t)), None)
+def _value_kind(value: Value) -> str | None:
+    kind = value_kind(value)
+    return None if kind in ("null", "field") else kind
 
 
 def _compare_kind(c: Compare) -> str | None:

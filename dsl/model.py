@@ -134,6 +134,28 @@ def walk(
             stack.extend(reversed(children(node)))
 
 
+ValueKind = Literal["boolean", "null", "number", "money", "date", "string", "list", "field"]
+
+
+def value_kind(value: Value) -> ValueKind:
+    """What kind of value a literal is (bool before int: bool is a subclass of int)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, Decimal)):
+        return "number"
+    if isinstance(value, Money):
+        return "money"
+    if isinstance(value, date):
+        return "date"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, tuple):
+        return "list"
+    return "field"
+
+
 def flatten(value: Value) -> Iterator[Value]:
     """The scalars of a value: a list's members (recursively), else the value itself."""
     if isinstance(value, tuple):

@@ -31,6 +31,7 @@ from dsl.model import (
     phrase_key,
     walk,
 )
+from dsl.model import value_kind as _kind
 from dsl.money import MAX_MINOR_UNITS, Money
 
 _ORDERING = {">", ">=", "<", "<="}
@@ -86,24 +87,6 @@ def _duplicates(program: Program) -> list[Diagnostic]:
         else:
             seen_phrases[key] = d.source
     return out
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, Decimal)):
-        return "number"
-    if isinstance(value, Money):
-        return "money"
-    if isinstance(value, date):
-        return "date"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, tuple):
-        return "list"
-    return "field"
 
 
 def _conditions(cond: Condition) -> Iterator[Compare | Within]:

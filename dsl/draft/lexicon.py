@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -31,8 +30,8 @@ from dsl.model import (
     Program,
     Value,
     Within,
+    value_kind,
 )
-from dsl.money import Money
 
 FieldType = Literal["boolean", "money", "number", "date", "string", "list"]
 
@@ -181,21 +180,13 @@ def _record_type(path: str, info: dict[str, Any]) -> FieldType | None:
 
 
 def value_type(value: Value) -> FieldType | None:
-    """The field type a literal compares with (None for a mixed list or a field)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Money):
-        return "money"
-    if isinstance(value, (int, Decimal)):
-        return "number"
-    if isinstance(value, date):
-        return "date"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, tuple):
+    """The field type a literal compares with (None for null, a mixed list or a field)."""
+    kind = value_kind(value)
+    if kind == "list":
+        assert isinstance(value, tuple)
         kinds = {value_type(v) for v in value}
         return kinds.pop() if len(kinds) == 1 else None
-    return None
+    return None if kind in ("null", "field") else kind  # type: ignore[return-value]
 
 
 def _program_uses(program: Program) -> Iterator[tuple[str, FieldType, Any]]:
