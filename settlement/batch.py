@@ -1,13 +1,21 @@
-"""The nightly settlement run: records -> rules -> ledger, in one transaction.
+"""The nightly settlement run: the ledger reconciled with what each referral is owed now.
+
+A run reads referral records, keeps the newest snapshot of each referral
+(``settlement.facts``), evaluates it with the program, and for every (rule,
+referral, role) posts the difference between what the ledger holds and what
+the program grants (``settlement.reconcile``), under deterministic references
+(``settlement.references``).  Rules no longer in the program keep what they
+granted (``settlement.rulebook``).  LIMIT is consumed first come, first served
+(``settlement.limits``).
 
 Why one transaction: a crash, a kill or a bad record under ``--strict`` must
 leave the ledger exactly as it was, and a rerun must then produce what an
-uninterrupted run would have.  Idempotency comes from deterministic reference
-ids (``reward:<rule id>:<referral_id>:<role>``) that the ledger's unique
-constraint guards, so reruns and overlapping inputs post nothing twice.
+uninterrupted run would have: the same input against the same ledger plans
+nothing, so a rerun posts nothing, and the ledger lock serialises runs.
 
-Work is set-based: records are taken in chunks; each chunk costs one lookup of
-existing references, a few LIMIT total queries, and bulk inserts.
+Work is set-based: records are taken in chunks, each referral at most once per
+chunk; a chunk costs one lookup of kept snapshots, one of the standing of its
+referrals, one of LIMIT totals, and bulk inserts.
 """
 
 from __future__ import annotations
@@ -16,41 +24,57 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import IO, Any
 
 import sqlalchemy as sa
 
-from dsl.codec import rule_hash
 from dsl.errors import EvaluationError
-from dsl.evaluate import Reward, compile_program, iso_date
-from dsl.model import ROLES, Program, Rule
-from dsl.money import MAX_MINOR_UNITS, Money, format_money
-from settlement import ledger
+from dsl.evaluate import Evaluation, compile_program, iso_date
+from dsl.model import Program
+from dsl.money import MAX_MINOR_UNITS
+from settlement import facts, ledger
 from settlement.db import require_schema
+from settlement.dialect import backend
 from settlement.errors import SettlementError
+from settlement.limits import LimitBook, applies, period_window
 from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
+from settlement.reconcile import (
+    Changes,
+    Counts,
+    Evaluated,
+    PlannedGrant,
+    Reconciler,
+    candidate_rewards,
+    retired_compiled,
+    standing_of,
+)
 from settlement.records import BadRecord, Record
-from settlement.tables import settlement_quarantine, settlement_runs
-
-if TYPE_CHECKING:
-    from dsl.evaluate import Evaluation
+from settlement.references import Key, fits, reward_reference
+from settlement.rulebook import RuleBook, check_program, rename_rows
+from settlement.tables import (
+    entries_with_status,
+    ledger_entries,
+    settlement_facts,
+    settlement_quarantine,
+    settlement_rule_renames,
+    settlement_rule_versions,
+    settlement_runs,
+    settlement_terminations,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
-# (rule id, beneficiary user id, start of the LIMIT period)
-LimitKey = tuple[str, str, date | None]
-# How many LIMIT totals a run keeps between chunks (least recently used go first).
-LIMIT_CACHE_KEYS = 20_000
-MAX_CAPPED_NOTES = 100
+_E, _TERM = ledger_entries, settlement_terminations
+_CREDITS = entries_with_status.where(_E.c.entry_type == "credit", _E.c.rule_id.is_not(None),
+                                     _E.c.role.is_not(None)).order_by(_E.c.id)
+_TERMINATED = sa.select(_TERM.c.rule_id, _TERM.c.referral_id)
 
-
-def reward_reference(rule_id: str, referral_id: str, role: str) -> str:
-    return f"reward:{rule_id}:{referral_id}:{role}"
+__all__ = ["RunSummary", "PlannedReward", "settle", "period_window", "event_date",
+           "reward_reference", "program_digest"]
 
 
 @dataclass
@@ -66,69 +90,45 @@ class RunSummary:
     already_posted: int = 0
     capped: int = 0
     reversed: int = 0
+    adjusted: int = 0
+    moved: int = 0
+    superseded: int = 0
+    stale: int = 0
+    retired: int = 0
+    conflicts: int = 0
     confirmed: int = 0
     quarantined: int = 0
     amount_posted: dict[str, int] = field(default_factory=dict)
     capped_notes: list[str] = field(default_factory=list)
+    conflict_notes: list[str] = field(default_factory=list)
+
+    COUNTERS = ("records", "rewarded", "posted", "already_posted", "capped", "reversed",
+                "adjusted", "moved", "superseded", "stale", "retired", "conflicts", "confirmed",
+                "quarantined")
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "records": self.records,
-            "rewarded": self.rewarded,
-            "posted": self.posted,
-            "already_posted": self.already_posted,
-            "capped": self.capped,
-            "reversed": self.reversed,
-            "confirmed": self.confirmed,
-            "quarantined": self.quarantined,
-            "amount_posted": dict(sorted(self.amount_posted.items())),
-        }
+        return {"run_id": self.run_id, **{k: getattr(self, k) for k in self.COUNTERS},
+                "amount_posted": dict(sorted(self.amount_posted.items()))}
 
 
 @dataclass(frozen=True)
 class PlannedReward:
-    """One reward this run posts (or would post, in a dry run)."""
+    """One credit this run posts (or would post, in a dry run)."""
 
     request: ledger.CreditRequest
     capped_from: int | None = None
-
-
-def per_beneficiary(rewards: Iterable[Reward]) -> list[Reward]:
-    """One reward per role: a rule that pays a role twice pays one summed entry.
-
-    The reference names rule, referral and role, so two entries for the same
-    role would collide; the validator keeps a rule's rewards in one currency.
-    """
-    merged: dict[str, Reward] = {}
-    for r in rewards:
-        prev = merged.get(r.role)
-        merged[r.role] = r if prev is None else replace(
-            prev, amount=prev.amount + r.amount, capped=prev.capped or r.capped
-        )
-    return list(merged.values())
+    kind: str = "new"
 
 
 def program_digest(program: Program) -> str:
+    from dsl.codec import rule_hash
+
     hashes = sorted(f"{r.id}:{rule_hash(r)}" for r in program.rules)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 
 
-def period_window(period: str, day: date) -> tuple[date | None, date | None]:
-    """The LIMIT period holding ``day``, as a half-open [start, end) range."""
-    if period == "day":
-        return day, day + timedelta(days=1)
-    if period == "month":
-        start = day.replace(day=1)
-        end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-        return start, end
-    if period == "year":
-        return date(day.year, 1, 1), date(day.year + 1, 1, 1)
-    return None, None
-
-
 def event_date(record: Record, as_of: date) -> date:
-    """The record's own date (``referral.created_at``); LIMIT periods and HOLDs count from it."""
+    """The record's own date (``referral.created_at``); LIMIT periods count from it."""
     value = record.get("referral.created_at")
     if value is None:
         return as_of
@@ -140,35 +140,25 @@ def event_date(record: Record, as_of: date) -> date:
     return day
 
 
-@dataclass
-class _Evaluated:
-    record: Record
-    evaluation: Evaluation
-    day: date
-    explain: dict[str, Any] | None
-
-
 class Settlement:
     """One run over one connection; see ``settle`` for the entry point."""
 
     def __init__(
         self,
         conn: sa.Connection,
-        program: Program,
+        book: RuleBook,
         *,
         as_of: date,
         run_id: str,
         strict: bool,
-        default_currency: str | None,
         explain: IO[str] | None,
         on_plan: Callable[[PlannedReward], None] | None,
         dry_run: bool,
     ) -> None:
         self.conn = conn
-        self.program = program
-        self.rules: dict[str, Rule] = {r.id: r for r in program.rules}
-        self.hashes = {r.id: rule_hash(r) for r in program.rules}
-        self.compiled = compile_program(program, default_currency=default_currency)
+        self.book = book
+        program = book.program
+        self.compiled = compile_program(program, default_currency=book.default_currency)
         # Rules with two rewards to one role: their sum is checked (each alone already is).
         self.summing_rules = {
             r.id for r in program.rules if len({a.to for a in r.actions}) < len(r.actions)
@@ -178,21 +168,43 @@ class Settlement:
         self.explain = explain
         self.on_plan = on_plan
         self.summary = RunSummary(run_id=run_id, as_of=as_of, dry_run=dry_run)
+        self.counts = Counts()
+        self.limits = LimitBook(conn, book.stored_ids())
+        self.reconciler = Reconciler(book, self.limits, as_of, self.counts)
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
-        # LIMIT totals per currency, kept in step with what this run posts and reverses.
-        self.limit_cache: OrderedDict[LimitKey, dict[str, int]] = OrderedDict()
         self.explain_lines: list[dict[str, Any]] = []
+        self.granted_rules: set[str] = set()
+        self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
 
-    # -- records -----------------------------------------------------------
+    # -- the run ---------------------------------------------------------------
 
     def run(self, items: Iterable[Record | BadRecord]) -> None:
         for chunk in _chunks(items, CHUNK):
             self._settle_chunk(chunk)
+        changes = Changes()
+        actions = self.reconciler.top_up(changes)
+        self._write(changes, [])
+        self.limits.release()
+        if self.explain is not None and actions:
+            self.explain.write(json.dumps({"after_last_record": "LIMIT room freed by this run",
+                                           "actions": actions}, sort_keys=True) + "\n")
         self._confirm_due()
+        versions = self.book.new_versions(self.granted_rules)
+        if versions:
+            self.conn.execute(settlement_rule_versions.insert(),
+                              [{**v, "run_id": self.summary.run_id} for v in versions])
+        self._fold_counts()
 
-    def _quarantine(self, bad: BadRecord) -> None:
+    def _fold_counts(self) -> None:
+        c = self.counts
+        for name in ("rewarded", "posted", "already_posted", "capped", "reversed", "superseded",
+                     "adjusted", "moved", "retired"):
+            setattr(self.summary, name, getattr(self.summary, name) + getattr(c, name))
+        self.summary.capped_notes = c.capped_notes
+
+    def _quarantine(self, bad: BadRecord, slot: dict[str, Any] | None = None) -> None:
         if self.strict:
             raise SettlementError(f"{bad.file}:{bad.line}: error: {bad.reason} (--strict)")
         self.summary.quarantined += 1
@@ -201,248 +213,221 @@ class Settlement:
              "raw": bad.raw, "reason": bad.reason}
         )
         if self.explain is not None:
-            self.explain_lines.append({"file": bad.file, "line": bad.line,
-                                       "quarantined": bad.reason})
+            line = {"file": bad.file, "line": bad.line, "quarantined": bad.reason}
+            if slot is None:
+                self.explain_lines.append(line)
+            else:
+                slot.clear()
+                slot.update(line)
 
-    def _evaluate(self, item: Record | BadRecord) -> _Evaluated | None:
-        self.input_hash.update(item.raw.encode() + b"\n")
-        self.summary.records += 1
-        if isinstance(item, BadRecord):
-            self._quarantine(item)
-            return None
+    def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
+        records: list[tuple[Record, facts.Version, dict[str, Any] | None]] = []
+        for item in chunk:
+            self.input_hash.update(item.raw.encode("utf-8", "surrogateescape") + b"\n")
+            self.summary.records += 1
+            if isinstance(item, BadRecord):
+                self._quarantine(item)
+                continue
+            try:
+                if not fits(self.longest_rule_id, item.referral_id):
+                    raise EvaluationError(
+                        f"referral_id is {len(item.referral_id)} characters: its ledger"
+                        " references would not fit (see settlement.references)"
+                    )
+                version = facts.record_version(item)
+            except EvaluationError as e:
+                self._quarantine(BadRecord(item.file, item.line, item.raw, e.message))
+                continue
+            slot: dict[str, Any] | None = None
+            if self.explain is not None:  # filled in below: explanations keep input order
+                slot = {}
+                self.explain_lines.append(slot)
+            records.append((item, version, slot))
+        ids = [r.referral_id for r, _, _ in records]
+        kept = facts.kept_snapshots(self.conn, ids)
+        credits = list(backend(self.conn).select_in(self.conn, _CREDITS, _E.c.referral_id, ids))
+        standing = standing_of([ledger.Entry(**row._mapping) for row in credits], self.book)
+        terminated: dict[str, set[str]] = {}
+        for row in backend(self.conn).select_in(self.conn, _TERMINATED, _TERM.c.referral_id, ids):
+            terminated.setdefault(row.referral_id, set()).add(self.book.current_id(row.rule_id))
+        by_referral: dict[str, dict[Key, Any]] = {}
+        for key, held in standing.items():
+            by_referral.setdefault(key.referral_id, {})[key] = held
+
+        fact_rows: list[dict[str, Any]] = []
+        evaluated: list[Evaluated] = []
+        for record, version, slot in records:
+            rid = record.referral_id
+            previous = kept.get(rid)
+            data_json = facts.canonical_json(record.data)
+            digest = facts.digest(data_json)
+            stale = previous is not None and previous.supersedes(version, digest)
+            newest = previous.record if stale and previous is not None else record
+            ev = self._evaluate(record, newest, by_referral.get(rid, {}), stale, slot)
+            if ev is None:
+                continue
+            evaluated.append(ev)
+            if stale:
+                self.summary.stale += 1
+                continue
+            if previous is None or previous.digest != digest:
+                fact_rows.append(facts.fact_row(record, version, data_json, digest,
+                                                self.summary.run_id))
+
+        self.limits.prefetch(self._limit_keys(evaluated))
+        changes = Changes()
+        for ev in evaluated:
+            rid = ev.record.referral_id
+            self.reconciler.referral(ev, by_referral.get(rid, {}),
+                                     terminated.setdefault(rid, set()), changes)
+        self._write(changes, fact_rows)
+        self.limits.release()
+        if self.explain is not None:
+            for line in self.explain_lines:  # input order, decisions included
+                self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+            self.explain_lines = []
+
+    def _evaluate(self, record: Record, newest: Record, standing: Mapping[Key, Any],
+                  stale: bool, slot: dict[str, Any] | None) -> Evaluated | None:
+        """The newest facts evaluated, or None (quarantined: the record is bad for a rule)."""
         try:
-            day = event_date(item, self.as_of)
-            evaluation = self.compiled.evaluate(item.data, trace=self.explain is not None)
+            day = event_date(newest, self.as_of)
+            evaluation = self.compiled.evaluate(newest.data, trace=self.explain is not None)
             if self.summing_rules:
                 self._check_sums(evaluation)
+            hold_from = self._hold_from(newest, evaluation)
+            retired: dict[str, bool | None] = {}
+            for rule_id, stored in retired_compiled(self.book, standing).items():
+                retired[rule_id] = None if stored is None else any(
+                    o.reverse for o in stored.evaluate(newest.data).active_outcomes
+                )
         except EvaluationError as e:
-            self._quarantine(BadRecord(item.file, item.line, item.raw, e.message))
+            self._quarantine(BadRecord(record.file, record.line, record.raw, e.message), slot)
             return None
-        explain = None
-        if self.explain is not None:
-            explain = {"file": item.file, "line": item.line, "referral_id": item.referral_id,
-                       "rules": [], "actions": []}
-            self.explain_lines.append(explain)
-        return _Evaluated(item, evaluation, day, explain)
+        explain: dict[str, Any] | None = None
+        if slot is not None:
+            rules: list[dict[str, Any]] = []
+            explain = slot
+            explain.update({"file": record.file, "line": record.line,
+                            "referral_id": record.referral_id, "rules": rules, "actions": []})
+            if stale:
+                explain["stale"] = (f"not newer than the kept snapshot ({newest.file}:"
+                                    f"{newest.line}), which is settled instead")
+            for outcome in evaluation.outcomes:
+                rules.append({
+                    "rule_id": outcome.rule_id, "matched": outcome.matched,
+                    "reverse": outcome.reverse, "trace": outcome.trace,
+                    "suppressed_by": outcome.suppressed_by,
+                })
+        return Evaluated(newest, evaluation, day, hold_from, retired, stale, explain)
 
     def _check_sums(self, evaluation: Evaluation) -> None:
         """A rule paying one role twice pays the sum, which must fit the ledger's BIGINT."""
         for outcome in evaluation.active_outcomes:
             if outcome.rule_id not in self.summing_rules:
                 continue
-            for reward in per_beneficiary(outcome.rewards):
+            for role, reward in candidate_rewards(outcome).items():
                 if reward.amount.amount > MAX_MINOR_UNITS:
                     raise EvaluationError(
-                        f"rule {outcome.rule_id}: the rewards to {reward.role} sum to "
+                        f"rule {outcome.rule_id}: the rewards to {role} sum to "
                         f"{reward.amount.amount} minor units; at most {MAX_MINOR_UNITS}"
                     )
 
-    def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
-        evaluated = [e for e in map(self._evaluate, chunk) if e is not None]
-        # Only rewards to pay and rewards to reverse need a look at the ledger.
-        # Rewards to pay only need to know whether their reference exists (a rerun is all
-        # lookups); rewards to reverse need the entry and its status.
-        to_pay_refs: list[str] = []
-        to_reverse_refs: list[str] = []
+    def _hold_from(self, record: Record, evaluation: Evaluation) -> dict[str, date]:
+        """For matched rules with ``HOLD n DAYS FROM <field>``: the field's date."""
+        out: dict[str, date] = {}
+        for outcome in evaluation.active_outcomes:
+            rule = self.book.live[outcome.rule_id]
+            path = getattr(rule, "hold_from", None)
+            if not outcome.matched or not rule.hold_days or path is None:
+                continue
+            value = record.get(path)
+            if value is None:
+                continue  # absent: the hold counts as if FROM were not given
+            day = iso_date(value)
+            if day is None:
+                raise EvaluationError(
+                    f"rule {rule.id}: {path}: expected a date to HOLD from, found "
+                    f"{json.dumps(value, default=str)}"
+                )
+            out[rule.id] = day
+        return out
+
+    def _limit_keys(self, evaluated: list[Evaluated]) -> Iterator[tuple[Any, str, date]]:
         for ev in evaluated:
-            for o in ev.evaluation.active_outcomes:
-                if o.reverse:
-                    to_reverse_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
-                                        for role in ROLES)
-                elif o.rewards:
-                    to_pay_refs += (reward_reference(o.rule_id, ev.record.referral_id, role)
-                                    for role in {r.role for r in o.rewards})
-        posted = ledger.existing_references(self.conn, to_pay_refs)
-        existing = ledger.find_entries(self.conn, to_reverse_refs)
-        totals = self._limit_totals(evaluated, posted)
-        to_post: list[PlannedReward] = []
-        to_reverse: list[str] = []
-        for ev in evaluated:
-            rid = ev.record.referral_id
-            rewarded = False
-            # --explain shows every rule; otherwise only rules that matched or reverse act.
-            outcomes = (ev.evaluation.outcomes if ev.explain is not None
-                        else ev.evaluation.active_outcomes)
-            for outcome in outcomes:
-                rule = self.rules[outcome.rule_id]
-                if ev.explain is not None:
-                    ev.explain["rules"].append({
-                        "rule_id": rule.id, "matched": outcome.matched, "reverse": outcome.reverse,
-                        "trace": outcome.trace,
-                        "suppressed_by": outcome.suppressed_by,
-                    })
-                if outcome.reverse:
-                    for role in ROLES:
-                        ref = reward_reference(rule.id, rid, role)
-                        entry = existing.get(ref)
-                        if entry is not None and entry.status != "reversed":
-                            to_reverse.append(ref)
-                            self._note(ev, ref, "reversed", f"REVERSE IF of {rule.id} holds")
+            for outcome in ev.evaluation.active_outcomes:
+                rule = self.book.live[outcome.rule_id]
+                if rule.limit is None:
                     continue
-                for reward in per_beneficiary(outcome.rewards):
-                    rewarded = True
-                    ref = reward_reference(rule.id, rid, reward.role)
-                    if ref in posted:
-                        self.summary.already_posted += 1
-                        self._note(ev, ref, "already_posted", "posted by an earlier run")
-                        continue
-                    planned = self._plan(ev, rule, reward, ref, totals)
-                    if planned is not None:
-                        to_post.append(planned)
-            if rewarded:
-                self.summary.rewarded += 1
-        self._post(to_post)
-        if to_reverse:
-            results = ledger.reverse_many(
-                self.conn, to_reverse, "REVERSE IF condition held", actor=self.actor,
-                run_id=self.summary.run_id,
+                for role in candidate_rewards(outcome):
+                    if applies(rule.limit, role):
+                        yield rule, str(ev.record.get(f"{role}.id")), ev.day
+
+    # -- writing ---------------------------------------------------------------
+
+    def _write(self, changes: Changes, fact_rows: list[dict[str, Any]]) -> None:
+        run_id = self.summary.run_id
+        for why, grants in changes.reversals.items():
+            ledger.reverse_many(self.conn, [g.reference_id for g in grants], why,
+                                actor=self.actor, run_id=run_id,
+                                known={g.reference_id: g for g in grants})
+        planned = self._without_conflicts(changes.grants)
+        if planned:
+            # Every planned reference was found absent under the ledger lock (taken when the
+            # run began), so posting need not look again: known={}.
+            result = ledger.post_credits(
+                self.conn, [p.request for p in planned], actor=self.actor, run_id=run_id,
+                known={}, reserved=True,
             )
-            self.summary.reversed += sum(1 for r in results if r.created)
-            for ref in to_reverse:
-                entry = existing[ref]
-                self._count_limit(entry.rule_id, entry.user_id, entry.event_date,
-                                  entry.currency, -entry.amount)
+            for entry in result.created:
+                self.summary.amount_posted[entry.currency] = (
+                    self.summary.amount_posted.get(entry.currency, 0) + entry.amount
+                )
+            self.counts.posted += len(result.created)
+            self.granted_rules |= {p.request.rule_id for p in planned if p.request.rule_id}
+            if self.on_plan is not None:
+                for p in planned:
+                    self.on_plan(PlannedReward(p.request, p.capped_from, p.kind))
+        if changes.terminations:
+            self.conn.execute(settlement_terminations.insert(), [
+                {"rule_id": rule_id, "referral_id": rid, "run_id": run_id}
+                for rule_id, rid in changes.terminations
+            ])
+        backend(self.conn).append_rows(self.conn, settlement_facts, fact_rows)
         if self.quarantine_rows:
             self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
             self.quarantine_rows = []
-        if self.explain is not None:
-            for line in self.explain_lines:  # input order, decisions included
-                self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
-            self.explain_lines = []
 
-    def _note(self, ev: _Evaluated, ref: str, outcome: str, why: str, **extra: Any) -> None:
-        if ev.explain is not None:
-            ev.explain["actions"].append({"reference_id": ref, "outcome": outcome, "why": why,
-                                          **extra})
+    def _without_conflicts(self, grants: list[PlannedGrant]) -> list[PlannedGrant]:
+        """Grants whose reference no entry already holds.
 
-    # -- LIMIT ---------------------------------------------------------------
-
-    def _limit_totals(
-        self, evaluated: list[_Evaluated], posted: set[str]
-    ) -> dict[LimitKey, dict[str, int]]:
-        """What each capped beneficiary already has in the ledger, per rule and period.
-
-        Only rewards still to post need it (a rerun asks nothing).  Totals are
-        kept between chunks in a bounded LRU cache that this run updates as it
-        posts and reverses (so a prolific referrer is not summed anew for every
-        chunk); the rest are queried per chunk: earlier chunks of this run are
-        already in the ledger (same transaction), so memory stays flat however
-        long the input.
+        The standing was read by referral, so an entry under one of these references
+        is one settlement did not post (a hand credit, an edit): an idempotency
+        conflict, counted and left alone; the run fails unless conflicts are allowed.
         """
-        wanted: list[ledger.TotalsKey] = []
-        totals: dict[LimitKey, dict[str, int]] = {}
-        for ev in evaluated:
-            for outcome in ev.evaluation.active_outcomes:
-                limit = self.rules[outcome.rule_id].limit
-                if limit is None:
-                    continue
-                for reward in per_beneficiary(outcome.rewards):
-                    ref = reward_reference(outcome.rule_id, ev.record.referral_id, reward.role)
-                    if reward.role == limit.per and ref not in posted:
-                        start, end = period_window(limit.period, ev.day)
-                        user = str(ev.record.get(f"{reward.role}.id"))
-                        key = (outcome.rule_id, user, start)
-                        cached = self.limit_cache.get(key)
-                        if cached is not None:
-                            self.limit_cache.move_to_end(key)
-                            totals[key] = cached
-                        else:
-                            wanted.append((outcome.rule_id, user, start, end))
-        for (rule_id, user, start, _), by_currency in ledger.credited_totals_many(
-            self.conn, wanted
-        ).items():
-            totals[(rule_id, user, start)] = self.limit_cache[(rule_id, user, start)] = (
-                by_currency
-            )
-        while len(self.limit_cache) > LIMIT_CACHE_KEYS:
-            self.limit_cache.popitem(last=False)  # this chunk's totals stay in ``totals``
-        return totals
-
-    def _count_limit(
-        self, rule_id: str | None, user: str, day: date | None, currency: str, amount: int
-    ) -> None:
-        """Keep a cached LIMIT total in step with a credit (or reversal) of this run.
-
-        Like ``ledger.credited_totals_many``, a total counts every credit of the rule
-        to the user in the period, whatever the role it was paid for.
-        """
-        rule = self.rules.get(rule_id) if rule_id is not None else None
-        if rule is None or rule.limit is None or day is None:
-            return
-        start, _ = period_window(rule.limit.period, day)
-        cached = self.limit_cache.get((rule.id, user, start))
-        if cached is not None:
-            cached[currency] = cached.get(currency, 0) + amount
-
-    def _plan(
-        self,
-        ev: _Evaluated,
-        rule: Rule,
-        reward: Reward,
-        ref: str,
-        totals: dict[LimitKey, dict[str, int]],
-    ) -> PlannedReward | None:
-        """The credit to post for one reward, cut to what the rule's LIMIT leaves."""
-        user = str(ev.record.get(f"{reward.role}.id"))
-        amount = reward.amount.amount
-        currency = reward.amount.currency
-        capped_from = None
-        limit = rule.limit
-        if limit is not None and limit.per == reward.role:
-            start, _ = period_window(limit.period, ev.day)
-            counted = totals.setdefault((rule.id, user, start), {})
-            left = limit.amount.amount - counted.get(currency, 0)
-            if amount > left:
-                capped_from, amount = amount, max(left, 0)
-                self.summary.capped += 1
-                note = (f"{ref}: {format_money(Money(capped_from, currency))} cut to "
-                        f"{format_money(Money(amount, currency))} by LIMIT "
-                        f"{format_money(limit.amount)} PER {limit.per} PER {limit.period.upper()}")
-                if len(self.summary.capped_notes) < MAX_CAPPED_NOTES:
-                    self.summary.capped_notes.append(note)
-                self._note(ev, ref, "capped", note, amount=amount, requested=capped_from)
-                if amount == 0:
-                    return None
-            if (rule.id, user, start) not in self.limit_cache:  # evicted: count it here
-                counted[currency] = counted.get(currency, 0) + amount
-        self._count_limit(rule.id, user, ev.day, currency, amount)
-        hold_until = ev.day + timedelta(days=rule.hold_days) if rule.hold_days else None
-        request = ledger.CreditRequest(
-            user_id=user,
-            amount=amount,
-            currency=currency,
-            reference_id=ref,
-            status="pending" if rule.hold_days else "confirmed",
-            rule_id=rule.id,
-            rule_hash=self.hashes[rule.id],
-            referral_id=ev.record.referral_id,
-            role=reward.role,
-            event_date=ev.day,
-            hold_until=hold_until,
-        )
-        why = f"held until {hold_until}" if hold_until else "confirmed (no HOLD)"
-        self._note(ev, ref, "posted", why, amount=amount, currency=currency, user_id=user)
-        return PlannedReward(request, capped_from)
-
-    def _post(self, planned: list[PlannedReward]) -> None:
-        if not planned:
-            return
-        # Every planned reference was found absent under the ledger lock (taken when the
-        # run began), so posting need not look again: known={}.
-        result = ledger.post_credits(
-            self.conn, [p.request for p in planned], actor=self.actor,
-            run_id=self.summary.run_id, known={},
-        )
-        self.summary.posted += len(result.created)
-        # Only a concurrent writer could have posted these between lookup and insert.
-        self.summary.already_posted += len(result.existing)
-        for entry in result.created:
-            self.summary.amount_posted[entry.currency] = (
-                self.summary.amount_posted.get(entry.currency, 0) + entry.amount
-            )
-        if self.on_plan is not None:
-            for p in planned:
-                self.on_plan(p)
+        refs = [p.request.reference_id for p in grants]
+        taken = ledger.existing_references(self.conn, refs)
+        if not taken:
+            return grants
+        found = ledger.find_entries(self.conn, taken)
+        kept = []
+        for p in grants:
+            entry = found.get(p.request.reference_id)
+            if entry is None:
+                kept.append(p)
+                continue
+            self.summary.conflicts += 1
+            self.limits.add(self.book.live.get(p.request.rule_id or ""), p.request.user_id,
+                            p.request.role or "", p.request.event_date, p.request.currency,
+                            -p.request.amount)
+            if len(self.summary.conflict_notes) < 100:
+                self.summary.conflict_notes.append(
+                    f"{entry.reference_id}: the ledger holds user {entry.user_id},"
+                    f" {entry.amount} {entry.currency} {entry.entry_type} (not posted by"
+                    f" settlement); settlement would post user {p.request.user_id},"
+                    f" {p.request.amount} {p.request.currency}"
+                )
+        return kept
 
     def _confirm_due(self) -> None:
         self.summary.confirmed += ledger.confirm_due(
@@ -484,12 +469,19 @@ def settle(
     explain: IO[str] | None = None,
     on_plan: Callable[[PlannedReward], None] | None = None,
     run_id: str | None = None,
+    renamed: Mapping[str, str] | None = None,
+    allow_anonymous: bool = False,
+    allow_conflicts: bool = False,
+    currency: str | None = None,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
 
     A dry run does all the work, reports it, and rolls the transaction back.
+    Refused before anything is written (SettlementError): rules without a RULE
+    header (unless ``allow_anonymous``), an unannounced rename (``renamed``
+    announces one: old id -> new id), and, at the end, a run that met
+    idempotency conflicts (unless ``allow_conflicts``).
     """
-    default_currency = program.default_currency()
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
     if conn.in_transaction():
@@ -500,13 +492,22 @@ def settle(
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
+        book = RuleBook.load(conn, program, currency or program.default_currency())
+        renames = check_program(book, renamed or {}, allow_anonymous=allow_anonymous)
+        if renames:
+            book.aliases.update(renames)
         run = Settlement(
-            conn, program, as_of=as_of, run_id=run_id, strict=strict,
-            default_currency=default_currency, explain=explain, on_plan=on_plan,
-            dry_run=dry_run,
+            conn, book, as_of=as_of, run_id=run_id, strict=strict, explain=explain,
+            on_plan=on_plan, dry_run=dry_run,
         )
         run.run(records)
         summary = run.summary
+        if summary.conflicts and not allow_conflicts:
+            raise SettlementError(
+                f"{summary.conflicts} idempotency conflict(s): "
+                + "; ".join(summary.conflict_notes[:3])
+                + "; nothing was written (--allow-conflicts settles the rest)"
+            )
         head = ledger.head(conn)
         conn.execute(
             settlement_runs.insert(),
@@ -521,11 +522,11 @@ def settle(
                 "input_digest": run.input_hash.hexdigest(),
                 "input_name": input_name,
                 "amount_posted": json.dumps(summary.as_json()["amount_posted"]),
-                **{k: getattr(summary, k) for k in (
-                    "records", "rewarded", "posted", "already_posted", "capped",
-                    "reversed", "confirmed", "quarantined")},
+                **{k: getattr(summary, k) for k in RunSummary.COUNTERS},
             },
         )
+        if renames:
+            conn.execute(settlement_rule_renames.insert(), rename_rows(renames, run_id))
     if dry_run:
         tx.rollback()
     else:

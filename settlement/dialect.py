@@ -43,8 +43,8 @@ CHUNK_SIZE = 500
 READ_ONLY: dict[str, Any] = {"read_only": True}
 
 _E = ledger_entries
-# One row of the LIMIT totals: rule id, user id, period start, period end, currency, sum.
-TotalsRow = tuple[str, str, date | None, date | None, str, Any]
+# One row of the LIMIT totals: rule id, user id, role, period start, period end, currency, sum.
+TotalsRow = tuple[str, str, str | None, date | None, date | None, str, Any]
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK_SIZE) -> Iterator[Sequence[Any]]:
@@ -112,17 +112,40 @@ class Backend:
         for chunk in _chunks(refs):
             yield from conn.execute(stmt.where(_E.c.reference_id.in_(chunk)))
 
+    def select_in(
+        self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
+        values: list[Any],
+    ) -> Iterator[sa.Row[Any]]:
+        """The rows of ``stmt`` whose ``column`` is one of ``values``."""
+        for chunk in _chunks(values):
+            yield from conn.execute(stmt.where(column.in_(chunk)))
+
+    def latest_per_key(
+        self, conn: Connection, table: sa.Table, column: sa.Column[Any], values: list[Any]
+    ) -> Iterator[sa.Row[Any]]:
+        """For each of ``values``, the row of ``table`` with that ``column`` and the
+        highest ``id`` (append-only tables: the newest)."""
+        for chunk in _chunks(values):
+            newest = (sa.select(sa.func.max(table.c.id)).where(column.in_(chunk))
+                      .group_by(column).scalar_subquery())
+            yield from conn.execute(sa.select(table).where(table.c.id.in_(newest)))
+
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
-        """Per key and currency, the sum of the rule's credits to the user, not reversed,
-        with start <= event_date < end (None bounds are open); keys with none are absent."""
-        groups: dict[tuple[str, date | None, date | None], list[str]] = defaultdict(list)
-        for rule_id, user, start, end in keys:
-            groups[(rule_id, start, end)].append(user)
-        for (rule_id, start, end), users in groups.items():
+        """Per key and currency, the sum of the rule's credits to the user (in the role,
+        unless it is None), not reversed, with start <= event_date < end (None bounds are
+        open); keys with none are absent."""
+        groups: dict[tuple[str, str | None, date | None, date | None], list[str]] = (
+            defaultdict(list)
+        )
+        for rule_id, user, role, start, end in keys:
+            groups[(rule_id, role, start, end)].append(user)
+        for (rule_id, role, start, end), users in groups.items():
             for chunk in _chunks(users):
                 entries = entries_with_status.where(
                     _E.c.rule_id == rule_id, _E.c.entry_type == "credit", _E.c.user_id.in_(chunk)
                 )
+                if role is not None:
+                    entries = entries.where(_E.c.role == role)
                 if start is not None:
                     entries = entries.where(_E.c.event_date >= start)
                 if end is not None:
@@ -134,7 +157,7 @@ class Backend:
                     .group_by(sub.c.user_id, sub.c.currency)
                 )
                 for user, currency, total in conn.execute(stmt):
-                    yield rule_id, user, start, end, currency, total
+                    yield rule_id, user, role, start, end, currency, total
 
 
 class SQLiteBackend(Backend):
@@ -249,9 +272,23 @@ class PostgresBackend(Backend):
         cost more to render and parse than to run."""
         return iter(conn.execute(_any_reference(stmt), {"refs": refs}))
 
+    def select_in(
+        self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
+        values: list[Any],
+    ) -> Iterator[sa.Row[Any]]:
+        return iter(conn.execute(_any_of(stmt, column), {"values": values}))
+
+    def latest_per_key(
+        self, conn: Connection, table: sa.Table, column: sa.Column[Any], values: list[Any]
+    ) -> Iterator[sa.Row[Any]]:
+        """``DISTINCT ON``: one index scan of (column, id) per value."""
+        stmt = _latest_per_key(table, column)
+        return iter(conn.execute(stmt, {"values": values}))
+
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],
-                  "starts": [k[2] for k in keys], "ends": [k[3] for k in keys]}
+                  "roles": [k[2] for k in keys], "starts": [k[3] for k in keys],
+                  "ends": [k[4] for k in keys]}
         for row in conn.execute(_TOTALS, params):
             yield cast(TotalsRow, tuple(row))
 
@@ -264,15 +301,31 @@ def _any_reference(stmt: sa.Select[Any]) -> sa.Select[Any]:
     )
 
 
+@functools.cache
+def _any_of(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    return stmt.where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(sa.String))))
+
+
+@functools.cache
+def _latest_per_key(table: sa.Table, column: sa.Column[Any]) -> sa.Select[Any]:
+    return (
+        sa.select(table)
+        .where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(sa.String))))
+        .distinct(column)
+        .order_by(column, table.c.id.desc())
+    )
+
+
 def _credited_totals_query() -> sa.Select[Any]:
     wanted = (
         sa.func.unnest(
             sa.bindparam("rules", type_=postgresql.ARRAY(sa.String)),
             sa.bindparam("users", type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("roles", type_=postgresql.ARRAY(sa.String)),
             sa.bindparam("starts", type_=postgresql.ARRAY(sa.Date)),
             sa.bindparam("ends", type_=postgresql.ARRAY(sa.Date)),
         )
-        .table_valued("rule_id", "user_id", "start", "end")
+        .table_valued("rule_id", "user_id", "role", "start", "end")
         .render_derived(name="wanted")
     )
     entries = (
@@ -280,6 +333,7 @@ def _credited_totals_query() -> sa.Select[Any]:
             _E.c.rule_id == wanted.c.rule_id,
             _E.c.user_id == wanted.c.user_id,
             _E.c.entry_type == "credit",
+            sa.or_(wanted.c.role.is_(None), _E.c.role == wanted.c.role),
             sa.or_(wanted.c.start.is_(None), _E.c.event_date >= wanted.c.start),
             sa.or_(wanted.c.end.is_(None), _E.c.event_date < wanted.c.end),
         )
@@ -291,12 +345,12 @@ def _credited_totals_query() -> sa.Select[Any]:
         .lateral("entries")
     )
     return (
-        sa.select(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
-                  entries.c.currency, sa.func.sum(entries.c.amount))
+        sa.select(wanted.c.rule_id, wanted.c.user_id, wanted.c.role, wanted.c.start,
+                  wanted.c.end, entries.c.currency, sa.func.sum(entries.c.amount))
         .select_from(wanted.join(entries, sa.true()))
         .where(entries.c.status != "reversed")
-        .group_by(wanted.c.rule_id, wanted.c.user_id, wanted.c.start, wanted.c.end,
-                  entries.c.currency)
+        .group_by(wanted.c.rule_id, wanted.c.user_id, wanted.c.role, wanted.c.start,
+                  wanted.c.end, entries.c.currency)
     )
 
 

@@ -116,7 +116,7 @@ def _csv_value(text: str) -> Any:
 
 
 # One decoder for every line: json.loads(..., parse_float=) builds a new one per call.
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
@@ -131,7 +131,7 @@ def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         try:
             if raw.startswith("\ufeff"):  # what json.loads refuses; a file's first BOM is dropped
                 raise json.JSONDecodeError("Unexpected UTF-8 BOM", raw, 0)
-            data = _DECODER.decode(raw)
+            data = DECODER.decode(raw)
         except ValueError as e:
             yield _bad(name, number, raw, f"not valid JSON: {e}")
             continue

@@ -79,6 +79,8 @@ ledger_entries = sa.Table(
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("prev_hash", sa.CHAR(64), nullable=False),
     sa.Column("hash", sa.CHAR(64), nullable=False),
+    # 0004: the earlier grant of the same (rule, referral, role) this credit adjusts.
+    sa.Column("adjusts", sa.String(255), nullable=True),
     sa.UniqueConstraint("reference_id", name="uq_ledger_entries_reference_id"),
     sa.UniqueConstraint("reversal_id", name="uq_ledger_entries_reversal_id"),
     sa.CheckConstraint("entry_type IN ('credit', 'debit')", name="ck_ledger_entries_entry_type"),
@@ -90,6 +92,7 @@ ledger_entries = sa.Table(
     sa.Index("ix_ledger_entries_user_id", "user_id"),
     sa.Index("ix_ledger_entries_rule_user", "rule_id", "user_id"),
     sa.Index("ix_ledger_entries_hold_until", "hold_until"),
+    sa.Index("ix_ledger_entries_referral", "referral_id"),
 )
 
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
@@ -152,6 +155,9 @@ settlement_runs = sa.Table(
     # The ledger head (newest entry) when the run committed: an anchor for verify.
     sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
     sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
+    # 0004: what reconciliation did besides posting.
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in ("adjusted", "moved", "superseded", "stale", "retired", "conflicts")),
 )
 
 settlement_quarantine = sa.Table(
@@ -164,6 +170,55 @@ settlement_quarantine = sa.Table(
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+)
+
+def _run_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("settlement_runs.run_id", deferrable=True, initially="DEFERRED")
+
+
+# Reconciliation (migration 0004).  The newest snapshot of a referral is its last row.
+settlement_facts = sa.Table(
+    "settlement_facts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("referral_id", sa.String(255), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("digest", sa.CHAR(64), nullable=False),
+    # The record as canonical JSON (decimals exact): what its entitlement was computed from.
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
+    sa.Index("ix_settlement_facts_referral", "referral_id", "id"),
+)
+
+# Every rule version that granted a reward; ``model`` is its JSON (NULL when backfilled).
+settlement_rule_versions = sa.Table(
+    "settlement_rule_versions",
+    metadata,
+    sa.Column("rule_id", sa.String(255), primary_key=True),
+    sa.Column("rule_hash", sa.String(128), primary_key=True),
+    sa.Column("model", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+settlement_rule_renames = sa.Table(
+    "settlement_rule_renames",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("old_id", sa.String(255), nullable=False),
+    sa.Column("new_id", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
+)
+
+# (rule, referral) pairs whose REVERSE IF has held: that rule pays that referral nothing again.
+settlement_terminations = sa.Table(
+    "settlement_terminations",
+    metadata,
+    sa.Column("rule_id", sa.String(255), primary_key=True),
+    sa.Column("referral_id", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
 )
 
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")

@@ -108,7 +108,8 @@ def test_migrations_match_metadata(db_url) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, metadata) == []
     assert set(metadata.tables) == set(APPEND_ONLY_TABLES) | {
-        "settlement_runs", "settlement_quarantine"
+        "settlement_runs", "settlement_quarantine", "settlement_facts",
+        "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",
     }
     engine.dispose()
 

@@ -490,9 +490,9 @@ def test_credited_totals_counts_unreversed_credits_in_window(conn) -> None:
     L.reverse(conn, "7", "refund")
 
     def totals(users, start, end):
-        got = L.credited_totals_many(conn, [("R", user, start, end) for user in users])
-        assert set(got) == {("R", user, start, end) for user in users}
-        return {user: got[("R", user, start, end)] for user in users}
+        got = L.credited_totals_many(conn, [("R", user, None, start, end) for user in users])
+        assert set(got) == {("R", user, None, start, end) for user in users}
+        return {user: got[("R", user, None, start, end)] for user in users}
 
     jan = totals(["a", "b", "c"], date(2026, 1, 1), date(2026, 2, 1))
     assert jan == {"a": {"INR": 300, "USD": 800}, "b": {"INR": 3200}, "c": {}}

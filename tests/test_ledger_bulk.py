@@ -44,11 +44,11 @@ def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
         L.reverse(conn, "r7", "refund", actor="t")
         users = [f"u{i}" for i in range(9)]
         feb, mar = date(2026, 2, 1), date(2026, 3, 1)
-        got = L.credited_totals_many(conn, [("R", user, feb, mar) for user in users])
-    want: dict[L.TotalsKey, dict[str, int]] = {("R", u, feb, mar): {} for u in users}
+        got = L.credited_totals_many(conn, [("R", user, None, feb, mar) for user in users])
+    want: dict[L.TotalsKey, dict[str, int]] = {("R", u, None, feb, mar): {} for u in users}
     for r in requests:
         if r.reference_id != "r7" and feb <= r.event_date < mar:
-            key = ("R", r.user_id, feb, mar)
+            key = ("R", r.user_id, None, feb, mar)
             want[key][r.currency] = want[key].get(r.currency, 0) + r.amount
     assert got == want
 
@@ -56,24 +56,26 @@ def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
 def test_credited_totals_many_matches_per_key_sums(ledger_engine) -> None:
     requests = [
         L.CreditRequest(f"u{i % 5}", 10 + i, "INR", f"m{i}", rule_id=f"R{i % 2}",
+                        role=("referrer", "referee")[i % 3 % 2],
                         event_date=date(2026, 1 + i % 4, 1 + i % 20))
         for i in range(200)
     ]
     windows = [(date(2026, 1, 1), date(2026, 2, 1)), (date(2026, 2, 1), None), (None, None),
                (None, date(2026, 3, 1))]
-    wanted = [(rule, f"u{u}", start, end) for rule in ("R0", "R1", "R9") for u in range(6)
-              for start, end in windows]
+    wanted = [(rule, f"u{u}", role, start, end) for rule in ("R0", "R1", "R9") for u in range(6)
+              for role in (None, "referrer", "referee") for start, end in windows]
     with ledger_engine.connect() as conn:
         L.post_credits(conn, requests, actor="t")
         L.reverse(conn, "m3", "refund", actor="t")
         got = L.credited_totals_many(conn, wanted)
     # The oracle sums the requests in Python.
     want: dict[L.TotalsKey, dict[str, int]] = {key: {} for key in wanted}
-    for rule, user, start, end in wanted:
+    for rule, user, role, start, end in wanted:
         for r in requests:
             if (r.rule_id, r.user_id) == (rule, user) and r.reference_id != "m3" and (
+                role is None or r.role == role) and (
                 start is None or start <= r.event_date) and (end is None or r.event_date < end):
-                want[(rule, user, start, end)][r.currency] = (
-                    want[(rule, user, start, end)].get(r.currency, 0) + r.amount)
+                key = (rule, user, role, start, end)
+                want[key][r.currency] = want[key].get(r.currency, 0) + r.amount
     assert got == want
     assert any(got.values())

@@ -21,7 +21,8 @@ from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
 SUMMARY_KEYS = ["run_id", "records", "rewarded", "posted", "already_posted", "capped",
-                "reversed", "confirmed", "quarantined", "amount_posted"]
+                "reversed", "adjusted", "moved", "superseded", "stale", "retired", "conflicts",
+                "confirmed", "quarantined", "amount_posted"]
 
 
 @pytest.fixture

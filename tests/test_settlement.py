@@ -96,7 +96,8 @@ def test_settle_first_run_posts_the_hand_checked_entries(engine, program, tmp_pa
 
     assert summary.as_json() | {"run_id": None} == {
         "run_id": None, "records": 8, "rewarded": 5, "posted": 11, "already_posted": 0,
-        "capped": 1, "reversed": 0, "confirmed": 0, "quarantined": 3,
+        "capped": 1, "reversed": 0, "adjusted": 0, "moved": 0, "superseded": 0, "stale": 0,
+        "retired": 0, "conflicts": 0, "confirmed": 0, "quarantined": 3,
         "amount_posted": {"INR": 190000},
     }
     assert entries(engine) == {
@@ -126,7 +127,8 @@ def test_settle_records_provenance_run_log_and_quarantine(engine, program, tmp_p
     assert entry.rule_id == "paid_bonus" and entry.run_id == summary.run_id
     assert entry.referral_id == "r1" and entry.role == "referrer"
     assert len(entry.rule_hash) == 64
-    assert entry.hold_until == date(2026, 1, 15) and entry.event_date == date(2026, 1, 1)
+    # HOLD 14 DAYS counts from the later of the event date and the run's as-of date.
+    assert entry.hold_until == date(2026, 1, 24) and entry.event_date == date(2026, 1, 1)
     assert [(r["run_id"], r["posted"], r["quarantined"]) for r in runs] == [
         (summary.run_id, 11, 3)
     ]
@@ -194,7 +196,8 @@ def test_settle_refunded_before_any_payment_pays_nothing(engine, program, tmp_pa
     ("as_of", "confirmed"), [("2026-01-14", 0), ("2026-01-15", 2), ("2026-01-19", 4)]
 )
 def test_settle_hold_confirms_on_the_right_date(engine, program, tmp_path, as_of, confirmed):
-    run(engine, program, write(tmp_path, "first.jsonl", FIRST), as_of="2026-01-10")
+    # Settled on the day the first referral was made: each hold counts from its event date.
+    run(engine, program, write(tmp_path, "first.jsonl", FIRST), as_of="2026-01-01")
     later = run(engine, program, write(tmp_path, "empty.jsonl", []), as_of=as_of)
     assert later.confirmed == confirmed
     statuses = entries(engine)

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import RowMapping
 
 GENESIS_HASH = "0" * 64
+# Columns added after the first release enter the hash only when set, so that every
+# entry written before them keeps the hash it was chained with.
+LATER_COLUMNS = ("adjusts",)
 HASHED_COLUMNS = tuple(c.name for c in ledger_entries.c if c.name != "hash")
+_ALWAYS_HASHED = tuple(c for c in HASHED_COLUMNS if c not in LATER_COLUMNS)
 
 
 def format_timestamp(ts: datetime) -> str:
@@ -32,6 +36,7 @@ def canonical(value: Any) -> Any:
 
 def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
     """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included)."""
-    content = {name: canonical(row[name]) for name in HASHED_COLUMNS}
+    content = {name: canonical(row[name]) for name in _ALWAYS_HASHED}
+    content.update({name: row[name] for name in LATER_COLUMNS if row[name] is not None})
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -121,8 +121,9 @@ def program_balance(conn: Connection) -> dict[str, int]:
 def credited_totals_many(
     conn: Connection, wanted: Iterable[TotalsKey]
 ) -> dict[TotalsKey, dict[str, int]]:
-    """Per (rule, user, period start, end) and currency: the rule's credits to the user not
-    reversed with start <= event_date < end, for settlement's LIMIT caps.
+    """Per (rule, user, role, period start, end) and currency: the rule's credits to the user
+    (in that role; every role when it is None) not reversed with start <= event_date < end,
+    for settlement's LIMIT caps.
 
     Every key asked for is in the result (``{}`` when nothing counts); None
     bounds are open.  On PostgreSQL one query answers them all.
@@ -131,8 +132,10 @@ def credited_totals_many(
     result: dict[TotalsKey, dict[str, int]] = {key: {} for key in keys}
     if not keys:
         return result
-    for rule_id, user, start, end, currency, total in backend(conn).credited_totals(conn, keys):
-        result[(rule_id, user, start, end)][currency] = as_int(total)
+    for rule_id, user, role, start, end, currency, total in backend(conn).credited_totals(
+        conn, keys
+    ):
+        result[(rule_id, user, role, start, end)][currency] = as_int(total)
     return result
 
 

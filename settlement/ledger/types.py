@@ -10,6 +10,8 @@ from dsl.money import Money
 from settlement.ledger.hashing import format_timestamp
 
 REVERSAL_PREFIX = "reversal:"
+# References that name what settlement and payouts post; a hand-posted credit may not use them.
+RESERVED_PREFIXES = ("reward:", REVERSAL_PREFIX, "payout:")
 INITIAL_STATUSES = ("pending", "confirmed")
 EXPORT_FIELDS = (
     "user_id", "amount", "currency", "entry_type", "status", "reference_id", "reversal_id",
@@ -24,7 +26,8 @@ LEGAL_MOVES = frozenset({
     ("credit", "paid", "reversed"),
 })
 FUNDING_ACCOUNT = "program:funding"
-TotalsKey = tuple[str, str, date | None, date | None]  # rule id, user id, period start, end
+# rule id, user id, role (None: every role), period start, period end
+TotalsKey = tuple[str, str, str | None, date | None, date | None]
 
 
 def user_account(user_id: str) -> str:
@@ -57,6 +60,7 @@ class Entry:
     actor: str
     prev_hash: str
     hash: str
+    adjusts: str | None
     status: str
 
     @property
@@ -134,6 +138,7 @@ class CreditRequest:
     role: str | None = None
     event_date: date | None = None
     hold_until: date | None = None
+    adjusts: str | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from settlement.ledger.types import (
     FUNDING_ACCOUNT,
     INITIAL_STATUSES,
     LEGAL_MOVES,
+    RESERVED_PREFIXES,
     REVERSAL_PREFIX,
     BulkPostResult,
     CreditRequest,
@@ -69,12 +70,18 @@ def _describe(user_id: str, amount: int, currency: str, entry_type: str) -> str:
     return f"user {user_id}, {format_money(Money(amount, currency))} {entry_type}"
 
 
-def _validate(req: CreditRequest) -> None:
+def _validate(req: CreditRequest, *, reserved: bool) -> None:
     if not req.reference_id or not req.reference_id.strip():
         raise LedgerError("a ledger entry needs a non-empty reference")
     if req.reference_id.startswith(REVERSAL_PREFIX):
         raise LedgerError(
             f"reference {req.reference_id!r} is reserved: {REVERSAL_PREFIX!r} names reversals"
+        )
+    prefix = next((p for p in RESERVED_PREFIXES if req.reference_id.startswith(p)), None)
+    if prefix is not None and not reserved:
+        raise LedgerError(
+            f"reference {req.reference_id!r} is reserved: {prefix!r} references are posted by"
+            " settlement and payouts only"
         )
     if not req.user_id or not req.user_id.strip():
         raise LedgerError(f"credit {req.reference_id!r} needs a user id")
@@ -172,6 +179,7 @@ def post_credits(
     run_id: str | None = None,
     reason: str | None = None,
     known: Mapping[str, Entry] | None = None,
+    reserved: bool = False,
 ) -> BulkPostResult:
     """Post many credits with set-based SQL; existing references are returned, not reposted.
 
@@ -183,9 +191,12 @@ def post_credits(
     transaction while holding the ledger lock (``find_entries`` after
     ``lock_ledger``), so the lookup is not repeated.  A reference missing from
     it is taken as absent; the unique reference_id still refuses a duplicate.
+
+    ``reserved``: the caller is settlement or payouts, which own the reserved
+    reference prefixes (``RESERVED_PREFIXES``); anyone else is refused them.
     """
     for req in requests:
-        _validate(req)
+        _validate(req, reserved=reserved)
     result = BulkPostResult()
     with _writing(conn):
         existing = (
@@ -216,7 +227,7 @@ def post_credits(
              "currency": r.currency, "entry_type": "credit", "reversal_id": None,
              "rule_id": r.rule_id, "rule_hash": r.rule_hash, "run_id": run_id,
              "referral_id": r.referral_id, "role": r.role, "event_date": r.event_date,
-             "hold_until": r.hold_until, "status": r.status}
+             "hold_until": r.hold_until, "adjusts": r.adjusts, "status": r.status}
             for r in fresh.values()
         ]
         result.created = _insert_entries(conn, specs, actor=actor, run_id=run_id, reason=reason)
@@ -238,7 +249,8 @@ def post_credit(
 ) -> PostResult:
     """Credit a user once per reference: created, or the existing entry when the payload matches.
 
-    ``provenance``: rule_id, rule_hash, referral_id, role, event_date, hold_until.
+    ``provenance``: rule_id, rule_hash, referral_id, role, event_date, hold_until.  The
+    reserved reference prefixes (``reward:``, ``reversal:``, ``payout:``) are refused.
     """
     req = CreditRequest(user_id, amount, currency, reference_id, status, **provenance)
     result = post_credits(conn, [req], actor=actor, run_id=run_id, reason=reason)
@@ -397,18 +409,22 @@ def reverse_many(
     *,
     actor: str,
     run_id: str | None = None,
+    known: Mapping[str, Entry] | None = None,
 ) -> list[PostResult]:
     """Reverse entries (in input order): post ``reversal:<ref>`` debits, mark originals reversed.
 
     An entry already reversed returns its existing reversal (created=False);
-    reversing a reversal is refused.
+    reversing a reversal is refused.  ``known``: the entries, as the caller read them
+    under the ledger lock in this transaction; those not reversed then need no lookup.
     """
     if not reason or not reason.strip():
         raise LedgerError("a reversal needs a reason")
     wanted = list(refs)
     with _writing(conn):
-        originals = find_entries(conn, wanted)
-        reversals = find_entries(conn, (REVERSAL_PREFIX + ref for ref in wanted))
+        given = known or {}
+        unknown = [ref for ref in wanted if ref not in given or given[ref].status == "reversed"]
+        originals = {**given, **find_entries(conn, unknown)}
+        reversals = find_entries(conn, (REVERSAL_PREFIX + ref for ref in unknown))
         specs: list[dict[str, Any]] = []
         moves: list[tuple[Entry, str]] = []
         planned: set[str] = set()
@@ -432,7 +448,8 @@ def reverse_many(
                 "entry_type": "debit", "reversal_id": ref, "rule_id": original.rule_id,
                 "rule_hash": original.rule_hash, "run_id": run_id,
                 "referral_id": original.referral_id, "role": original.role,
-                "event_date": original.event_date, "hold_until": None, "status": "confirmed",
+                "event_date": original.event_date, "hold_until": None, "adjusts": None,
+                "status": "confirmed",
             })
             moves.append((original, original.status))
         created = _insert_entries(conn, specs, actor=actor, run_id=run_id, reason=reason)

@@ -1,0 +1,151 @@
+"""Facts, versioned: the newest snapshot of each referral that settlement has kept.
+
+A record may carry ``version`` (an integer) or ``updated_at`` (an ISO 8601
+timestamp, with or without offset; normalised to UTC).  A snapshot is *stale*
+when the kept one of the same referral has a version (or timestamp) at least
+as new: it is ignored and counted, and the kept snapshot is what the referral
+is reconciled against.  Without comparable versions, read order decides: a
+later line, or a later run, wins, where a snapshot's place in that order is
+where settlement first saw it: one kept before and superseded since is old
+wherever it is read again, so rereading a file changes nothing.  (Facts that
+can return to an earlier state need ``version`` or ``updated_at``.)  Within a
+run the same holds line by line, so the newest snapshot wins wherever it
+stands in the file.
+
+Kept snapshots are rows of ``settlement_facts`` (append-only; the newest row
+of a referral is its kept snapshot), the record as canonical JSON.  A snapshot
+with the same content as the kept one is not stored again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from dsl.errors import EvaluationError
+from settlement.dialect import backend
+from settlement.records import DECODER, Record
+from settlement.tables import settlement_facts
+
+_F = settlement_facts
+
+
+@dataclass(frozen=True)
+class Version:
+    """How new a snapshot says it is (both None: it does not say)."""
+
+    version: int | None = None
+    updated_at: datetime | None = None
+
+    def newer_than(self, kept: Version) -> bool:
+        """False when ``kept`` is at least as new; True when not comparable (read order)."""
+        if self.version is not None and kept.version is not None:
+            return self.version > kept.version
+        if self.updated_at is not None and kept.updated_at is not None:
+            return self.updated_at > kept.updated_at
+        return True
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A referral's kept snapshot (version, digest, the record) and every digest kept before."""
+
+    version: Version
+    digest: str
+    record: Record
+    earlier: frozenset[str] = frozenset()
+
+    def supersedes(self, version: Version, digest_: str) -> bool:
+        """Whether this kept snapshot is at least as new as an incoming one.
+
+        By version or timestamp when both say; otherwise by when settlement first saw
+        it: a snapshot kept before and superseded since is older, wherever it is read.
+        """
+        if not version.newer_than(self.version):
+            return True
+        comparable = (version.version is not None and self.version.version is not None) or (
+            version.updated_at is not None and self.version.updated_at is not None)
+        return not comparable and digest_ in self.earlier and digest_ != self.digest
+
+
+def record_version(record: Record) -> Version:
+    """The snapshot's ``version`` / ``updated_at`` (EvaluationError when malformed)."""
+    version = record.data.get("version")
+    updated = record.data.get("updated_at")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise EvaluationError(f"version must be an integer, got {json.dumps(version, default=str)}")
+    at = None
+    if updated is not None:
+        at = _instant(updated)
+    return Version(version, at)
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            at = None
+        if at is not None:
+            return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    raise EvaluationError(
+        f"updated_at must be an ISO 8601 timestamp, got {json.dumps(value, default=str)}"
+    )
+
+
+def canonical_json(value: Any) -> str:
+    """Record data as JSON text with sorted keys and exact decimals (``4.50`` stays 4.50)."""
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        return "{" + ",".join(
+            json.dumps(k, ensure_ascii=False) + ":" + canonical_json(v) for k, v in items
+        ) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)  # finite: JSON numbers are never NaN or infinite
+    return json.dumps(value, ensure_ascii=False)
+
+
+def digest(data_json: str) -> str:
+    return hashlib.sha256(data_json.encode("utf-8")).hexdigest()
+
+
+_DIGESTS = sa.select(_F.c.referral_id, _F.c.digest)
+
+
+def kept_snapshots(conn: Connection, referral_ids: Iterable[str]) -> dict[str, Kept]:
+    """The kept snapshot of each referral that has one."""
+    ids = list(dict.fromkeys(referral_ids))
+    if not ids:
+        return {}
+    earlier: dict[str, set[str]] = {}
+    for row in backend(conn).select_in(conn, _DIGESTS, _F.c.referral_id, ids):
+        earlier.setdefault(row.referral_id, set()).add(row.digest)
+    found: dict[str, Kept] = {}
+    for row in backend(conn).latest_per_key(conn, _F, _F.c.referral_id, list(earlier)):
+        record = Record(row.file, row.line, row.data, DECODER.decode(row.data))
+        found[row.referral_id] = Kept(Version(row.version, _utc(row.updated_at)), row.digest,
+                                      record, frozenset(earlier[row.referral_id]))
+    return found
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def fact_row(record: Record, version: Version, data_json: str, digest_: str,
+             run_id: str) -> dict[str, Any]:
+    return {"referral_id": record.referral_id, "version": version.version,
+            "updated_at": version.updated_at, "digest": digest_, "data": data_json,
+            "file": record.file, "line": record.line, "run_id": run_id}
