@@ -21,12 +21,39 @@ from decimal import Decimal
 from typing import Literal
 
 from dsl.errors import SourcePos
-from dsl.money import Money
+from dsl.money import Money, exponent
 
 SCHEMA_VERSION = 1
 
 Role = Literal["referrer", "referee"]
 ROLES: tuple[Role, ...] = ("referrer", "referee")
+# LIMIT ... PER <who>: a role (what the person earned in it), or the person in any role.
+LimitPer = Literal["referrer", "referee", "person"]
+LIMIT_PERS: tuple[LimitPer, ...] = ("referrer", "referee", "person")
+
+# The roots of a referral context, and the fields every record has (settlement refuses
+# a record without them).
+CONTEXT_ROOTS = ("referrer", "referee", "referral")
+REQUIRED_FIELDS = ("referral_id", "referrer.id", "referee.id")
+
+# The ledger reference budget.  A reference is at most MAX_REFERENCE_CHARS long; the
+# longest settlement builds is "reversal:reward:<rule id>:<referral id>:<role>#<sequence>",
+# so a rule id may take what the other parts leave.
+MAX_REFERENCE_CHARS = 255
+MAX_REFERRAL_ID_CHARS = 128
+MAX_ROLE_CHARS = max(len(r) for r in ROLES)
+MAX_SEQUENCE_DIGITS = 6
+MAX_RULE_ID_CHARS = (
+    MAX_REFERENCE_CHARS
+    - len("reversal:" "reward:" ":" ":" "#")
+    - MAX_REFERRAL_ID_CHARS
+    - MAX_ROLE_CHARS
+    - MAX_SEQUENCE_DIGITS
+)
+
+# WITHIN n DAYS OF (either side) | AFTER | BEFORE <other>.
+Direction = Literal["of", "after", "before"]
+DIRECTIONS: tuple[Direction, ...] = ("of", "after", "before")
 
 Period = Literal["day", "month", "year", "ever"]
 PERIODS: tuple[Period, ...] = ("day", "month", "year", "ever")
@@ -64,12 +91,15 @@ class Compare:
 
 @dataclass(frozen=True)
 class Within:
-    """``<path> WITHIN <days> DAYS OF <other>``: both dates, at most ``days`` apart."""
+    """``<path> WITHIN <days> DAYS OF|AFTER|BEFORE <other>``: two dates at most ``days``
+    calendar days apart (``after``: ``path`` on or after ``other``; ``before``: on or
+    before it)."""
 
     path: str
     days: int
     other: str
     pos: SourcePos | None = field(default=None, compare=False)
+    direction: Direction = "of"
 
 
 @dataclass(frozen=True)
@@ -172,10 +202,11 @@ Action = FixedReward | PercentReward
 
 @dataclass(frozen=True)
 class Limit:
-    """``LIMIT ₹5,000 PER referrer PER MONTH``: caps the rule's total per beneficiary."""
+    """``LIMIT ₹5,000 PER referrer PER MONTH``: caps what one person earns from the rule
+    in a role (``PER referrer``, ``PER referee``) or in any role (``PER person``)."""
 
     amount: Money
-    per: Role
+    per: LimitPer
     period: Period
     pos: SourcePos | None = field(default=None, compare=False)  # of the amount
 
@@ -192,6 +223,8 @@ class Rule:
     hold_days: int = 0
     reverse_if: Condition | None = None
     source: SourcePos | None = field(default=None, compare=False)
+    # HOLD n DAYS FROM <path>: the date field the hold counts from (None: settlement's default).
+    hold_from: str | None = None
     # A bare "IF ... THEN ..." sentence: the id was made from the file name and position.
     auto_id: bool = field(default=False, compare=False)
     # Comment lines written before the rule (and inside it), kept so fmt never drops them.
@@ -235,14 +268,39 @@ class Example:
     comments: tuple[str, ...] = field(default=(), compare=False)
 
 
+SettingName = Literal["currency", "timezone"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """``CURRENCY INR`` or ``TIMEZONE "Asia/Kolkata"``: a program-wide statement, where it
+    was written (a program states each once, in any of its files)."""
+
+    name: SettingName
+    value: str
+    source: SourcePos | None = field(default=None, compare=False)
+    comments: tuple[str, ...] = field(default=(), compare=False)
+
+
 @dataclass(frozen=True)
 class Program:
-    """A whole rule program: every ``.rule`` file of a directory or a file list."""
+    """A whole rule program: every ``.rule`` file of a directory or a file list.
+
+    ``currency`` and ``timezone`` are what its CURRENCY and TIMEZONE statements say
+    (None when it has none); ``settings`` are those statements as written, for
+    positions and comments.
+    """
 
     rules: tuple[Rule, ...] = ()
     definitions: tuple[Definition, ...] = ()
     examples: tuple[Example, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    currency: str | None = None
+    timezone: str | None = None
+    settings: tuple[Setting, ...] = field(default=(), compare=False)
+    # Money written with $ or ¥ (as written, where): read as the program's currency when
+    # it is a dollar or yen, which check warns about when the program does not say.
+    symbol_literals: tuple[tuple[str, SourcePos], ...] = field(default=(), compare=False)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -278,11 +336,36 @@ class Program:
         """Every currency named by a money literal of the program (``money``)."""
         return {m.currency for m in self.money()}
 
-    def default_currency(self) -> str | None:
-        """The currency of bare integer amounts: the program's only currency, else None.
+    def default_currency(self, override: str | None = None) -> str | None:
+        """The program's currency, that of bare integer amounts: ``override`` (an explicit
+        ``--currency``), else the CURRENCY statement, else the only currency of the
+        program's money literals, else None.
 
-        The one rule for every caller (examples, ``rules eval``, settlement), so a
-        program passes ``rules test`` exactly when settling it reads amounts alike.
+        The one rule for every caller (check, examples, ``rules eval``, ``rules diff``,
+        settlement), so a program passes ``rules test`` exactly when settling it reads
+        amounts alike.
         """
+        if override:
+            code = override.upper()
+            exponent(code)  # an unknown code is refused here, not by the first record
+            return code
+        if self.currency is not None:
+            return self.currency
         found = self.currencies()
         return next(iter(found)) if len(found) == 1 else None
+
+    def date_paths(self) -> frozenset[str]:
+        """The fields the program reads as dates: compared with a date literal, either
+        side of a WITHIN, and HOLD ... FROM.  Comparing one of them with another field
+        compares dates, whatever the other holds."""
+        trees = [c for r in self.rules for c in r.conditions()]
+        trees += [d.condition for d in self.definitions]
+        found = {r.hold_from for r in self.rules if r.hold_from is not None}
+        for c in walk(*trees):
+            if isinstance(c, Within):
+                found.update((c.path, c.other))
+            elif isinstance(c, Compare) and any(
+                isinstance(v, date) for v in flatten(c.value)
+            ):
+                found.add(c.path)
+        return frozenset(found)

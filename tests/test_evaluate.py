@@ -96,7 +96,7 @@ def test_evaluate_operators(condition, ctx, expected):
         ("a.m >= ₹1,000", {"a": {"m": "abc"}},
          "rule r: a.m: expected a money amount, found the string 'abc'"),
         ("a.m >= ₹1,000", {"a": {"m": {"amount": 5, "currency": "USD"}}},
-         "rule r: a.m: expected an amount in INR, found an object"),
+         "rule r: a.m: expected money in INR, found money in USD ($0.05)"),
         ("a.n > 5", {"a": {"n": 5.5}}, "rule r: a.n: expected a number, found the float 5.5"),
         ("a.n > 5", {"a": {"n": "6"}}, "rule r: a.n: expected a number, found the string '6'"),
         ("a.n > 5", {"a": {"n": True}}, "rule r: a.n: expected a number, found the boolean true"),
@@ -151,7 +151,8 @@ def test_evaluate_percent_of_nothing_pays_nothing():
 
 def test_evaluate_percent_cap_currency_mismatch_raises():
     compiled = compile_program(program("RULE r IF a.x THEN ISSUE 1% OF a.p UP TO ₹5"))
-    with pytest.raises(EvaluationError, match="a.p: expected an amount in INR"):
+    with pytest.raises(EvaluationError,
+                       match=r"a.p: expected money in INR, found money in USD \(\$1\)"):
         compiled.evaluate({"a": {"x": True, "p": {"amount": 100, "currency": "USD"}}})
 
 
