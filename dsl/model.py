@@ -173,6 +173,10 @@ def flatten(value: Value) -> Iterator[Value]:
         yield value
 
 
+def _money_in(value: Value, pos: SourcePos | None) -> Iterator[tuple[Money, SourcePos | None]]:
+    return ((v, pos) for v in flatten(value) if isinstance(v, Money))
+
+
 @dataclass(frozen=True)
 class FixedReward:
     """``ISSUE ₹500 REWARD TO referrer``."""
@@ -315,22 +319,31 @@ class Program:
     def money(self) -> Iterator[Money]:
         """Every money literal: in conditions (rules and DEFINEs), rewards, caps and
         limits, and the examples' GIVEN values and EXPECT amounts."""
-        trees = [c for r in self.rules for c in r.conditions()]
-        trees += [d.condition for d in self.definitions]
-        values = [c.value for c in walk(*trees) if isinstance(c, Compare)]
-        values += [v for ex in self.examples for _path, v in ex.given]
-        for value in values:
-            yield from (v for v in flatten(value) if isinstance(v, Money))
+        return (m for m, _pos in self.money_places())
+
+    def money_places(self) -> Iterator[tuple[Money, SourcePos | None]]:
+        """``money`` with where each literal was written (as near as the model knows)."""
+        for r in self.rules:
+            for cond in walk(*r.conditions()):
+                if isinstance(cond, Compare):
+                    yield from _money_in(cond.value, cond.pos or r.source)
+        for d in self.definitions:
+            for cond in walk(d.condition):
+                if isinstance(cond, Compare):
+                    yield from _money_in(cond.value, cond.pos or d.source)
+        for ex in self.examples:
+            for _path, v in ex.given:
+                yield from _money_in(v, ex.source)
         for r in self.rules:
             for action in r.actions:
                 if isinstance(action, FixedReward):
-                    yield action.amount
+                    yield action.amount, action.pos or r.source
                 elif action.cap is not None:
-                    yield action.cap
+                    yield action.cap, action.pos or r.source
             if r.limit is not None:
-                yield r.limit.amount
+                yield r.limit.amount, r.limit.pos or r.source
         for ex in self.examples:
-            yield from (e.amount for e in ex.expect)
+            yield from ((e.amount, ex.source) for e in ex.expect)
 
     def currencies(self) -> set[str]:
         """Every currency named by a money literal of the program (``money``)."""

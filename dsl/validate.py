@@ -236,9 +236,11 @@ def _currency_checks(program: Program) -> list[Diagnostic]:
     found = program.currencies()
     currency = program.default_currency()
     if program.currency is None and len(found) > 1:
+        places = list(program.money_places())
+        second = next(pos for m, pos in places if m.currency != places[0][0].currency)
         out.append(_diag("error", f"the program's money literals are in "
                                   f"{' and '.join(sorted(found))}: write CURRENCY <code> "
-                                  "(the currency of bare integer amounts in records)", None))
+                                  "(the currency of bare integer amounts in records)", second))
     shares = [r for r in program.rules
               if any(isinstance(a, PercentReward) and a.cap is None for a in r.actions)]
     if currency is None and not found and shares:

@@ -103,7 +103,8 @@ def test_evaluate_operators(condition, ctx, expected):
         ("a.b = true", {"a": {"b": "yes"}}, "rule r: a.b: expected a boolean, found the string"),
         ('a.s = "x"', {"a": {"s": 1}}, "rule r: a.s: expected a string, found int 1"),
         ("a.d > 2026-01-01", {"a": {"d": "tomorrow"}},
-         "rule r: a.d: expected a date (ISO, like 2026-01-31), found the string 'tomorrow'"),
+         "rule r: a.d: expected a date (ISO 8601, like 2026-01-31 or 2026-01-31T10:00:00+05:30),"
+         " found the string 'tomorrow'"),
         ("a.d WITHIN 3 DAYS OF b.d", {"a": {"d": "2026-01-01"}, "b": {"d": 5}},
          "rule r: b.d: expected a date"),
         ('a.l CONTAINS "x"', {"a": {"l": 5}}, "rule r: a.l: expected a list or a string"),

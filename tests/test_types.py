@@ -82,7 +82,8 @@ def test_repro_2_a_second_currency_without_currency_statement_is_an_error(tmp_pa
         (tmp_path / f.name).write_text(text, encoding="utf-8")
     got = errors(tmp_path, {"dollars.rule": "RULE dollars IF referee.subscribed "
                                             "THEN ISSUE USD 10 TO referrer\n"})
-    assert got == ["error: the program's money literals are in INR and USD: write CURRENCY "
+    assert got == ["dollars.rule:1:47: error: the program's money literals are in INR and USD: "
+                   "write CURRENCY "
                    "<code> (the currency of bare integer amounts in records)"]
     shutil.copy(RULES_DIR / "vocabulary.rule", tmp_path / "vocabulary.rule")
     program = load_program([tmp_path]).program
