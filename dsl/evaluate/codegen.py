@@ -71,6 +71,9 @@ _INLINE_OPS = frozenset({"=", "!=", ">", ">=", "<", "<="})
 
 _FAST_TYPES: dict[type, str] = {str: "str", bool: "bool", int: "int"}
 
+# WITHIN n DAYS OF|AFTER|BEFORE: path's date - other's date lies in n * [low, high].
+_WINDOW: dict[str, tuple[int, int]] = {"of": (-1, 1), "after": (0, 1), "before": (-1, 0)}
+
 
 class _Codegen:
     """Python source for one program's evaluation, compiled once.
@@ -164,9 +167,7 @@ class _Codegen:
         if isinstance(cond, Within):
             a, b = self.var(cond.path), self.var(cond.other)
             slow = self.const(c.condition(cond), "_cond")
-            low, high = (-cond.days if cond.direction == "of" else 0), cond.days
-            if cond.direction == "before":
-                low, high = -cond.days, 0
+            low, high = (cond.days * k for k in _WINDOW[cond.direction])
             return f"_within({a}, {b}, {low}, {high}, {slow}, ctx)"
         # Anything else: the closure itself (exact semantics, no trace).
         return f"{self.const(c.condition(cond), '_cond')}(ctx, None, 0)"
