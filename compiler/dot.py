@@ -19,7 +19,7 @@ from typing import Literal
 import graphviz
 
 from compiler.errors import FormatError, GraphvizNotFoundError, RenderError
-from compiler.text import format_action, format_condition, format_node
+from compiler.text import format_action, format_condition, format_node, hold_text
 from dsl.model import And, Condition, Not, Or, Program, Rule
 
 Format = Literal["dot", "svg", "png"]
@@ -153,8 +153,8 @@ class DotGenerator:
             for tail in tails:
                 self.graph.edge(tail, node, style="dotted", arrowhead="none")
             tails = [node]
-        if rule.hold_days:
-            node = self._node(self.graph, "hold", f"HOLD {rule.hold_days} DAYS (pending)", HOLD)
+        if rule.hold_days or rule.hold_from:
+            node = self._node(self.graph, "hold", f"{hold_text(rule)} (pending)", HOLD)
             for tail in tails:
                 self._edge(self.graph, tail, node, HOLD)
             tails = [node]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,12 +20,12 @@ from dsl.errors import (
     Diagnostic,
     ModelSchemaError,
     ReferralError,
-    RuleError,
     RuleValidationError,
     SourcePos,
     Sources,
 )
 from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program, phrase_key
+from dsl.money import SYMBOLS, symbol_table
 from dsl.parser import parse_partial
 from dsl.validate import validate
 
@@ -54,11 +54,31 @@ def program_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def merge(programs: Sequence[Program]) -> Program:
+    """One program of many files; CURRENCY and TIMEZONE are the first stated (check
+    refuses a second)."""
     return Program(
         rules=tuple(r for p in programs for r in p.rules),
         definitions=tuple(d for p in programs for d in p.definitions),
         examples=tuple(e for p in programs for e in p.examples),
+        currency=next((p.currency for p in programs if p.currency is not None), None),
+        timezone=next((p.timezone for p in programs if p.timezone is not None), None),
+        settings=tuple(s for p in programs for s in p.settings),
+        symbol_literals=tuple(lit for p in programs for lit in p.symbol_literals),
     )
+
+
+def _symbols_of(
+    programs: Iterable[Program], currency: str | None = None
+) -> Mapping[str, str] | None:
+    """What $ and ¥ mean in a program of these files, when not what the parser assumed
+    (None): its currency (``currency``, else its CURRENCY) is a dollar other than USD
+    or a yen other than JPY."""
+    programs = list(programs)
+    declared = currency or next((p.currency for p in programs if p.currency is not None), None)
+    table = symbol_table(declared)
+    if table == SYMBOLS or not any(p.symbol_literals for p in programs):
+        return None
+    return table
 
 
 class _Resolver:
@@ -165,13 +185,27 @@ Parse = Callable[[str, str], tuple[Program, Sequence[Diagnostic]]]
 
 def check_texts(texts: Mapping[Path, str], *, parse: Parse = parse_partial) -> CheckedProgram:
     """Parse, merge, resolve and validate in-memory rule texts (an editor's buffers)."""
-    files: dict[Path, Program] = {}
-    diagnostics: list[Diagnostic] = []
-    for path, text in texts.items():
-        files[path], found = parse(text, str(path))
-        diagnostics.extend(found)
+    files, diagnostics = _parse_texts(texts, parse)
     return _check(files, diagnostics, {str(p): t for p, t in texts.items()},
                   syntax_failed=bool(diagnostics))
+
+
+def _parse_texts(
+    texts: Mapping[Path, str],
+    parse: Parse,
+    models: Iterable[Program] = (),
+    currency: str | None = None,
+) -> tuple[dict[Path, Program], list[Diagnostic]]:
+    """Parse every text; again, with what $ and ¥ mean, when the program's currency
+    (``currency``, else CURRENCY in any file or JSON model among ``models``) is
+    another dollar or yen."""
+    parsed = {path: parse(text, str(path)) for path, text in texts.items()}
+    symbols = _symbols_of([*models, *(program for program, _ in parsed.values())], currency)
+    if symbols is not None:
+        parsed = {path: parse_partial(text, str(path), symbols=symbols)
+                  for path, text in texts.items()}
+    files = {path: program for path, (program, _) in parsed.items()}
+    return files, [d for _, found in parsed.values() for d in found]
 
 
 def _check(
@@ -180,8 +214,11 @@ def _check(
     texts: dict[str, str],
     *,
     syntax_failed: bool,
+    currency: str | None = None,
 ) -> CheckedProgram:
     merged = merge(list(files.values()))
+    if currency is not None:
+        merged = replace(merged, currency=currency)
     resolved, resolve_errors = resolve_program(merged)
     diagnostics = diagnostics + resolve_errors
     skip = bool(resolve_errors) or syntax_failed
@@ -191,42 +228,42 @@ def _check(
                           _sorted([sources.attach(d) for d in diagnostics]))
 
 
-def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> LoadedProgram:
+def load_program(
+    paths: Sequence[str | Path], *, strict: bool = False, currency: str | None = None
+) -> LoadedProgram:
     """Parse, merge, resolve and validate a program.
 
     Raises ``RuleError`` carrying every diagnostic of every file (syntax and
-    validation).  With ``strict`` warnings are errors too.
+    validation).  With ``strict`` warnings are errors too.  ``currency`` (an
+    explicit ``--currency``) is the program's currency, as if it said CURRENCY.
     """
-    files: dict[Path, Program] = {}
-    texts: dict[str, str] = {}
+    currency = Program().default_currency(currency)  # the one rule, and the code's check
+    models: dict[Path, Program] = {}
+    texts: dict[Path, str] = {}
     diagnostics: list[Diagnostic] = []
-    syntax_failed = False
-    for path in program_files(paths):
+    order = program_files(paths)
+    for path in order:
         try:
             if path.suffix == ".json":
-                files[path] = _load_json(path)
+                models[path] = _load_json(path)
             else:
-                texts[str(path)] = text = path.read_text(encoding="utf-8")
-                files[path], found = parse_partial(text, str(path))
-                diagnostics.extend(found)
-                syntax_failed = syntax_failed or bool(found)
-        except RuleError as e:
-            diagnostics.extend(e.diagnostics)
-            syntax_failed = True
+                texts[path] = path.read_text(encoding="utf-8")
         except json.JSONDecodeError as e:
             pos = SourcePos(str(path), e.lineno, e.colno)
             diagnostics.append(Diagnostic("error", f"not JSON: {e.msg}", pos))
-            syntax_failed = True
         except ModelSchemaError as e:
             # One line per schema violation, each already naming the file and JSON path.
             for line in str(e).splitlines():
                 diagnostics.append(Diagnostic("error", line))
-            syntax_failed = True
         except UnicodeDecodeError as e:
             pos = SourcePos(str(path), 1, 1)
             diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
-            syntax_failed = True
-    checked = _check(files, diagnostics, texts, syntax_failed=syntax_failed)
+    parsed, found = _parse_texts(texts, parse_partial, models.values(), currency)
+    files = {path: models.get(path) or parsed[path] for path in order
+             if path in models or path in parsed}
+    diagnostics += found
+    checked = _check(files, diagnostics, {str(p): t for p, t in texts.items()},
+                     syntax_failed=bool(diagnostics), currency=currency)
     if checked.errors or (strict and checked.warnings):
         raise RuleValidationError(checked.diagnostics)
     return LoadedProgram(checked.resolved, files, checked.warnings)

@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
-from dsl.errors import Diagnostic, SourcePos
+from dsl.errors import DateError, Diagnostic, SourcePos
 from dsl.model import (
+    CONTEXT_ROOTS,
+    MAX_RULE_ID_CHARS,
+    REQUIRED_FIELDS,
     And,
     Compare,
     Condition,
@@ -32,7 +35,8 @@ from dsl.model import (
     walk,
 )
 from dsl.model import value_kind as _kind
-from dsl.money import MAX_MINOR_UNITS, Money
+from dsl.money import MAX_MINOR_UNITS, SYMBOLS, Money
+from dsl.timeutil import zone
 
 _ORDERING = {">", ">=", "<", "<="}
 
@@ -63,6 +67,9 @@ def validate(
     for d in merged.definitions:
         out += _condition_values(d.condition, d.source)
     out += _example_checks(merged)
+    out += _setting_checks(merged)
+    out += _currency_checks(merged)
+    out += _reference_budget(merged)
     out += _typo_warnings(merged)
     if not skip_combination:
         out += _equal_priority_warnings(resolved)
@@ -175,6 +182,89 @@ def _example_checks(program: Program) -> list[Diagnostic]:
     return out
 
 
+# ---------------------------------------------------------------- program settings
+
+def _setting_checks(program: Program) -> list[Diagnostic]:
+    """CURRENCY and TIMEZONE once per program, whichever files state them."""
+    out = []
+    first: dict[str, SourcePos | None] = {}
+    for setting in program.settings:
+        keyword = setting.name.upper()
+        if setting.name in first:
+            out.append(_diag("error", f"{keyword} is stated twice: here and at "
+                                      f"{first[setting.name]} (a program has one {keyword})",
+                             setting.source))
+        else:
+            first[setting.name] = setting.source
+    if program.timezone is not None and not program.settings:  # a JSON model's
+        try:
+            zone(program.timezone)
+        except DateError as e:
+            out.append(_diag("error", e.message, None))
+    return out
+
+
+_OTHER_SYMBOL_CURRENCIES = {"$": "other dollars (CAD, AUD, SGD...)", "¥": "the yuan (CNY)"}
+
+
+def _currency_checks(program: Program) -> list[Diagnostic]:
+    """One currency for bare integer amounts, and rewards a LIMIT can count.
+
+    Without CURRENCY the program's currency is that of its money literals, so
+    literals in several currencies leave it undecided (an error), none with a
+    percentage reward leave records unreadable (a warning), and ``$`` or ``¥`` is
+    a guess (a warning).  A percentage without UP TO pays in the program's currency.
+    """
+    out = []
+    found = program.currencies()
+    currency = program.default_currency()
+    if program.currency is None and len(found) > 1:
+        places = list(program.money_places())
+        second = next(pos for m, pos in places if m.currency != places[0][0].currency)
+        out.append(_diag("error", f"the program's money literals are in "
+                                  f"{' and '.join(sorted(found))}: write CURRENCY <code> "
+                                  "(the currency of bare integer amounts in records)", second))
+    shares = [r for r in program.rules
+              if any(isinstance(a, PercentReward) and a.cap is None for a in r.actions)]
+    if currency is None and not found and shares:
+        out.append(_diag("warning", "the program names no currency, so a record's bare "
+                                    "integer amounts cannot be read: write CURRENCY <code>",
+                         shares[0].source))
+    if program.currency is None:
+        for text, pos in program.symbol_literals:
+            written = text.lstrip("-")
+            sym, code = written[0], SYMBOLS[written[0]]
+            out.append(_diag("warning", f"{text} is read as {code}, but {sym} also names "
+                                        f"{_OTHER_SYMBOL_CURRENCIES[sym]}: write CURRENCY "
+                                        f"{code}, or {code} {written[1:].strip()}", pos))
+    if currency is None:
+        return out
+    for rule in shares:
+        paid = {a.amount.currency for a in rule.actions if isinstance(a, FixedReward)}
+        paid |= {a.cap.currency for a in rule.actions
+                 if isinstance(a, PercentReward) and a.cap is not None}
+        why = "a percentage without UP TO pays in the program's currency"
+        if paid - {currency}:
+            out.append(_diag("error", f"rule {rule.id}: rewards mix currencies "
+                                      f"({currency} and {', '.join(sorted(paid - {currency}))}:"
+                                      f" {why})", rule.source))
+        if rule.limit is not None and rule.limit.amount.currency != currency:
+            out.append(_diag("error", f"rule {rule.id}: LIMIT is in "
+                                      f"{rule.limit.amount.currency} but the rule pays in "
+                                      f"{currency} ({why})", rule.limit.pos or rule.source))
+    return out
+
+
+def _reference_budget(program: Program) -> list[Diagnostic]:
+    """Rule ids short enough for the longest ledger reference settlement builds."""
+    return [
+        _diag("error", f"rule id {r.id} is {len(r.id)} characters; ledger references allow "
+                       f"at most {MAX_RULE_ID_CHARS} (reversal:reward:<rule id>:<referral id>:"
+                       "<role>#<n> must fit in 255 characters)", r.source)
+        for r in program.rules if len(r.id) > MAX_RULE_ID_CHARS
+    ]
+
+
 # ---------------------------------------------------------------- typos
 
 def edit_distance(a: str, b: str) -> int:
@@ -210,6 +300,8 @@ def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
         for a in r.actions:
             if isinstance(a, PercentReward):
                 uses.append((a.of, r.source))
+        if r.hold_from is not None:
+            uses.append((r.hold_from, r.source))
     for d in program.definitions:
         cond_uses(d.condition, d.source)
     for ex in program.examples:
@@ -245,6 +337,8 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             # Short names (x.a, x.b) are deliberately different, not typos.
             if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
                 continue
+            if _distinct_on_purpose(segs, osegs, differing[0]):
+                continue
             dist = edit_distance(path, other)
             if dist <= 2 and (best is None or (dist, other) < best):
                 best = (dist, other)
@@ -252,6 +346,14 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             out.append(_diag("warning", f'field {path} is used only here; did you mean '
                                         f'{best[1]}?', pos))
     return out
+
+
+def _distinct_on_purpose(path: list[str], other: list[str], index: int) -> bool:
+    """Two paths that differ only where the context says who: referrer.id and referee.id
+    (or referral.x), and the fields every record must have."""
+    if index == 0 and path[0] in CONTEXT_ROOTS and other[0] in CONTEXT_ROOTS:
+        return True
+    return ".".join(path) in REQUIRED_FIELDS and ".".join(other) in REQUIRED_FIELDS
 
 
 # ---------------------------------------------------------------- combination

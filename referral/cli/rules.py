@@ -23,6 +23,7 @@ from referral.cli.common import (
     CommandInputError,
     Group,
     as_of_date,
+    currency_option,
     load_rules,
     paths_argument,
     strict_option,
@@ -51,9 +52,10 @@ def check(paths: tuple[Path, ...], strict: bool) -> None:
 
 @rules.command("test")
 @paths_argument
-def test_examples(paths: tuple[Path, ...]) -> None:
-    """Run every EXAMPLE; exit 1 if any fails."""
-    results = run_examples(load_rules(paths).program)
+@currency_option
+def test_examples(paths: tuple[Path, ...], currency: str | None) -> None:
+    """Run every EXAMPLE (as written, and as records hold its values); exit 1 if any fails."""
+    results = run_examples(load_rules(paths, currency=currency).program)
     failed = 0
     for r in results:
         where = f" ({r.source})" if r.source else ""
@@ -62,6 +64,9 @@ def test_examples(paths: tuple[Path, ...]) -> None:
             continue
         failed += 1
         click.echo(f"FAIL {r.name}{where}")
+        if r.form:
+            click.echo(f"  form:     {r.form} (money as minor units, dates as ISO text)"
+                       if r.form == "record" else f"  form:     {r.form}")
         click.echo(f"  expected: {describe_rewards(r.expected)}")
         if r.error:
             click.echo(f"  error:    {r.error}")
@@ -85,21 +90,17 @@ def _read_context(path: Path) -> Any:
 @click.option("--context", "context_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A JSON file with the referral context.")
-@click.option("--currency", default=None,
-              help="Currency of bare integer amounts (default: the program's only currency).")
+@currency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 def eval_context(
     paths: tuple[Path, ...], context_file: Path, currency: str | None, as_json: bool
 ) -> None:
     """Evaluate one context and print the trace of every condition."""
-    loaded = load_rules(paths)
+    loaded = load_rules(paths, currency=currency)
     context = _read_context(context_file)
     if not isinstance(context, dict):
         raise CommandInputError(f"{context_file}: the context must be a JSON object")
-    compiled = compile_program(
-        loaded.program,
-        default_currency=(currency or "").upper() or loaded.program.default_currency(),
-    )
+    compiled = compile_program(loaded.program, default_currency=loaded.program.default_currency())
     evaluation = compiled.evaluate(context, trace=True)
     if as_json:
         click.echo(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
@@ -116,8 +117,10 @@ def eval_context(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
               help="Changed referrals listed per rule (text output).")
+@currency_option
 def diff(
-    old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int
+    old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int,
+    currency: str | None,
 ) -> None:
     """What NEW_PATH's rules would pay differently from OLD_PATH's on the same records.
 
@@ -129,7 +132,8 @@ def diff(
             pass
     except OSError as e:
         raise CommandInputError(f"{records_path}: cannot read records: {e.strerror or e}") from e
-    old, new = _load_or_none(old_path), _load_or_none(new_path)  # both versions' errors
+    # both versions' errors
+    old, new = _load_or_none(old_path, currency), _load_or_none(new_path, currency)
     if old is None or new is None:
         raise ChecksFailed()
     try:
@@ -143,10 +147,10 @@ def diff(
         click.echo(format_report(report, shown=show))
 
 
-def _load_or_none(path: Path) -> LoadedProgram | None:
+def _load_or_none(path: Path, currency: str | None = None) -> LoadedProgram | None:
     """``load_rules`` that reports the errors and returns None instead of stopping."""
     try:
-        return load_rules((path,))
+        return load_rules((path,), currency=currency)
     except ChecksFailed:
         return None
 
