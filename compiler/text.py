@@ -9,6 +9,7 @@ their comments.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -286,3 +287,12 @@ def reformat_files(files: Mapping[Path, Program]) -> dict[Path, str]:
         if path.read_text(encoding="utf-8") != text:
             changed[path] = text
     return changed
+
+
+def unified_diff(old: str, new: str, name: str) -> str:
+    """What ``rules fmt --diff`` prints for one file (empty when nothing changes)."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=name, tofile=name)
+    # A last line without its newline still ends the diff's line.
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)

@@ -191,45 +191,60 @@ def _check(
                           _sorted([sources.attach(d) for d in diagnostics]))
 
 
+@dataclass
+class ParsedFiles:
+    """Every file of a program parsed on its own (not merged, resolved or validated)."""
+
+    files: dict[Path, Program] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # rule text by file name
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def syntax_errors(self) -> list[Diagnostic]:
+        """The diagnostics with their source lines, file by file."""
+        sources = Sources(self.texts)
+        return _sorted([sources.attach(d) for d in self.diagnostics])
+
+
+def parse_files(paths: Sequence[str | Path]) -> ParsedFiles:
+    """Read and parse each file of ``paths`` (directories: their ``.rule`` files);
+    JSON models are decoded against the schema.  Never raises for a bad file."""
+    parsed = ParsedFiles()
+    diagnostics = parsed.diagnostics
+    for path in program_files(paths):
+        try:
+            if path.suffix == ".json":
+                parsed.files[path] = _load_json(path)
+            else:
+                parsed.texts[str(path)] = text = path.read_text(encoding="utf-8")
+                parsed.files[path], found = parse_partial(text, str(path))
+                diagnostics.extend(found)
+        except RuleError as e:
+            diagnostics.extend(e.diagnostics)
+        except json.JSONDecodeError as e:
+            pos = SourcePos(str(path), e.lineno, e.colno)
+            diagnostics.append(Diagnostic("error", f"not JSON: {e.msg}", pos))
+        except ModelSchemaError as e:
+            # One line per schema violation, each already naming the file and JSON path.
+            for line in str(e).splitlines():
+                diagnostics.append(Diagnostic("error", line))
+        except UnicodeDecodeError as e:
+            pos = SourcePos(str(path), 1, 1)
+            diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
+    return parsed
+
+
 def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> LoadedProgram:
     """Parse, merge, resolve and validate a program.
 
     Raises ``RuleError`` carrying every diagnostic of every file (syntax and
     validation).  With ``strict`` warnings are errors too.
     """
-    files: dict[Path, Program] = {}
-    texts: dict[str, str] = {}
-    diagnostics: list[Diagnostic] = []
-    syntax_failed = False
-    for path in program_files(paths):
-        try:
-            if path.suffix == ".json":
-                files[path] = _load_json(path)
-            else:
-                texts[str(path)] = text = path.read_text(encoding="utf-8")
-                files[path], found = parse_partial(text, str(path))
-                diagnostics.extend(found)
-                syntax_failed = syntax_failed or bool(found)
-        except RuleError as e:
-            diagnostics.extend(e.diagnostics)
-            syntax_failed = True
-        except json.JSONDecodeError as e:
-            pos = SourcePos(str(path), e.lineno, e.colno)
-            diagnostics.append(Diagnostic("error", f"not JSON: {e.msg}", pos))
-            syntax_failed = True
-        except ModelSchemaError as e:
-            # One line per schema violation, each already naming the file and JSON path.
-            for line in str(e).splitlines():
-                diagnostics.append(Diagnostic("error", line))
-            syntax_failed = True
-        except UnicodeDecodeError as e:
-            pos = SourcePos(str(path), 1, 1)
-            diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
-            syntax_failed = True
-    checked = _check(files, diagnostics, texts, syntax_failed=syntax_failed)
+    parsed = parse_files(paths)
+    checked = _check(parsed.files, parsed.diagnostics, parsed.texts,
+                     syntax_failed=bool(parsed.diagnostics))
     if checked.errors or (strict and checked.warnings):
         raise RuleValidationError(checked.diagnostics)
-    return LoadedProgram(checked.resolved, files, checked.warnings)
+    return LoadedProgram(checked.resolved, parsed.files, checked.warnings)
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -241,9 +256,11 @@ def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
 __all__ = [
     "CheckedProgram",
     "LoadedProgram",
+    "ParsedFiles",
     "check_texts",
     "load_program",
     "merge",
+    "parse_files",
     "program_files",
     "resolve_program",
 ]
