@@ -53,6 +53,20 @@ def program_files(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def holds_rule_files(directory: Path) -> bool:
+    return any(f.is_file() for f in directory.glob("*.rule"))
+
+
+def program_root(path: Path, holds_rules: Callable[[Path], bool] = holds_rule_files) -> Path:
+    """The program a ``.rule`` file belongs to when nobody says: its directory and
+    every ancestor that holds ``.rule`` files too, so ``rules/promo/x.rule`` belongs to
+    ``rules/`` (as ``rules check rules/`` loads it) when ``rules/`` has rule files."""
+    root = path.absolute().parent
+    while root.parent != root and holds_rules(root.parent):
+        root = root.parent
+    return root
+
+
 def merge(programs: Sequence[Program]) -> Program:
     return Program(
         rules=tuple(r for p in programs for r in p.rules),
@@ -262,5 +276,6 @@ __all__ = [
     "merge",
     "parse_files",
     "program_files",
+    "program_root",
     "resolve_program",
 ]

@@ -199,9 +199,14 @@ def _load_or_none(path: Path) -> LoadedProgram | None:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--program", "programs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A program directory (repeatable); default: each file's own directory.")
+              help="A program directory (repeatable); default: [tool.referral] programs in "
+                   "pyproject.toml, else the top directory of each file's rule directories.")
 def precommit(files: tuple[Path, ...], programs: tuple[Path, ...]) -> None:
-    """Check, fmt --check and test the programs of FILES (the pre-commit hook); exit 1 on any."""
+    """Check and test whole programs (the pre-commit hook); exit 1 on any problem.
+
+    Without FILES every program of the repository is checked (so deleting a file
+    that others use is caught); FILES are also checked for canonical formatting.
+    """
     result = precommit_files(files, programs)
     for line, diagnostic in result.lines:
         click.echo(line, err=diagnostic)
