@@ -286,3 +286,14 @@ def test_hook_rewrites_a_badly_formatted_rule_then_passes(repo):
     twice = _commit(path, env, "summer")
     assert twice.returncode == 0, twice.stdout + twice.stderr
     assert _git(path, env, "log", "--format=%s").stdout == "summer\nrules\n"
+
+
+def test_every_package_is_in_the_distribution():
+    """pre-commit (and docs/ci/rules.yml) install the CLI with a plain `pip install`, which
+    ships only the packages pyproject.toml lists: an unlisted one breaks the hooks."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("grammar", "dsl", "compiler", "settlement", "referral")
+             for p in (ROOT / top).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
