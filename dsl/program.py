@@ -25,7 +25,17 @@ from dsl.errors import (
     SourcePos,
     Sources,
 )
-from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program, phrase_key
+from dsl.model import (
+    And,
+    Condition,
+    Definition,
+    Not,
+    Or,
+    PhraseOrigin,
+    PhraseRef,
+    Program,
+    phrase_key,
+)
 from dsl.parser import parse_partial
 from dsl.validate import validate
 
@@ -114,7 +124,7 @@ class _Resolver:
                 hint = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
                 self._error(f'phrase "{cond.phrase}" is not defined{hint}', cond.pos)
                 return None
-            return self.definition(key, stack)
+            return _from_phrase(self.definition(key, stack), self.defs[key].phrase)
         if isinstance(cond, (And, Or)):
             items: list[Condition] = []
             for item in cond.items:
@@ -124,7 +134,7 @@ class _Resolver:
                 # A phrase that expands to the same connective splices in, so that
                 # "IF p AND q" equals the explicit "IF a AND b AND q".
                 if isinstance(item, PhraseRef) and type(resolved) is type(cond):
-                    items.extend(resolved.items)
+                    items.extend(_spliced(resolved))
                 else:
                     items.append(resolved)
             return type(cond)(tuple(items))
@@ -132,6 +142,18 @@ class _Resolver:
             inner = self.resolve(cond.item, stack)
             return None if inner is None else Not(inner)
         return cond
+
+
+def _from_phrase(cond: Condition | None, phrase: str) -> Condition | None:
+    """The expansion of ``phrase``, marked with it for display (``PhraseOrigin``)."""
+    return None if cond is None else replace(cond, origin=PhraseOrigin(phrase))
+
+
+def _spliced(cond: And | Or) -> list[Condition]:
+    """The items of a phrase's AND/OR spliced into its user's, each marked as a part."""
+    phrase = cond.origin.phrase if cond.origin else ""
+    n = len(cond.items)
+    return [replace(c, origin=PhraseOrigin(phrase, i, n)) for i, c in enumerate(cond.items, 1)]
 
 
 def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
