@@ -28,6 +28,8 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,28 @@ from markupsafe import Markup
 from compiler.dot import CONDITION, DotGenerator, RankDir, Theme, label
 from compiler.errors import CATALOG_DOT_MISSING, GraphvizNotFoundError, RenderError
 from compiler.highlight import Lexed, highlight, lex
+from compiler.js import js_string, program_js
 from compiler.text import describe_condition, format_action, format_condition, format_node
 from compiler.trace import step_note
 from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
 from dsl.examples import ExampleResult, context_from_given, describe_rewards, run_examples
-from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within, walk
-from dsl.money import format_money
+from dsl.model import (
+    And,
+    Compare,
+    Condition,
+    Example,
+    FieldRef,
+    Not,
+    Or,
+    PercentReward,
+    Program,
+    Rule,
+    Within,
+    walk,
+)
+from dsl.money import Money, format_money
 from dsl.program import LoadedProgram
 from dsl.validate import double_pays, tier_families
 
@@ -261,6 +277,75 @@ def render_svg(digraph: graphviz.Digraph, rule_id: str) -> Markup:
     return Markup(svg.replace("<svg ", '<svg class="diagram" role="img" ', 1).strip())
 
 
+# ---------------------------------------------------------------- try a referral
+
+_KINDS: dict[type, str] = {Money: "money", date: "date", int: "number", Decimal: "number",
+                           bool: "bool", str: "string"}
+PLACEHOLDERS = {"money": "₹1,500, INR 1500.50 or 150000 (minor units)", "date": "2026-01-31",
+                "number": "3 or 4.5", "string": "text", "list": '"IN", "US"',
+                "any": "a value", "bool": ""}
+
+
+@dataclass(frozen=True)
+class TryField:
+    """One input of a rule page's "try a referral" form."""
+
+    path: str
+    kind: str  # money | date | number | bool | string | list | any
+
+    @property
+    def placeholder(self) -> str:
+        return PLACEHOLDERS[self.kind]
+
+
+def page_rules(program: Program, rule: Rule) -> list[Rule]:
+    """The rules that decide ``rule``'s outcome, in evaluation order: itself, and the
+    EXCLUSIVE rules of higher priority (only they can suppress its rewards)."""
+    return [r for r in program.by_priority()
+            if r is rule or (r.exclusive and r.priority > rule.priority)]
+
+
+def try_fields(rules: Sequence[Rule]) -> list[TryField]:
+    """The fields the rules read, each with the kind of value it is compared with."""
+    kinds: dict[str, str] = {}
+    for rule in rules:
+        for c in walk(*rule.conditions()):
+            if isinstance(c, Within):
+                kinds.setdefault(c.path, "date")
+                kinds.setdefault(c.other, "date")
+            elif isinstance(c, Compare):
+                v = c.value
+                if isinstance(v, FieldRef):
+                    kinds.setdefault(c.path, "any")
+                    kinds.setdefault(v.path, "list" if c.op in {"IN", "NOT IN"} else "any")
+                elif c.op == "CONTAINS" or (isinstance(v, tuple) and c.op in {"=", "!="}):
+                    kinds.setdefault(c.path, "list")
+                else:
+                    member = next((m for m in v if m is not None), None) if isinstance(
+                        v, tuple) else v
+                    kinds.setdefault(c.path, _KINDS.get(type(member), "any"))
+        for a in rule.actions:
+            if isinstance(a, PercentReward):
+                kinds.setdefault(a.of, "money")
+    return [TryField(path, kind) for path, kind in kinds.items()]
+
+
+def fill_text(value: object) -> str:
+    """A GIVEN value as one types it into the form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return ", ".join(json.dumps(v, ensure_ascii=False) if isinstance(v, str) else fill_text(v)
+                         for v in value)
+    return format_node(value)
+
+
+def try_script(program: Program, rule: Rule) -> InlineScript:
+    rules = page_rules(program, rule)
+    code = program_js(rules, program.default_currency())
+    return InlineScript(f"{code}const RULE = {js_string(rule.id)};\n{_asset('try.js')}")
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -318,6 +403,14 @@ class RuleView:
     svg: Markup
     model_json: str
     examples: list[ExampleView] = field(default_factory=list)
+    fields: list[TryField] = field(default_factory=list)
+    script: InlineScript | None = None
+
+    def fill(self, example: ExampleView) -> str:
+        """The example's GIVEN values for the form's fields, as JSON (path -> text)."""
+        wanted = {f.path for f in self.fields}
+        return json.dumps({path: fill_text(v) for path, v in example.example.given
+                           if path in wanted}, ensure_ascii=False)
 
     @property
     def rewards(self) -> list[str]:
@@ -473,6 +566,8 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
             source_html=source_html,
             svg=render_svg(CatalogDot(rule, "flow", rankdir=rankdir).rule_dot(), rule.id),
             model_json=json.dumps(rule_to_json(rule), indent=2, ensure_ascii=False),
+            fields=try_fields(page_rules(program, rule)),
+            script=try_script(program, rule),
         )
         for n, (example, result, (evaluation, context)) in enumerate(
             zip(program.examples, results, evaluations, strict=True), start=1
@@ -524,7 +619,7 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
              "model.json": dumps(program)}
     template = env.get_template("rule.html.j2")
     for view in views:
-        files[view.page] = template.render(root="../", view=view, script=None, **common)
+        files[view.page] = template.render(root="../", view=view, script=view.script, **common)
     try:
         (out_dir / RULE_DIR).mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
