@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
+from compiler.catalog import try_fields
 from compiler.js import context_js, js_string, program_js
 from dsl.errors import EvaluationError
 from dsl.evaluate import compile_program
 from dsl.examples import context_from_given
-from dsl.model import Compare, FieldRef, PercentReward, Program, Within, walk
+from dsl.model import Compare, FieldRef, Program, walk
 from dsl.program import load_program
 from tests.conftest import IN_CI
 
@@ -136,41 +137,24 @@ def _literal_kind(value: Any) -> str:
 
 
 def _kinds(program: Program) -> dict[str, str]:
-    """Every path the program reads, with the kind of value it is compared to (a field
-    compared with a field takes the other's kind when that one is known)."""
-    kinds: dict[str, str] = {}
-    pairs: list[tuple[str, str]] = []
+    """Every path the program reads with its kind, as the catalog's form sees it
+    (``try_fields``), made finer: a CONTAINS of money is a list of money, and a field
+    compared with a field takes the other's kind when that one is known."""
+    kinds = {f.path: f.kind for f in try_fields(program.rules)}
     trees = [c for r in program.rules for c in r.conditions()]
     for c in walk(*trees):
-        if isinstance(c, Within):
-            kinds.setdefault(c.path, "date")
-            kinds.setdefault(c.other, "date")
-        elif isinstance(c, Compare):
-            v = c.value
-            if isinstance(v, FieldRef):
-                if c.op in {"IN", "NOT IN"}:
-                    kinds.setdefault(v.path, "list:string")
-                elif c.op == "CONTAINS":
-                    kinds.setdefault(c.path, "list:string")
-                else:
-                    pairs.append((c.path, v.path))
-            elif c.op == "CONTAINS":
-                needle = _literal_kind(v)
-                kinds.setdefault(c.path, "string" if needle == "string" else f"list:{needle}")
-            elif isinstance(v, tuple):
-                member = _literal_kind(next((m for m in v if m is not None), None))
-                kinds.setdefault(c.path, "list:string" if c.op == "=" else member)
-            else:
-                kinds.setdefault(c.path, _literal_kind(v))
-    for r in program.rules:
-        for a in r.actions:
-            if isinstance(a, PercentReward):
-                kinds.setdefault(a.of, "money")
-    for x, y in pairs:
-        known = kinds.get(x) or kinds.get(y) or "any"
-        kinds.setdefault(x, known)
-        kinds.setdefault(y, known)
-    return kinds
+        if not isinstance(c, Compare):
+            continue
+        if isinstance(c.value, FieldRef):
+            other = c.value.path
+            if kinds[c.path] == "any" and kinds[other] not in {"any", "list"}:
+                kinds[c.path] = kinds[other]
+            elif kinds[other] == "any" and kinds[c.path] not in {"any", "list"}:
+                kinds[other] = kinds[c.path]
+        elif c.op == "CONTAINS":
+            needle = _literal_kind(c.value)
+            kinds[c.path] = "string" if needle == "string" else f"list:{needle}"
+    return {path: "list:string" if kind == "list" else kind for path, kind in kinds.items()}
 
 
 def _contexts(program: Program, seed: int, n: int) -> list[dict[str, Any]]:
