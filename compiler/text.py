@@ -9,8 +9,10 @@ their comments.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -285,7 +287,61 @@ def _settings(program: Program) -> list[Setting]:
     return out
 
 
+def phrase_runs(items: tuple[Condition, ...]) -> list[tuple[str | None, list[Condition]]]:
+    """An AND's (or OR's) items in runs: ``(phrase, its conditions)`` for the conditions a
+    DEFINEd phrase spliced in (``PhraseOrigin`` parts 1..n), ``(None, [item])`` for others."""
+    runs: list[tuple[str | None, list[Condition]]] = []
+    i = 0
+    while i < len(items):
+        origin = items[i].origin
+        if origin is not None and origin.part == 1:
+            run = list(items[i:i + origin.parts])
+            if len(run) == origin.parts and all(
+                c.origin == replace(origin, part=k) for k, c in enumerate(run, 1)
+            ):
+                runs.append((origin.phrase, run))
+                i += origin.parts
+                continue
+        runs.append((None, [items[i]]))
+        i += 1
+    return runs
+
+
+def phrase_of(cond: Condition) -> str | None:
+    """The phrase a resolved condition is the whole expansion of, if any."""
+    origin = cond.origin
+    return origin.phrase if origin is not None and origin.part == 0 else None
+
+
+class PhraseTextGenerator(TextGenerator):
+    """Conditions as their author wrote them: what a DEFINEd phrase expanded to is the
+    phrase again (the catalog's labels; the resolved model keeps it as ``origin``)."""
+
+    def condition_text(self, cond: Condition) -> str:
+        phrase = phrase_of(cond)
+        if phrase is not None:
+            return self.phrase_ref_text(PhraseRef(phrase))
+        return super().condition_text(cond)
+
+    def _precedence(self, cond: Condition) -> int:
+        return _PREC_ATOM if phrase_of(cond) is not None else super()._precedence(cond)
+
+    def _joined(self, cond: And | Or, joiner: str) -> str:
+        return joiner.join(
+            self.phrase_ref_text(PhraseRef(phrase)) if phrase is not None
+            else self._operand(run[0], cond)
+            for phrase, run in phrase_runs(cond.items)
+        )
+
+    def and_text(self, cond: And) -> str:
+        return self._joined(cond, " AND ")
+
+    def or_text(self, cond: Or) -> str:
+        return self._joined(cond, " OR ")
+
+
 _GENERATOR = TextGenerator()
+_PHRASES = PhraseTextGenerator()
 
 
 def format_program(program: Program, *, currency: str | None = None) -> str:
@@ -299,6 +355,11 @@ def format_program(program: Program, *, currency: str | None = None) -> str:
 
 def format_condition(cond: Condition) -> str:
     return _GENERATOR.condition_text(cond)
+
+
+def describe_condition(cond: Condition) -> str:
+    """A resolved condition in the author's words: DEFINEd phrases where they were used."""
+    return _PHRASES.condition_text(cond)
 
 
 def format_action(action: FixedReward | PercentReward) -> str:
@@ -331,3 +392,12 @@ def reformat_files(
         if path.read_text(encoding="utf-8") != text:
             changed[path] = text
     return changed
+
+
+def unified_diff(old: str, new: str, name: str) -> str:
+    """What ``rules fmt --diff`` prints for one file (empty when nothing changes)."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=name, tofile=name)
+    # A last line without its newline still ends the diff's line.
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)

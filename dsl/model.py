@@ -79,6 +79,21 @@ Value = Scalar | tuple["Value", ...] | FieldRef
 
 
 @dataclass(frozen=True)
+class PhraseOrigin:
+    """The DEFINEd phrase a resolved condition was expanded from, kept for display only
+    (the catalog draws the author's phrase, with the fields on hover): like a source
+    position it is not part of the meaning, so equality, JSON and ``rule_hash`` ignore it.
+
+    ``part`` 0 marks the phrase's whole condition; ``part`` i of ``parts`` marks the i-th
+    condition of a phrase whose AND (or OR) was spliced into the AND (or OR) using it.
+    """
+
+    phrase: str
+    part: int = 0
+    parts: int = 1
+
+
+@dataclass(frozen=True)
 class Compare:
     """``<path> <op> <value>``, e.g. ``referrer.plan = "paid"``."""
 
@@ -87,6 +102,7 @@ class Compare:
     value: Value
     # Where the path was written (for diagnostics and traces); not part of the meaning.
     pos: SourcePos | None = field(default=None, compare=False)
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,21 +116,25 @@ class Within:
     other: str
     pos: SourcePos | None = field(default=None, compare=False)
     direction: Direction = "of"
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class And:
     items: tuple[Condition, ...]
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Or:
     items: tuple[Condition, ...]
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Not:
     item: Condition
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,7 @@ class PhraseRef:
 
     phrase: str
     pos: SourcePos | None = field(default=None, compare=False)
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 Condition = Compare | Within | And | Or | Not | PhraseRef

@@ -24,7 +24,17 @@ from dsl.errors import (
     SourcePos,
     Sources,
 )
-from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program, phrase_key
+from dsl.model import (
+    And,
+    Condition,
+    Definition,
+    Not,
+    Or,
+    PhraseOrigin,
+    PhraseRef,
+    Program,
+    phrase_key,
+)
 from dsl.money import SYMBOLS, symbol_table
 from dsl.parser import parse_partial
 from dsl.validate import validate
@@ -51,6 +61,20 @@ def program_files(paths: Sequence[str | Path]) -> list[Path]:
         else:
             raise ReferralError(f"no such file or directory: {p}")
     return out
+
+
+def holds_rule_files(directory: Path) -> bool:
+    return any(f.is_file() for f in directory.glob("*.rule"))
+
+
+def program_root(path: Path, holds_rules: Callable[[Path], bool] = holds_rule_files) -> Path:
+    """The program a ``.rule`` file belongs to when nobody says: its directory and
+    every ancestor that holds ``.rule`` files too, so ``rules/promo/x.rule`` belongs to
+    ``rules/`` (as ``rules check rules/`` loads it) when ``rules/`` has rule files."""
+    root = path.absolute().parent
+    while root.parent != root and holds_rules(root.parent):
+        root = root.parent
+    return root
 
 
 def merge(programs: Sequence[Program]) -> Program:
@@ -120,7 +144,7 @@ class _Resolver:
                 hint = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
                 self._error(f'phrase "{cond.phrase}" is not defined{hint}', cond.pos)
                 return None
-            return self.definition(key, stack)
+            return _from_phrase(self.definition(key, stack), self.defs[key].phrase)
         if isinstance(cond, (And, Or)):
             items: list[Condition] = []
             for item in cond.items:
@@ -130,7 +154,7 @@ class _Resolver:
                 # A phrase that expands to the same connective splices in, so that
                 # "IF p AND q" equals the explicit "IF a AND b AND q".
                 if isinstance(item, PhraseRef) and type(resolved) is type(cond):
-                    items.extend(resolved.items)
+                    items.extend(_spliced(resolved))
                 else:
                     items.append(resolved)
             return type(cond)(tuple(items))
@@ -138,6 +162,18 @@ class _Resolver:
             inner = self.resolve(cond.item, stack)
             return None if inner is None else Not(inner)
         return cond
+
+
+def _from_phrase(cond: Condition | None, phrase: str) -> Condition | None:
+    """The expansion of ``phrase``, marked with it for display (``PhraseOrigin``)."""
+    return None if cond is None else replace(cond, origin=PhraseOrigin(phrase))
+
+
+def _spliced(cond: And | Or) -> list[Condition]:
+    """The items of a phrase's AND/OR spliced into its user's, each marked as a part."""
+    phrase = cond.origin.phrase if cond.origin else ""
+    n = len(cond.items)
+    return [replace(c, origin=PhraseOrigin(phrase, i, n)) for i, c in enumerate(cond.items, 1)]
 
 
 def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
@@ -228,16 +264,24 @@ def _check(
                           _sorted([sources.attach(d) for d in diagnostics]))
 
 
-def load_program(
-    paths: Sequence[str | Path], *, strict: bool = False, currency: str | None = None
-) -> LoadedProgram:
-    """Parse, merge, resolve and validate a program.
+@dataclass
+class ParsedFiles:
+    """Every file of a program parsed on its own (not merged, resolved or validated)."""
 
-    Raises ``RuleError`` carrying every diagnostic of every file (syntax and
-    validation).  With ``strict`` warnings are errors too.  ``currency`` (an
-    explicit ``--currency``) is the program's currency, as if it said CURRENCY.
-    """
-    currency = Program().default_currency(currency)  # the one rule, and the code's check
+    files: dict[Path, Program] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # rule text by file name
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def syntax_errors(self) -> list[Diagnostic]:
+        """The diagnostics with their source lines, file by file."""
+        sources = Sources(self.texts)
+        return _sorted([sources.attach(d) for d in self.diagnostics])
+
+
+def parse_files(paths: Sequence[str | Path], *, currency: str | None = None) -> ParsedFiles:
+    """Read and parse each file of ``paths`` (directories: their ``.rule`` files), with
+    what $ and ¥ mean in the program; JSON models are decoded against the schema.
+    Never raises for a bad file."""
     models: dict[Path, Program] = {}
     texts: dict[Path, str] = {}
     diagnostics: list[Diagnostic] = []
@@ -261,12 +305,25 @@ def load_program(
     parsed, found = _parse_texts(texts, parse_partial, models.values(), currency)
     files = {path: models.get(path) or parsed[path] for path in order
              if path in models or path in parsed}
-    diagnostics += found
-    checked = _check(files, diagnostics, {str(p): t for p, t in texts.items()},
-                     syntax_failed=bool(diagnostics), currency=currency)
+    return ParsedFiles(files, {str(p): t for p, t in texts.items()}, diagnostics + found)
+
+
+def load_program(
+    paths: Sequence[str | Path], *, strict: bool = False, currency: str | None = None
+) -> LoadedProgram:
+    """Parse, merge, resolve and validate a program.
+
+    Raises ``RuleError`` carrying every diagnostic of every file (syntax and
+    validation).  With ``strict`` warnings are errors too.  ``currency`` (an
+    explicit ``--currency``) is the program's currency, as if it said CURRENCY.
+    """
+    currency = Program().default_currency(currency)  # the one rule, and the code's check
+    parsed = parse_files(paths, currency=currency)
+    checked = _check(parsed.files, parsed.diagnostics, parsed.texts,
+                     syntax_failed=bool(parsed.diagnostics), currency=currency)
     if checked.errors or (strict and checked.warnings):
         raise RuleValidationError(checked.diagnostics)
-    return LoadedProgram(checked.resolved, files, checked.warnings)
+    return LoadedProgram(checked.resolved, parsed.files, checked.warnings)
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -278,9 +335,12 @@ def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
 __all__ = [
     "CheckedProgram",
     "LoadedProgram",
+    "ParsedFiles",
     "check_texts",
     "load_program",
     "merge",
+    "parse_files",
     "program_files",
+    "program_root",
     "resolve_program",
 ]

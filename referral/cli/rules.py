@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -11,13 +13,16 @@ from typing import Any
 import click
 
 from compiler.dot import FORMATS, Format, render_program
+from compiler.junit import examples_junit
 from compiler.precommit import precommit as precommit_files
-from compiler.text import reformat_files
+from compiler.text import format_program, reformat_files, unified_diff
 from compiler.trace import format_trace
 from dsl.codec import dumps
+from dsl.errors import RuleError, Sources
 from dsl.evaluate import compile_program
 from dsl.examples import describe_rewards, run_examples
-from dsl.program import LoadedProgram
+from dsl.parser import parse_partial
+from dsl.program import LoadedProgram, load_program, parse_files, program_files
 from referral.cli.common import (
     ChecksFailed,
     CommandInputError,
@@ -28,8 +33,11 @@ from referral.cli.common import (
     paths_argument,
     strict_option,
 )
-from referral.cli.formatting import format_report
+from referral.cli.formatting import check_json, format_report, github_annotation
 from settlement.impact import diff_programs
+
+CHECK_FORMATS = ("text", "json", "github")
+STDIN = "<stdin>"  # the file name diagnostics give to `rules fmt -`'s input
 
 
 @click.group(cls=Group)
@@ -40,22 +48,52 @@ def rules() -> None:
 @rules.command()
 @paths_argument
 @strict_option
-def check(paths: tuple[Path, ...], strict: bool) -> None:
+@click.option("--format", "output", type=click.Choice(CHECK_FORMATS), default="text",
+              show_default=True,
+              help="text: file:line:col lines on stderr; json: one object on stdout; "
+                   "github: GitHub Actions annotations (::error file=...,line=...::).")
+def check(paths: tuple[Path, ...], strict: bool, output: str) -> None:
     """Parse and validate a program; print every error and warning."""
-    loaded = load_rules(paths, strict=strict)
+    if output == "text":
+        loaded = load_rules(paths, strict=strict)
+        click.echo(_check_summary(loaded))
+        return
+    loaded_or_none: LoadedProgram | None = None
+    try:
+        loaded_or_none = load_program(paths, strict=strict)
+        diagnostics = loaded_or_none.warnings
+    except RuleError as e:
+        diagnostics = e.diagnostics
+    if output == "json":
+        program = loaded_or_none.program if loaded_or_none else None
+        files = len(loaded_or_none.files) if loaded_or_none else len(program_files(paths))
+        report = check_json(diagnostics, program, files)
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for d in diagnostics:
+            click.echo(github_annotation(d))
+        if loaded_or_none is not None:
+            click.echo(_check_summary(loaded_or_none))
+    if loaded_or_none is None:
+        raise ChecksFailed()
+
+
+def _check_summary(loaded: LoadedProgram) -> str:
     p = loaded.program
-    click.echo(
-        f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
-        f"{len(p.examples)} examples in {len(loaded.files)} files"
-    )
+    return (f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
+            f"{len(p.examples)} examples in {len(loaded.files)} files")
 
 
 @rules.command("test")
 @paths_argument
 @currency_option
-def test_examples(paths: tuple[Path, ...], currency: str | None) -> None:
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JUnit XML to FILE (for CI test reports).")
+def test_examples(paths: tuple[Path, ...], currency: str | None, junit_file: Path | None) -> None:
     """Run every EXAMPLE (as written, and as records hold its values); exit 1 if any fails."""
+    started = time.perf_counter()
     results = run_examples(load_rules(paths, currency=currency).program)
+    seconds = time.perf_counter() - started
     failed = 0
     for r in results:
         where = f" ({r.source})" if r.source else ""
@@ -73,6 +111,12 @@ def test_examples(paths: tuple[Path, ...], currency: str | None) -> None:
         else:
             click.echo(f"  actual:   {describe_rewards(r.actual)}")
     click.echo(f"{len(results) - failed} passed, {failed} failed")
+    if junit_file is not None:
+        suite = " ".join(str(p) for p in paths)
+        try:
+            junit_file.write_text(examples_junit(results, suite, seconds), encoding="utf-8")
+        except OSError as e:
+            raise CommandInputError(f"{junit_file}: cannot write: {e.strerror or e}") from e
     if failed:
         raise ChecksFailed()
 
@@ -159,9 +203,14 @@ def _load_or_none(path: Path, currency: str | None = None) -> LoadedProgram | No
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--program", "programs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A program directory (repeatable); default: each file's own directory.")
+              help="A program directory (repeatable); default: [tool.referral] programs in "
+                   "pyproject.toml, else the top directory of each file's rule directories.")
 def precommit(files: tuple[Path, ...], programs: tuple[Path, ...]) -> None:
-    """Check, fmt --check and test the programs of FILES (the pre-commit hook); exit 1 on any."""
+    """Check and test whole programs (the pre-commit hook); exit 1 on any problem.
+
+    Without FILES every program of the repository is checked (so deleting a file
+    that others use is caught); FILES are also checked for canonical formatting.
+    """
     result = precommit_files(files, programs)
     for line, diagnostic in result.lines:
         click.echo(line, err=diagnostic)
@@ -186,19 +235,62 @@ def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> N
 
 
 @rules.command("fmt")
-@paths_argument
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("--check", is_flag=True,
               help="Write nothing; list the files that would change and exit 1 if any.")
-def fmt(paths: tuple[Path, ...], check: bool) -> None:
-    """Rewrite .rule files in the canonical layout."""
-    changed = reformat_files(load_rules(paths).files)
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Write nothing; print a unified diff of each change and exit 1 if any.")
+def fmt(paths: tuple[Path, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite .rule files in the canonical layout (``-``: standard input to standard output).
+
+    Only the syntax of each file matters: a file may use phrases DEFINEd in files
+    not given.  A file that does not parse leaves every file unwritten.
+    """
+    if Path("-") in paths:
+        if len(paths) > 1:
+            raise click.UsageError("'-' (standard input) cannot be combined with other paths")
+        _fmt_stdin(check, show_diff)
+        return
+    parsed = parse_files(paths)
+    if parsed.diagnostics:
+        for d in parsed.syntax_errors():
+            click.echo(d.line(), err=True)
+        raise ChecksFailed()
+    changed = reformat_files(parsed.files)
     for path, text in changed.items():
-        if check:
+        if show_diff:
+            click.echo(unified_diff(path.read_text(encoding="utf-8"), text, str(path)), nl=False)
+        elif check:
             click.echo(f"would reformat {path}")
         else:
             path.write_text(text, encoding="utf-8")
             click.echo(f"reformatted {path}")
-    if check and changed:
+    if (check or show_diff) and changed:
+        raise ChecksFailed()
+
+
+def _fmt_stdin(check: bool, show_diff: bool) -> None:
+    """``rules fmt -``: the canonical text on stdout (an editor's format-on-save)."""
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandInputError(f"{STDIN}: not UTF-8 text: {e.reason}") from e
+    program, diagnostics = parse_partial(text, STDIN)
+    if diagnostics:
+        sources = Sources({STDIN: text})
+        for d in diagnostics:
+            click.echo(sources.attach(d).line(), err=True)
+        raise ChecksFailed()
+    canonical = format_program(program)
+    if show_diff:
+        click.echo(unified_diff(text, canonical, STDIN), nl=False)
+    elif check:
+        if canonical != text:
+            click.echo(f"would reformat {STDIN}")
+    else:
+        click.echo(canonical, nl=False)
+    if (check or show_diff) and canonical != text:
         raise ChecksFailed()
 
 
