@@ -1,10 +1,15 @@
 """Rule program -> a static HTML catalog: an index page and one page per rule.
 
-Each rule page shows the rule's source text (highlighted with the grammar's own
-tokens, ``compiler.highlight``), its diagram (``compiler.dot``, rendered by
-Graphviz into inline SVG), the EXAMPLEs that involve it with the path each one
-takes through the diagram, and its JSON model.  The pages are plain files with
-inline CSS and no scripts or external assets: they open from disk, offline.
+The index is every rule in one table, with a search box; each rule page shows
+the rule's source text (highlighted with the grammar's own tokens,
+``compiler.highlight``), its diagram (``compiler.dot``, rendered by Graphviz into
+inline SVG, top down when left to right would not fit the page; the authors'
+DEFINE phrases drawn, their fields on hover), the EXAMPLEs that involve it with
+the path each one takes through the diagram, a "try a referral" form, and its
+JSON model; ``overlaps.html`` shows the tiers' ranges, gaps and overlaps
+(``dsl.validate.tier_families``).  The pages are plain files with inline CSS and
+at most one inline script each, allowed by its hash in the page's
+Content-Security-Policy, and no external assets: they open from disk, offline.
 
 An example's path is drawn from the evaluation trace (``dsl.evaluate``): the
 trace lists the conditions in the pre-order of ``dsl.model.walk``, in which the
@@ -16,11 +21,15 @@ highlighting needs no JavaScript.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,18 +38,33 @@ import graphviz
 import jinja2
 from markupsafe import Markup
 
-from compiler.dot import CONDITION, DotGenerator, Theme, label
+from compiler.dot import CONDITION, DotGenerator, RankDir, Theme, label
 from compiler.errors import CATALOG_DOT_MISSING, GraphvizNotFoundError, RenderError
 from compiler.highlight import Lexed, highlight, lex
-from compiler.text import format_action, format_condition, format_node
+from compiler.js import js_string, program_js
+from compiler.text import describe_condition, format_action, format_condition, format_node
 from compiler.trace import step_note
 from dsl.codec import dumps, rule_to_json
 from dsl.errors import EvaluationError
 from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome, compile_program
 from dsl.examples import ExampleResult, context_from_given, describe_rewards, run_examples
-from dsl.model import And, Compare, Condition, Example, Not, Or, Program, Rule, Within, walk
-from dsl.money import format_money
+from dsl.model import (
+    And,
+    Compare,
+    Condition,
+    Example,
+    FieldRef,
+    Not,
+    Or,
+    PercentReward,
+    Program,
+    Rule,
+    Within,
+    walk,
+)
+from dsl.money import Money, format_money
 from dsl.program import LoadedProgram
+from dsl.validate import double_pays, tier_families
 
 RULE_DIR = "rule"  # rule pages live in <out>/rule/<id>.html (a rule may be called "index")
 
@@ -148,8 +172,9 @@ class CatalogDot(DotGenerator):
     """The rule's diagram with SVG ids and classes on every node, and optionally
     one example's path marked on it."""
 
-    def __init__(self, rule: Rule, graph_id: str, marks: PathMarks | None = None) -> None:
-        super().__init__(rule)
+    def __init__(self, rule: Rule, graph_id: str, marks: PathMarks | None = None,
+                 rankdir: RankDir = "LR") -> None:
+        super().__init__(rule, rankdir)
         self.graph_id = graph_id
         self.marks = marks
         self._visited = 0  # conditions visited so far (pre-order)
@@ -190,7 +215,8 @@ class CatalogDot(DotGenerator):
             if mark.status not in MARKS:
                 attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"
             if mark.note:
-                attrs["tooltip"] = label(mark.note)
+                fields = attrs.get("tooltip")
+                attrs["tooltip"] = label(mark.note) + (f"\\n{fields}" if fields else "")
         attrs["class"] = " ".join(classes)
         return super()._node(g, prefix, text, theme, **attrs)
 
@@ -211,19 +237,113 @@ class CatalogDot(DotGenerator):
 
 
 _SVG_NOISE = re.compile(r"<!--.*?-->\s*|\s+xmlns(?::\w+)?=\"[^\"]*\"", re.S)
+# Graphviz puts a tooltip on an <a> around the shape and the node's DOT name in its
+# <title>, which is what browsers show on hover: the tooltip goes into the <title>.
+_TOOLTIP = re.compile(r'<title>[^<]*</title>(\s*<g id="a_[^"]*"><a xlink:title="([^"]*)">)')
+_SVG_WIDTH = re.compile(r'<svg\b[^>]*?\swidth="([\d.]+)pt"')
+# Widest diagram drawn left to right: the page's column (1,200 px less its padding, less
+# an example's border) in points; a wider rule is drawn top down.
+MAX_WIDTH_PT = 820.0
+
+
+def svg_width(svg: str) -> float:
+    """The width Graphviz gave an SVG, in points."""
+    found = _SVG_WIDTH.search(svg)
+    return float(found.group(1)) if found else 0.0
+
+
+def _pipe_svg(digraph: graphviz.Digraph, rule_id: str) -> str:
+    try:
+        return digraph.pipe(format="svg", encoding="utf-8")
+    except graphviz.ExecutableNotFound as e:
+        raise GraphvizNotFoundError(CATALOG_DOT_MISSING) from e
+    except graphviz.CalledProcessError as e:
+        raise RenderError(f"Graphviz failed on rule {rule_id}: {e.stderr!r}") from e
+
+
+def fitting_rankdir(rule: Rule) -> RankDir:
+    """Left to right when the rule's diagram fits the page's column, else top down (an AND
+    chain then runs down the page, and only OR branches take width)."""
+    wide = svg_width(_pipe_svg(CatalogDot(rule, "flow").rule_dot(), rule.id)) > MAX_WIDTH_PT
+    return "TB" if wide else "LR"
 
 
 def render_svg(digraph: graphviz.Digraph, rule_id: str) -> Markup:
     """Graphviz SVG made fit to inline in HTML: no XML prolog, doctype, comments or
     namespace URLs (the HTML parser knows SVG), so the page names no URL at all."""
-    try:
-        svg = digraph.pipe(format="svg", encoding="utf-8")
-    except graphviz.ExecutableNotFound as e:
-        raise GraphvizNotFoundError(CATALOG_DOT_MISSING) from e
-    except graphviz.CalledProcessError as e:
-        raise RenderError(f"Graphviz failed on rule {rule_id}: {e.stderr!r}") from e
+    svg = _pipe_svg(digraph, rule_id)
     svg = _SVG_NOISE.sub("", svg[svg.index("<svg"):])
+    svg = _TOOLTIP.sub(lambda m: f"<title>{m.group(2)}</title>{m.group(1)}", svg)
     return Markup(svg.replace("<svg ", '<svg class="diagram" role="img" ', 1).strip())
+
+
+# ---------------------------------------------------------------- try a referral
+
+_KINDS: dict[type, str] = {Money: "money", date: "date", int: "number", Decimal: "number",
+                           bool: "bool", str: "string"}
+PLACEHOLDERS = {"money": "₹1,500, INR 1500.50 or 150000 (minor units)", "date": "2026-01-31",
+                "number": "3 or 4.5", "string": "text", "list": '"IN", "US"',
+                "any": "a value", "bool": ""}
+
+
+@dataclass(frozen=True)
+class TryField:
+    """One input of a rule page's "try a referral" form."""
+
+    path: str
+    kind: str  # money | date | number | bool | string | list | any
+
+    @property
+    def placeholder(self) -> str:
+        return PLACEHOLDERS[self.kind]
+
+
+def page_rules(program: Program, rule: Rule) -> list[Rule]:
+    """The rules that decide ``rule``'s outcome, in evaluation order: itself, and the
+    EXCLUSIVE rules of higher priority (only they can suppress its rewards)."""
+    return [r for r in program.by_priority()
+            if r is rule or (r.exclusive and r.priority > rule.priority)]
+
+
+def try_fields(rules: Sequence[Rule]) -> list[TryField]:
+    """The fields the rules read, each with the kind of value it is compared with."""
+    kinds: dict[str, str] = {}
+    for rule in rules:
+        for c in walk(*rule.conditions()):
+            if isinstance(c, Within):
+                kinds.setdefault(c.path, "date")
+                kinds.setdefault(c.other, "date")
+            elif isinstance(c, Compare):
+                v = c.value
+                if isinstance(v, FieldRef):
+                    kinds.setdefault(c.path, "any")
+                    kinds.setdefault(v.path, "list" if c.op in {"IN", "NOT IN"} else "any")
+                elif c.op == "CONTAINS" or (isinstance(v, tuple) and c.op in {"=", "!="}):
+                    kinds.setdefault(c.path, "list")
+                else:
+                    member = next((m for m in v if m is not None), None) if isinstance(
+                        v, tuple) else v
+                    kinds.setdefault(c.path, _KINDS.get(type(member), "any"))
+        for a in rule.actions:
+            if isinstance(a, PercentReward):
+                kinds.setdefault(a.of, "money")
+    return [TryField(path, kind) for path, kind in kinds.items()]
+
+
+def fill_text(value: object) -> str:
+    """A GIVEN value as one types it into the form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return ", ".join(json.dumps(v, ensure_ascii=False) if isinstance(v, str) else fill_text(v)
+                         for v in value)
+    return format_node(value)
+
+
+def try_script(program: Program, rule: Rule) -> InlineScript:
+    rules = page_rules(program, rule)
+    code = program_js(rules, program.default_currency())
+    return InlineScript(f"{code}const RULE = {js_string(rule.id)};\n{_asset('try.js')}")
 
 
 # ---------------------------------------------------------------- pages
@@ -283,6 +403,14 @@ class RuleView:
     svg: Markup
     model_json: str
     examples: list[ExampleView] = field(default_factory=list)
+    fields: list[TryField] = field(default_factory=list)
+    script: InlineScript | None = None
+
+    def fill(self, example: ExampleView) -> str:
+        """The example's GIVEN values for the form's fields, as JSON (path -> text)."""
+        wanted = {f.path for f in self.fields}
+        return json.dumps({path: fill_text(v) for path, v in example.example.given
+                           if path in wanted}, ensure_ascii=False)
 
     @property
     def rewards(self) -> list[str]:
@@ -297,8 +425,34 @@ class RuleView:
         return f"{self.rule.hold_days} days" if self.rule.hold_days else ""
 
     @property
+    def conditions(self) -> str:
+        """The IF in the author's words (DEFINEd phrases kept)."""
+        return describe_condition(self.rule.condition)
+
+    @property
+    def condition_fields(self) -> str:
+        """The IF with every phrase expanded to its fields."""
+        return format_condition(self.rule.condition)
+
+    @property
     def reverse(self) -> str:
-        return format_condition(self.rule.reverse_if) if self.rule.reverse_if is not None else ""
+        rev = self.rule.reverse_if
+        return describe_condition(rev) if rev is not None else ""
+
+    @property
+    def reverse_fields(self) -> str:
+        rev = self.rule.reverse_if
+        return format_condition(rev) if rev is not None else ""
+
+    @property
+    def search_text(self) -> str:
+        """What the index's search box matches: id, words, phrases, fields, rewards."""
+        rule = self.rule
+        paths = {c.path for c in walk(*rule.conditions()) if isinstance(c, (Compare, Within))}
+        parts = [rule.id, rule.description or "", self.conditions, self.condition_fields,
+                 self.reverse, self.reverse_fields, *self.rewards, self.limit, self.hold,
+                 *sorted(paths)]
+        return " ".join(" ".join(parts).lower().split())
 
     @property
     def location(self) -> str:
@@ -315,6 +469,29 @@ class RuleView:
 
 
 @dataclass(frozen=True)
+class InlineScript:
+    """A page's one script, inline, and the CSP source that allows exactly it."""
+
+    code: str
+
+    @property
+    def source(self) -> str:
+        digest = hashlib.sha256(self.code.encode("utf-8")).digest()
+        return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+    @property
+    def tag(self) -> Markup:
+        # "</" cannot end the script early: generated code escapes it in its strings.
+        if "</" in self.code:
+            raise RenderError("an inline script may not contain '</'")
+        return Markup(f"<script>{self.code}</script>")
+
+
+def _asset(name: str) -> str:
+    return resources.files("compiler.templates").joinpath(name).read_text("utf-8")
+
+
+@dataclass(frozen=True)
 class CatalogResult:
     out_dir: Path
     index: Path
@@ -324,7 +501,8 @@ class CatalogResult:
 
     @property
     def files(self) -> list[Path]:
-        return [self.index, *self.pages.values(), self.out_dir / "model.json"]
+        return [self.index, *self.pages.values(), self.out_dir / "overlaps.html",
+                self.out_dir / "model.json"]
 
 
 def _environment() -> jinja2.Environment:
@@ -380,13 +558,16 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
     views: list[RuleView] = []
     for rule in program.rules:
         source_file, source_html = sources.rule_html(rule)
+        rankdir = fitting_rankdir(rule)
         view = RuleView(
             rule=rule,
             page=f"{RULE_DIR}/{rule.id}.html",
             source_file=source_file,
             source_html=source_html,
-            svg=render_svg(CatalogDot(rule, "flow").rule_dot(), rule.id),
+            svg=render_svg(CatalogDot(rule, "flow", rankdir=rankdir).rule_dot(), rule.id),
             model_json=json.dumps(rule_to_json(rule), indent=2, ensure_ascii=False),
+            fields=try_fields(page_rules(program, rule)),
+            script=try_script(program, rule),
         )
         for n, (example, result, (evaluation, context)) in enumerate(
             zip(program.examples, results, evaluations, strict=True), start=1
@@ -401,7 +582,7 @@ def rule_views(program: Program, results: Sequence[ExampleResult]) -> list[RuleV
             svg = None
             if outcome is not None:
                 marks = path_marks(rule, outcome, compiled, context)
-                svg = render_svg(CatalogDot(rule, f"ex{n}", marks).rule_dot(), rule.id)
+                svg = render_svg(CatalogDot(rule, f"ex{n}", marks, rankdir).rule_dot(), rule.id)
             view.examples.append(ExampleView(n, example, result, outcome, svg, same_file))
         view.examples.sort(key=lambda e: not e.same_file)  # the rule's own file first
         views.append(view)
@@ -427,14 +608,18 @@ def build_catalog(program: Program | LoadedProgram, out_dir: Path) -> CatalogRes
         "failed": failed,
         "format_condition": format_condition,
     }
-    howto = resources.files("compiler.templates").joinpath("draft.md").read_text("utf-8")
-    files = {"index.html": env.get_template("index.html.j2").render(root="", **common),
-             "draft.html": env.get_template("draft.html.j2").render(root="", howto=howto,
+    search = InlineScript(_asset("search.js"))
+    files = {"index.html": env.get_template("index.html.j2").render(root="", script=search,
                                                                     **common),
+             "draft.html": env.get_template("draft.html.j2").render(
+                 root="", howto=_asset("draft.md"), script=None, **common),
+             "overlaps.html": env.get_template("overlaps.html.j2").render(
+                 root="", script=None, families=tier_families(program),
+                 doubles=list(double_pays(program)), rule_dir=RULE_DIR, **common),
              "model.json": dumps(program)}
     template = env.get_template("rule.html.j2")
     for view in views:
-        files[view.page] = template.render(root="../", view=view, **common)
+        files[view.page] = template.render(root="../", view=view, script=view.script, **common)
     try:
         (out_dir / RULE_DIR).mkdir(parents=True, exist_ok=True)
         for name, text in files.items():

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,10 +21,19 @@ from typing import Literal
 import graphviz
 
 from compiler.errors import FormatError, GraphvizNotFoundError, RenderError
-from compiler.text import format_action, format_condition, format_node
+from compiler.text import (
+    describe_condition,
+    format_action,
+    format_condition,
+    format_node,
+    hold_text,
+    phrase_of,
+    phrase_runs,
+)
 from dsl.model import And, Condition, Not, Or, Program, Rule
 
 Format = Literal["dot", "svg", "png"]
+RankDir = Literal["LR", "TB"]  # left to right (the default), or top down
 FORMATS: tuple[Format, ...] = ("dot", "svg", "png")
 
 LABEL_WIDTH = 36
@@ -53,10 +64,10 @@ def label(text: str) -> str:
 class DotGenerator:
     """Builds one rule's digraph; one method per condition node type (``<node>_dot``)."""
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, rankdir: RankDir = "LR") -> None:
         self.rule = rule
         self.graph = graphviz.Digraph(name=rule.id)
-        self.graph.attr("graph", rankdir="LR", fontname=FONT, nodesep="0.3", ranksep="0.4")
+        self.graph.attr("graph", rankdir=rankdir, fontname=FONT, nodesep="0.3", ranksep="0.4")
         self.graph.attr("node", fontname=FONT, fontsize="11", shape="box", style="rounded,filled")
         self.graph.attr("edge", fontname=FONT, fontsize="9", color="#555555")
         self._counters: dict[str, int] = {}
@@ -86,20 +97,46 @@ class DotGenerator:
         method = getattr(self, f"{type(cond).__name__.lower()}_dot", None)
         if method is None:
             return self.leaf_dot(g, cond, src, theme, edge_label)
+        phrase = phrase_of(cond)
+        if phrase is not None:  # a phrase that means several conditions: a box around them
+            with self._phrase_box(g, phrase, format_condition(cond), theme) as box:
+                return method(box, cond, src, theme, edge_label)
         return method(g, cond, src, theme, edge_label)
+
+    @contextmanager
+    def _phrase_box(self, g: graphviz.Digraph, phrase: str, fields: str,
+                    theme: Theme) -> Iterator[graphviz.Digraph]:
+        with g.subgraph(name=f"cluster_{self._id('phrase')}") as box:
+            box.attr(label=label(f'"{phrase}"'), tooltip=label(fields), style="dotted,rounded",
+                     color=theme.line, fontcolor=theme.line, fontsize="10")
+            yield box
 
     def leaf_dot(self, g: graphviz.Digraph, cond: Condition, src: str, theme: Theme,
                  edge_label: str) -> str:
         # Compare, Within and PhraseRef: the text generator raises for anything else.
-        node = self._node(g, "c", format_condition(cond), theme)
+        # A phrase the author wrote is drawn as the phrase, with the fields it means on hover.
+        fields = format_condition(cond)
+        phrase = phrase_of(cond)
+        if phrase is None:
+            node = self._node(g, "c", fields, theme)
+        else:
+            node = self._node(g, "c", describe_condition(cond), theme, tooltip=label(fields))
         self._edge(g, src, node, theme, edge_label)
         return node
 
     def and_dot(self, g: graphviz.Digraph, cond: And, src: str, theme: Theme,
                 edge_label: str) -> str:
         current = src
-        for i, item in enumerate(cond.items):
-            current = self.condition_dot(g, item, current, theme, edge_label if i == 0 else "")
+        for phrase, run in phrase_runs(cond.items):
+            first_label, edge_label = edge_label, ""
+            if phrase is None:
+                current = self.condition_dot(g, run[0], current, theme, first_label)
+                continue
+            # The conditions one phrase spliced into this AND, in a box named by it.
+            with self._phrase_box(g, phrase, format_condition(And(tuple(run))), theme) as box:
+                for i, item in enumerate(run):
+                    current = self.condition_dot(box, item, current, theme,
+                                                 first_label if i == 0 else "")
         return current
 
     def or_dot(self, g: graphviz.Digraph, cond: Or, src: str, theme: Theme,
@@ -153,8 +190,8 @@ class DotGenerator:
             for tail in tails:
                 self.graph.edge(tail, node, style="dotted", arrowhead="none")
             tails = [node]
-        if rule.hold_days:
-            node = self._node(self.graph, "hold", f"HOLD {rule.hold_days} DAYS (pending)", HOLD)
+        if rule.hold_days or rule.hold_from:
+            node = self._node(self.graph, "hold", f"{hold_text(rule)} (pending)", HOLD)
             for tail in tails:
                 self._edge(self.graph, tail, node, HOLD)
             tails = [node]

@@ -45,7 +45,7 @@ from dsl.model import (
 )
 from dsl.parser import GRAMMAR_OPTIONS, parse_partial
 from dsl.program import check_texts as dsl_check_texts
-from dsl.program import program_files
+from dsl.program import holds_rule_files, program_files, program_root
 
 log = logging.getLogger(__name__)
 
@@ -417,14 +417,10 @@ class Workspace:
         explicit = next((p for p in self.programs if path.is_relative_to(p)), None)
         if explicit is not None:
             return explicit
-        root = path.parent
-        while root.parent != root and self._holds_rules(root.parent):
-            root = root.parent
-        return root
+        return program_root(path, self._holds_rules)
 
     def _holds_rules(self, directory: Path) -> bool:
-        return (any(p.parent == directory for p in self.buffers)
-                or any(f.is_file() for f in directory.glob("*.rule")))
+        return any(p.parent == directory for p in self.buffers) or holds_rule_files(directory)
 
     def analysis(self, path: Path) -> Analysis:
         """The whole program ``path`` belongs to, checked (cached until a text changes)."""

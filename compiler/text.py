@@ -9,8 +9,10 @@ their comments.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -33,9 +35,11 @@ from dsl.model import (
     PhraseRef,
     Program,
     Rule,
+    Setting,
+    SettingName,
     Within,
 )
-from dsl.money import Money, format_money
+from dsl.money import Money, format_money, symbol_table
 
 INDENT = "  "
 WIDTH = 100
@@ -70,7 +74,14 @@ def is_plain_phrase(phrase: str) -> bool:
 
 
 class TextGenerator:
-    """Canonical text for each model node."""
+    """Canonical text for each model node.
+
+    ``currency`` is the program's: ``$`` and ``¥`` are written for the currencies they
+    are read as in it (a CAD program writes ``$5`` for CAD and ``USD 5`` for USD).
+    """
+
+    def __init__(self, currency: str | None = None) -> None:
+        self.symbols = symbol_table(currency)
 
     def text(self, node: object) -> str:
         method = getattr(self, f"{_snake(type(node).__name__)}_text", None)
@@ -84,11 +95,13 @@ class TextGenerator:
     # -- statements ---------------------------------------------------------------------
 
     def program_text(self, program: Program) -> str:
-        blocks: list[str] = []
+        settings = "\n".join(self.text(s) for s in _settings(program))
+        blocks: list[str] = [settings] if settings else []
+        vocabulary = len(blocks)
         # Consecutive one-line DEFINEs stay together as a vocabulary block; a comment
         # starts a new paragraph.
         for d in program.definitions:
-            if blocks and not d.comments:
+            if len(blocks) > vocabulary and not d.comments:
                 blocks[-1] += "\n" + self.text(d)
             else:
                 blocks.append(self.text(d))
@@ -98,6 +111,12 @@ class TextGenerator:
     def _comments(self, comments: tuple[str, ...]) -> list[str]:
         # "" is a blank line the author left after a comment block.
         return [c if c.startswith("#") or c == "" else f"# {c}".rstrip() for c in comments]
+
+    def setting_text(self, setting: Setting) -> str:
+        lines = self._comments(setting.comments)
+        value = quote(setting.value) if setting.name == "timezone" else setting.value
+        lines.append(f"{setting.name.upper()} {value}")
+        return "\n".join(lines)
 
     def definition_text(self, d: Definition) -> str:
         lines = self._comments(d.comments)
@@ -128,8 +147,8 @@ class TextGenerator:
             lines.append(f"{INDENT}{'THEN' if i == 0 else 'AND'} {self.text(action)}")
         if rule.limit is not None:
             lines.append(f"{INDENT}{self.text(rule.limit)}")
-        if rule.hold_days:
-            lines.append(f"{INDENT}HOLD {rule.hold_days} DAYS")
+        if rule.hold_days or rule.hold_from:
+            lines.append(f"{INDENT}{hold_text(rule)}")
         if rule.reverse_if is not None:
             lines.append(f"{INDENT}REVERSE IF {self.condition_text(rule.reverse_if)}")
         return "\n".join(lines)
@@ -215,7 +234,7 @@ class TextGenerator:
         return f"{cond.path} {cond.op} {self.value_text(cond.value)}"
 
     def within_text(self, cond: Within) -> str:
-        return f"{cond.path} WITHIN {cond.days} DAYS OF {cond.other}"
+        return f"{cond.path} WITHIN {cond.days} DAYS {cond.direction.upper()} {cond.other}"
 
     def phrase_ref_text(self, cond: PhraseRef) -> str:
         return cond.phrase if is_plain_phrase(cond.phrase) else quote(cond.phrase)
@@ -242,23 +261,105 @@ class TextGenerator:
         return self.text(value)
 
     def money_text(self, money: Money) -> str:
-        return format_money(money)
+        return format_money(money, self.symbols)
 
     def field_ref_text(self, ref: FieldRef) -> str:
         return ref.path
 
 
+def hold_text(rule: Rule) -> str:
+    """``HOLD 14 DAYS`` or ``HOLD 14 DAYS FROM referee.subscribed_at``."""
+    start = f" FROM {rule.hold_from}" if rule.hold_from else ""
+    return f"HOLD {rule.hold_days} DAYS{start}"
+
+
+def _settings(program: Program) -> list[Setting]:
+    """The program's CURRENCY and TIMEZONE statements, with their comments when parsed."""
+    written = {s.name: s for s in program.settings}
+    out = []
+    stated: tuple[tuple[SettingName, str | None], ...] = (
+        ("currency", program.currency), ("timezone", program.timezone))
+    for name, value in stated:
+        if value is not None:
+            found = written.get(name)
+            out.append(found if found is not None and found.value == value
+                       else Setting(name, value))
+    return out
+
+
+def phrase_runs(items: tuple[Condition, ...]) -> list[tuple[str | None, list[Condition]]]:
+    """An AND's (or OR's) items in runs: ``(phrase, its conditions)`` for the conditions a
+    DEFINEd phrase spliced in (``PhraseOrigin`` parts 1..n), ``(None, [item])`` for others."""
+    runs: list[tuple[str | None, list[Condition]]] = []
+    i = 0
+    while i < len(items):
+        origin = items[i].origin
+        if origin is not None and origin.part == 1:
+            run = list(items[i:i + origin.parts])
+            if len(run) == origin.parts and all(
+                c.origin == replace(origin, part=k) for k, c in enumerate(run, 1)
+            ):
+                runs.append((origin.phrase, run))
+                i += origin.parts
+                continue
+        runs.append((None, [items[i]]))
+        i += 1
+    return runs
+
+
+def phrase_of(cond: Condition) -> str | None:
+    """The phrase a resolved condition is the whole expansion of, if any."""
+    origin = cond.origin
+    return origin.phrase if origin is not None and origin.part == 0 else None
+
+
+class PhraseTextGenerator(TextGenerator):
+    """Conditions as their author wrote them: what a DEFINEd phrase expanded to is the
+    phrase again (the catalog's labels; the resolved model keeps it as ``origin``)."""
+
+    def condition_text(self, cond: Condition) -> str:
+        phrase = phrase_of(cond)
+        if phrase is not None:
+            return self.phrase_ref_text(PhraseRef(phrase))
+        return super().condition_text(cond)
+
+    def _precedence(self, cond: Condition) -> int:
+        return _PREC_ATOM if phrase_of(cond) is not None else super()._precedence(cond)
+
+    def _joined(self, cond: And | Or, joiner: str) -> str:
+        return joiner.join(
+            self.phrase_ref_text(PhraseRef(phrase)) if phrase is not None
+            else self._operand(run[0], cond)
+            for phrase, run in phrase_runs(cond.items)
+        )
+
+    def and_text(self, cond: And) -> str:
+        return self._joined(cond, " AND ")
+
+    def or_text(self, cond: Or) -> str:
+        return self._joined(cond, " OR ")
+
+
 _GENERATOR = TextGenerator()
+_PHRASES = PhraseTextGenerator()
 
 
-def format_program(program: Program) -> str:
-    """Canonical text of a program: DEFINEs, RULEs, EXAMPLEs, a blank line between
-    statements (consecutive DEFINEs form one block)."""
-    return _GENERATOR.program_text(program)
+def format_program(program: Program, *, currency: str | None = None) -> str:
+    """Canonical text of a program: CURRENCY and TIMEZONE, DEFINEs, RULEs, EXAMPLEs, a
+    blank line between statements (consecutive DEFINEs form one block).
+
+    ``currency`` is the whole program's when ``program`` is one of its files.
+    """
+    return TextGenerator(currency or program.currency).program_text(program)
 
 
 def format_condition(cond: Condition) -> str:
     return _GENERATOR.condition_text(cond)
+
+
+def describe_condition(cond: Condition) -> str:
+    """A resolved condition in the author's words: DEFINEd phrases where they were used."""
+    return _PHRASES.condition_text(cond)
 
 
 def format_action(action: FixedReward | PercentReward) -> str:
@@ -272,17 +373,31 @@ def format_node(node: object) -> str:
     return _GENERATOR.text(node)
 
 
-def reformat_files(files: Mapping[Path, Program]) -> dict[Path, str]:
+def reformat_files(
+    files: Mapping[Path, Program], *, currency: str | None = None
+) -> dict[Path, str]:
     """The canonical text of every ``.rule`` file whose current text differs from it.
 
     ``files`` are the per-file, unresolved programs (``LoadedProgram.files``);
-    JSON models among them are left alone.
+    JSON models among them are left alone.  ``currency`` is the program's CURRENCY
+    (which says what ``$`` and ``¥`` mean in every file).
     """
+    if currency is None:
+        currency = next((p.currency for p in files.values() if p.currency), None)
     changed: dict[Path, str] = {}
     for path, program in files.items():
         if path.suffix != ".rule":
             continue
-        text = format_program(program)
+        text = format_program(program, currency=currency)
         if path.read_text(encoding="utf-8") != text:
             changed[path] = text
     return changed
+
+
+def unified_diff(old: str, new: str, name: str) -> str:
+    """What ``rules fmt --diff`` prints for one file (empty when nothing changes)."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=name, tofile=name)
+    # A last line without its newline still ends the diff's line.
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)

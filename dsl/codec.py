@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from dsl.errors import ReferralError, SourcePos
+from dsl.errors import ModelSchemaError, MoneyError, ReferralError, SourcePos
 from dsl.model import (
     SCHEMA_VERSION,
     Action,
@@ -87,7 +87,10 @@ def condition_to_json(cond: Condition) -> dict[str, Any]:
     if isinstance(cond, Compare):
         return {"compare": {"path": cond.path, "op": cond.op, "value": value_to_json(cond.value)}}
     if isinstance(cond, Within):
-        return {"within": {"path": cond.path, "days": cond.days, "of": cond.other}}
+        within: dict[str, Any] = {"path": cond.path, "days": cond.days, "of": cond.other}
+        if cond.direction != "of":  # absent for OF, so rules written before keep their hash
+            within["direction"] = cond.direction
+        return {"within": within}
     if isinstance(cond, And):
         return {"and": [condition_to_json(c) for c in cond.items]}
     if isinstance(cond, Or):
@@ -135,6 +138,8 @@ def rule_to_json(rule: Rule, *, with_source: bool = True) -> dict[str, Any]:
         "hold_days": rule.hold_days,
         "reverse_if": condition_to_json(rule.reverse_if) if rule.reverse_if is not None else None,
     }
+    if rule.hold_from is not None:  # absent otherwise, so rules written before keep their hash
+        data["hold_from"] = rule.hold_from
     return _with_source(data, rule.source, with_source)
 
 
@@ -153,9 +158,14 @@ def example_to_json(example: Example, *, with_source: bool = True) -> dict[str, 
 
 
 def program_to_json(program: Program) -> dict[str, Any]:
-    """The whole program as the versioned JSON model."""
+    """The whole program as the versioned JSON model (CURRENCY and TIMEZONE when stated)."""
+    data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    if program.currency is not None:
+        data["currency"] = program.currency
+    if program.timezone is not None:
+        data["timezone"] = program.timezone
     return {
-        "schema_version": SCHEMA_VERSION,
+        **data,
         "definitions": [definition_to_json(d) for d in program.definitions],
         "rules": [rule_to_json(r) for r in program.rules],
         "examples": [example_to_json(e) for e in program.examples],
@@ -179,6 +189,13 @@ def rule_hash(rule: Rule) -> str:
 def program_from_json(data: Any, filename: str = "<json>") -> Program:
     """Validate ``data`` and build exactly the Program that ``program_to_json`` encoded."""
     validate_model_json(data, filename)
+    try:
+        return _program(data)
+    except MoneyError as e:  # a well-formed code that is not ISO 4217
+        raise ModelSchemaError(f"{filename}: {e.message}") from None
+
+
+def _program(data: dict[str, Any]) -> Program:
     return Program(
         rules=tuple(_rule(r) for r in data["rules"]),
         definitions=tuple(
@@ -187,6 +204,8 @@ def program_from_json(data: Any, filename: str = "<json>") -> Program:
         ),
         examples=tuple(_example(e) for e in data["examples"]),
         schema_version=data["schema_version"],
+        currency=data.get("currency"),
+        timezone=data.get("timezone"),
     )
 
 
@@ -225,7 +244,7 @@ def _condition(data: dict[str, Any]) -> Condition:
     if kind == "compare":
         return Compare(v["path"], v["op"], _value(v["value"]))
     if kind == "within":
-        return Within(v["path"], int(v["days"]), v["of"])
+        return Within(v["path"], int(v["days"]), v["of"], direction=v.get("direction", "of"))
     if kind == "and":
         return And(tuple(_condition(c) for c in v))
     if kind == "or":
@@ -258,6 +277,7 @@ def _rule(data: dict[str, Any]) -> Rule:
         hold_days=int(data.get("hold_days", 0)),
         reverse_if=_condition(reverse_if) if reverse_if else None,
         source=_source(data),
+        hold_from=data.get("hold_from"),
     )
 
 

@@ -120,3 +120,7 @@ class ModelSchemaError(ReferralError):
 
 class EvaluationError(ReferralError):
     """A context value has the wrong type for a rule (a bad record, not a bad rule)."""
+
+
+class DateError(EvaluationError):
+    """A value that is not an ISO 8601 date or timestamp, or a time zone that does not exist."""

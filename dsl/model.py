@@ -21,12 +21,39 @@ from decimal import Decimal
 from typing import Literal
 
 from dsl.errors import SourcePos
-from dsl.money import Money
+from dsl.money import Money, exponent
 
 SCHEMA_VERSION = 1
 
 Role = Literal["referrer", "referee"]
 ROLES: tuple[Role, ...] = ("referrer", "referee")
+# LIMIT ... PER <who>: a role (what the person earned in it), or the person in any role.
+LimitPer = Literal["referrer", "referee", "person"]
+LIMIT_PERS: tuple[LimitPer, ...] = ("referrer", "referee", "person")
+
+# The roots of a referral context, and the fields every record has (settlement refuses
+# a record without them).
+CONTEXT_ROOTS = ("referrer", "referee", "referral")
+REQUIRED_FIELDS = ("referral_id", "referrer.id", "referee.id")
+
+# The ledger reference budget.  A reference is at most MAX_REFERENCE_CHARS long; the
+# longest settlement builds is "reversal:reward:<rule id>:<referral id>:<role>#<sequence>",
+# so a rule id may take what the other parts leave.
+MAX_REFERENCE_CHARS = 255
+MAX_REFERRAL_ID_CHARS = 128
+MAX_ROLE_CHARS = max(len(r) for r in ROLES)
+MAX_SEQUENCE_DIGITS = 6
+MAX_RULE_ID_CHARS = (
+    MAX_REFERENCE_CHARS
+    - len("reversal:" "reward:" ":" ":" "#")
+    - MAX_REFERRAL_ID_CHARS
+    - MAX_ROLE_CHARS
+    - MAX_SEQUENCE_DIGITS
+)
+
+# WITHIN n DAYS OF (either side) | AFTER | BEFORE <other>.
+Direction = Literal["of", "after", "before"]
+DIRECTIONS: tuple[Direction, ...] = ("of", "after", "before")
 
 Period = Literal["day", "month", "year", "ever"]
 PERIODS: tuple[Period, ...] = ("day", "month", "year", "ever")
@@ -52,6 +79,21 @@ Value = Scalar | tuple["Value", ...] | FieldRef
 
 
 @dataclass(frozen=True)
+class PhraseOrigin:
+    """The DEFINEd phrase a resolved condition was expanded from, kept for display only
+    (the catalog draws the author's phrase, with the fields on hover): like a source
+    position it is not part of the meaning, so equality, JSON and ``rule_hash`` ignore it.
+
+    ``part`` 0 marks the phrase's whole condition; ``part`` i of ``parts`` marks the i-th
+    condition of a phrase whose AND (or OR) was spliced into the AND (or OR) using it.
+    """
+
+    phrase: str
+    part: int = 0
+    parts: int = 1
+
+
+@dataclass(frozen=True)
 class Compare:
     """``<path> <op> <value>``, e.g. ``referrer.plan = "paid"``."""
 
@@ -60,31 +102,39 @@ class Compare:
     value: Value
     # Where the path was written (for diagnostics and traces); not part of the meaning.
     pos: SourcePos | None = field(default=None, compare=False)
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Within:
-    """``<path> WITHIN <days> DAYS OF <other>``: both dates, at most ``days`` apart."""
+    """``<path> WITHIN <days> DAYS OF|AFTER|BEFORE <other>``: two dates at most ``days``
+    calendar days apart (``after``: ``path`` on or after ``other``; ``before``: on or
+    before it)."""
 
     path: str
     days: int
     other: str
     pos: SourcePos | None = field(default=None, compare=False)
+    direction: Direction = "of"
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class And:
     items: tuple[Condition, ...]
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Or:
     items: tuple[Condition, ...]
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Not:
     item: Condition
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -98,6 +148,7 @@ class PhraseRef:
 
     phrase: str
     pos: SourcePos | None = field(default=None, compare=False)
+    origin: PhraseOrigin | None = field(default=None, compare=False)
 
 
 Condition = Compare | Within | And | Or | Not | PhraseRef
@@ -165,6 +216,10 @@ def flatten(value: Value) -> Iterator[Value]:
         yield value
 
 
+def _money_in(value: Value, pos: SourcePos | None) -> Iterator[tuple[Money, SourcePos | None]]:
+    return ((v, pos) for v in flatten(value) if isinstance(v, Money))
+
+
 @dataclass(frozen=True)
 class FixedReward:
     """``ISSUE ₹500 REWARD TO referrer``."""
@@ -194,10 +249,11 @@ Action = FixedReward | PercentReward
 
 @dataclass(frozen=True)
 class Limit:
-    """``LIMIT ₹5,000 PER referrer PER MONTH``: caps the rule's total per beneficiary."""
+    """``LIMIT ₹5,000 PER referrer PER MONTH``: caps what one person earns from the rule
+    in a role (``PER referrer``, ``PER referee``) or in any role (``PER person``)."""
 
     amount: Money
-    per: Role
+    per: LimitPer
     period: Period
     pos: SourcePos | None = field(default=None, compare=False)  # of the amount
 
@@ -214,6 +270,8 @@ class Rule:
     hold_days: int = 0
     reverse_if: Condition | None = None
     source: SourcePos | None = field(default=None, compare=False)
+    # HOLD n DAYS FROM <path>: the date field the hold counts from (None: settlement's default).
+    hold_from: str | None = None
     # A bare "IF ... THEN ..." sentence: the id was made from the file name and position.
     auto_id: bool = field(default=False, compare=False)
     # Comment lines written before the rule (and inside it), kept so fmt never drops them.
@@ -257,14 +315,39 @@ class Example:
     comments: tuple[str, ...] = field(default=(), compare=False)
 
 
+SettingName = Literal["currency", "timezone"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """``CURRENCY INR`` or ``TIMEZONE "Asia/Kolkata"``: a program-wide statement, where it
+    was written (a program states each once, in any of its files)."""
+
+    name: SettingName
+    value: str
+    source: SourcePos | None = field(default=None, compare=False)
+    comments: tuple[str, ...] = field(default=(), compare=False)
+
+
 @dataclass(frozen=True)
 class Program:
-    """A whole rule program: every ``.rule`` file of a directory or a file list."""
+    """A whole rule program: every ``.rule`` file of a directory or a file list.
+
+    ``currency`` and ``timezone`` are what its CURRENCY and TIMEZONE statements say
+    (None when it has none); ``settings`` are those statements as written, for
+    positions and comments.
+    """
 
     rules: tuple[Rule, ...] = ()
     definitions: tuple[Definition, ...] = ()
     examples: tuple[Example, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    currency: str | None = None
+    timezone: str | None = None
+    settings: tuple[Setting, ...] = field(default=(), compare=False)
+    # Money written with $ or ¥ (as written, where): read as the program's currency when
+    # it is a dollar or yen, which check warns about when the program does not say.
+    symbol_literals: tuple[tuple[str, SourcePos], ...] = field(default=(), compare=False)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -279,32 +362,66 @@ class Program:
     def money(self) -> Iterator[Money]:
         """Every money literal: in conditions (rules and DEFINEs), rewards, caps and
         limits, and the examples' GIVEN values and EXPECT amounts."""
-        trees = [c for r in self.rules for c in r.conditions()]
-        trees += [d.condition for d in self.definitions]
-        values = [c.value for c in walk(*trees) if isinstance(c, Compare)]
-        values += [v for ex in self.examples for _path, v in ex.given]
-        for value in values:
-            yield from (v for v in flatten(value) if isinstance(v, Money))
+        return (m for m, _pos in self.money_places())
+
+    def money_places(self) -> Iterator[tuple[Money, SourcePos | None]]:
+        """``money`` with where each literal was written (as near as the model knows)."""
+        for r in self.rules:
+            for cond in walk(*r.conditions()):
+                if isinstance(cond, Compare):
+                    yield from _money_in(cond.value, cond.pos or r.source)
+        for d in self.definitions:
+            for cond in walk(d.condition):
+                if isinstance(cond, Compare):
+                    yield from _money_in(cond.value, cond.pos or d.source)
+        for ex in self.examples:
+            for _path, v in ex.given:
+                yield from _money_in(v, ex.source)
         for r in self.rules:
             for action in r.actions:
                 if isinstance(action, FixedReward):
-                    yield action.amount
+                    yield action.amount, action.pos or r.source
                 elif action.cap is not None:
-                    yield action.cap
+                    yield action.cap, action.pos or r.source
             if r.limit is not None:
-                yield r.limit.amount
+                yield r.limit.amount, r.limit.pos or r.source
         for ex in self.examples:
-            yield from (e.amount for e in ex.expect)
+            yield from ((e.amount, ex.source) for e in ex.expect)
 
     def currencies(self) -> set[str]:
         """Every currency named by a money literal of the program (``money``)."""
         return {m.currency for m in self.money()}
 
-    def default_currency(self) -> str | None:
-        """The currency of bare integer amounts: the program's only currency, else None.
+    def default_currency(self, override: str | None = None) -> str | None:
+        """The program's currency, that of bare integer amounts: ``override`` (an explicit
+        ``--currency``), else the CURRENCY statement, else the only currency of the
+        program's money literals, else None.
 
-        The one rule for every caller (examples, ``rules eval``, settlement), so a
-        program passes ``rules test`` exactly when settling it reads amounts alike.
+        The one rule for every caller (check, examples, ``rules eval``, ``rules diff``,
+        settlement), so a program passes ``rules test`` exactly when settling it reads
+        amounts alike.
         """
+        if override:
+            code = override.upper()
+            exponent(code)  # an unknown code is refused here, not by the first record
+            return code
+        if self.currency is not None:
+            return self.currency
         found = self.currencies()
         return next(iter(found)) if len(found) == 1 else None
+
+    def date_paths(self) -> frozenset[str]:
+        """The fields the program reads as dates: compared with a date literal, either
+        side of a WITHIN, and HOLD ... FROM.  Comparing one of them with another field
+        compares dates, whatever the other holds."""
+        trees = [c for r in self.rules for c in r.conditions()]
+        trees += [d.condition for d in self.definitions]
+        found = {r.hold_from for r in self.rules if r.hold_from is not None}
+        for c in walk(*trees):
+            if isinstance(c, Within):
+                found.update((c.path, c.other))
+            elif isinstance(c, Compare) and any(
+                isinstance(v, date) for v in flatten(c.value)
+            ):
+                found.add(c.path)
+        return frozenset(found)

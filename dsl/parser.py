@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -27,8 +27,16 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.tree import Meta
 
 import grammar
-from dsl.errors import Diagnostic, MoneyError, RuleSyntaxError, SourcePos, caret_context
+from dsl.errors import (
+    Diagnostic,
+    EvaluationError,
+    MoneyError,
+    RuleSyntaxError,
+    SourcePos,
+    caret_context,
+)
 from dsl.model import (
+    LIMIT_PERS,
     PERIODS,
     ROLES,
     Action,
@@ -37,11 +45,13 @@ from dsl.model import (
     CompareOp,
     Condition,
     Definition,
+    Direction,
     Example,
     ExpectedReward,
     FieldRef,
     FixedReward,
     Limit,
+    LimitPer,
     Not,
     Or,
     PercentReward,
@@ -50,10 +60,19 @@ from dsl.model import (
     Program,
     Role,
     Rule,
+    Setting,
     Value,
     Within,
 )
-from dsl.money import Money, parse_money
+from dsl.money import (
+    AMBIGUOUS_SYMBOLS,
+    CURRENCY_EXPONENTS,
+    SYMBOLS,
+    Money,
+    parse_money,
+    symbol_table,
+)
+from dsl.timeutil import zone
 
 _comments = threading.local()
 
@@ -62,6 +81,14 @@ def _collect_comment(token: Token) -> None:
     sink = getattr(_comments, "sink", None)
     if sink is not None:
         sink.append(token)
+
+
+def _collect_symbol(token: Token) -> Token:
+    """Money written with $ or ¥, whose currency depends on the program's CURRENCY."""
+    sink = getattr(_comments, "symbols", None)
+    if sink is not None and str(token).lstrip("-")[:1] in AMBIGUOUS_SYMBOLS:
+        sink.append(token)
+    return token
 
 
 # How the grammar is built; compiler.highlight builds its lexing twin with the same options.
@@ -73,7 +100,9 @@ GRAMMAR_OPTIONS: dict[str, Any] = {
     "maybe_placeholders": True,
 }
 _PARSER = Lark.open(
-    "referral.lark", lexer_callbacks={"COMMENT": _collect_comment}, **GRAMMAR_OPTIONS
+    "referral.lark",
+    lexer_callbacks={"COMMENT": _collect_comment, "MONEY": _collect_symbol},
+    **GRAMMAR_OPTIONS,
 )
 
 
@@ -108,8 +137,11 @@ _CMP_OPS: dict[str, CompareOp] = {
     "=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=",
 }
 _ROLES: dict[str, Role] = {r: r for r in ROLES}
+_LIMIT_PERS: dict[str, LimitPer] = {p: p for p in LIMIT_PERS}
 _PERIODS: dict[str, Period] = {p: p for p in PERIODS}
-_STATEMENT_START = re.compile(r"^[ \t]*(?:rule|define|example)\b|^if\b", re.IGNORECASE | re.M)
+_STATEMENT_START = re.compile(
+    r"^[ \t]*(?:rule|define|example|currency|timezone)\b|^if\b", re.IGNORECASE | re.M
+)
 
 
 def token_name(name: str) -> str:
@@ -181,7 +213,7 @@ def _auto_id_prefix(filename: str) -> str:
     return stem
 
 
-Statement = Rule | Definition | Example
+Statement = Rule | Definition | Example | Setting
 
 
 class _Clause:
@@ -195,10 +227,11 @@ class _ToModel(Transformer):
     """Parse tree -> model.  Literal errors are collected, not raised, so that every
     bad literal of a file is reported."""
 
-    def __init__(self, filename: str, text: str) -> None:
+    def __init__(self, filename: str, text: str, symbols: Mapping[str, str]) -> None:
         super().__init__()
         self.filename = filename
         self.text = text
+        self.symbols = symbols
         self.errors: list[Diagnostic] = []
         self._auto = 0
         self._prefix = _auto_id_prefix(filename)
@@ -226,7 +259,7 @@ class _ToModel(Transformer):
         text = str(tok)
         negative = text.startswith("-")
         try:
-            m = parse_money(text[1:] if negative else text)
+            m = parse_money(text[1:] if negative else text, self.symbols)
         except MoneyError as e:
             self._error(e.message, self._pos(tok))
             return Money(0, "INR")
@@ -287,11 +320,17 @@ class _ToModel(Transformer):
     def contains(self, items: Sequence[Any]) -> Compare:
         return Compare(str(items[0]), "CONTAINS", items[1], self._pos(items[0]))
 
-    def within(self, items: Sequence[Any]) -> Within:
+    def within(self, items: Sequence[Any], direction: Direction = "of") -> Within:
         path, days, other = items
         if int(days) < 0:
             self._error(f"WITHIN needs a number of days >= 0, got {days}", self._pos(days))
-        return Within(str(path), int(days), str(other), self._pos(path))
+        return Within(str(path), int(days), str(other), self._pos(path), direction)
+
+    def within_after(self, items: Sequence[Any]) -> Within:
+        return self.within(items, "after")
+
+    def within_before(self, items: Sequence[Any]) -> Within:
+        return self.within(items, "before")
 
     def truthy(self, items: Sequence[Token]) -> Compare:
         return Compare(str(items[0]), "=", True, self._pos(items[0]))
@@ -364,7 +403,12 @@ class _ToModel(Transformer):
     def limit(self, meta: Meta, items: Sequence[Token]) -> _Clause:
         amount = self._money(items[0])
         period = _PERIODS[str(items[2]).lower()]  # the PERIOD terminal admits only these
-        value = Limit(amount, self._role(items[1]), period, pos=self._pos(items[0]))
+        per = _LIMIT_PERS.get(str(items[1]).lower())
+        if per is None:
+            self._error(f"unknown LIMIT ... PER {str(items[1])!r} (expected referrer, referee "
+                        "or person)", self._pos(items[1]))
+            per = "referrer"
+        value = Limit(amount, per, period, pos=self._pos(items[0]))
         return _Clause("limit", value, self._meta_pos(meta))
 
     @v_args(meta=True)
@@ -372,7 +416,8 @@ class _ToModel(Transformer):
         days = int(items[0])
         if days < 0:
             self._error(f"HOLD needs a number of days >= 0, got {days}", self._pos(items[0]))
-        return _Clause("hold", days, self._meta_pos(meta))
+        start = str(items[1]) if items[1] is not None else None
+        return _Clause("hold", (days, start), self._meta_pos(meta))
 
     @v_args(meta=True)
     def reverse(self, meta: Meta, items: Sequence[Any]) -> _Clause:
@@ -409,11 +454,29 @@ class _ToModel(Transformer):
             priority=clauses.get("priority", 0),
             exclusive=clauses.get("exclusive", False),
             limit=clauses.get("limit"),
-            hold_days=clauses.get("hold", 0),
+            hold_days=clauses.get("hold", (0, None))[0],
             reverse_if=clauses.get("reverse"),
             source=self._meta_pos(meta),
             auto_id=header is None,
+            hold_from=clauses.get("hold", (0, None))[1],
         )
+
+    @v_args(meta=True)
+    def currency(self, meta: Meta, items: Sequence[Token]) -> Setting:
+        code = str(items[0]).upper()
+        if code not in CURRENCY_EXPONENTS:
+            self._error(f"unknown currency {str(items[0])!r} (not an ISO 4217 code)",
+                        self._pos(items[0]))
+        return Setting("currency", code, self._meta_pos(meta))
+
+    @v_args(meta=True)
+    def timezone(self, meta: Meta, items: Sequence[Token]) -> Setting:
+        name = _unquote(items[0])
+        try:
+            zone(name)
+        except EvaluationError as e:
+            self._error(e.message, self._pos(items[0]))
+        return Setting("timezone", name, self._meta_pos(meta))
 
     @v_args(meta=True)
     def definition(self, meta: Meta, items: Sequence[Any]) -> Definition:
@@ -535,19 +598,36 @@ def parse_text(text: str, filename: str = "<string>") -> Program:
     return program
 
 
-def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[Diagnostic]]:
+def parse_partial(
+    text: str, filename: str = "<string>", *, symbols: Mapping[str, str] | None = None
+) -> tuple[Program, list[Diagnostic]]:
     """Parse what can be parsed: the statements free of errors, and every error.
 
     ``load_program`` validates those statements too, so an author sees the
     duplicate ids and unknown phrases of a file along with its syntax errors.
+    ``symbols`` says what ``$`` and ``¥`` mean (``money.symbol_table``); by default
+    what the file's own CURRENCY says, so a file with ``CURRENCY CAD`` is parsed
+    twice when it writes ``$``.  ``load_program`` decides it for a whole program.
     """
+    program, diagnostics = _parse_partial(text, filename, symbols or SYMBOLS)
+    if symbols is None and program.symbol_literals:
+        table = symbol_table(program.currency)
+        if table != SYMBOLS:
+            return _parse_partial(text, filename, table)
+    return program, diagnostics
+
+
+def _parse_partial(
+    text: str, filename: str, symbols: Mapping[str, str]
+) -> tuple[Program, list[Diagnostic]]:
     sink: list[Token] = []
-    _comments.sink = sink
+    symbol_tokens: list[Token] = []
+    _comments.sink, _comments.symbols = sink, symbol_tokens
     try:
         trees, diagnostics = _parse_trees(text, filename)
     finally:
-        _comments.sink = None
-    transformer = _ToModel(filename, text)
+        _comments.sink = _comments.symbols = None
+    transformer = _ToModel(filename, text, symbols)
     statements: list[tuple[Statement, int, int]] = []
     for tree in trees:
         for child in tree.children:
@@ -563,10 +643,17 @@ def parse_partial(text: str, filename: str = "<string>") -> tuple[Program, list[
         seen.setdefault(_place(tok), tok)
     ordered = [seen[place] for place in sorted(seen)]
     with_comments = _attach_comments(statements, ordered)
+    settings = tuple(s for s in with_comments if isinstance(s, Setting))
+    literals = {_place(tok): str(tok) for tok in symbol_tokens}
     program = Program(
         rules=tuple(s for s in with_comments if isinstance(s, Rule)),
         definitions=tuple(s for s in with_comments if isinstance(s, Definition)),
         examples=tuple(s for s in with_comments if isinstance(s, Example)),
+        currency=next((s.value for s in settings if s.name == "currency"), None),
+        timezone=next((s.value for s in settings if s.name == "timezone"), None),
+        settings=settings,
+        symbol_literals=tuple((literals[place], SourcePos(filename, *place))
+                              for place in sorted(literals)),
     )
     return program, diagnostics
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,12 +20,22 @@ from dsl.errors import (
     Diagnostic,
     ModelSchemaError,
     ReferralError,
-    RuleError,
     RuleValidationError,
     SourcePos,
     Sources,
 )
-from dsl.model import And, Condition, Definition, Not, Or, PhraseRef, Program, phrase_key
+from dsl.model import (
+    And,
+    Condition,
+    Definition,
+    Not,
+    Or,
+    PhraseOrigin,
+    PhraseRef,
+    Program,
+    phrase_key,
+)
+from dsl.money import SYMBOLS, symbol_table
 from dsl.parser import parse_partial
 from dsl.validate import validate
 
@@ -53,12 +63,46 @@ def program_files(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def holds_rule_files(directory: Path) -> bool:
+    return any(f.is_file() for f in directory.glob("*.rule"))
+
+
+def program_root(path: Path, holds_rules: Callable[[Path], bool] = holds_rule_files) -> Path:
+    """The program a ``.rule`` file belongs to when nobody says: its directory and
+    every ancestor that holds ``.rule`` files too, so ``rules/promo/x.rule`` belongs to
+    ``rules/`` (as ``rules check rules/`` loads it) when ``rules/`` has rule files."""
+    root = path.absolute().parent
+    while root.parent != root and holds_rules(root.parent):
+        root = root.parent
+    return root
+
+
 def merge(programs: Sequence[Program]) -> Program:
+    """One program of many files; CURRENCY and TIMEZONE are the first stated (check
+    refuses a second)."""
     return Program(
         rules=tuple(r for p in programs for r in p.rules),
         definitions=tuple(d for p in programs for d in p.definitions),
         examples=tuple(e for p in programs for e in p.examples),
+        currency=next((p.currency for p in programs if p.currency is not None), None),
+        timezone=next((p.timezone for p in programs if p.timezone is not None), None),
+        settings=tuple(s for p in programs for s in p.settings),
+        symbol_literals=tuple(lit for p in programs for lit in p.symbol_literals),
     )
+
+
+def _symbols_of(
+    programs: Iterable[Program], currency: str | None = None
+) -> Mapping[str, str] | None:
+    """What $ and ¥ mean in a program of these files, when not what the parser assumed
+    (None): its currency (``currency``, else its CURRENCY) is a dollar other than USD
+    or a yen other than JPY."""
+    programs = list(programs)
+    declared = currency or next((p.currency for p in programs if p.currency is not None), None)
+    table = symbol_table(declared)
+    if table == SYMBOLS or not any(p.symbol_literals for p in programs):
+        return None
+    return table
 
 
 class _Resolver:
@@ -100,7 +144,7 @@ class _Resolver:
                 hint = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
                 self._error(f'phrase "{cond.phrase}" is not defined{hint}', cond.pos)
                 return None
-            return self.definition(key, stack)
+            return _from_phrase(self.definition(key, stack), self.defs[key].phrase)
         if isinstance(cond, (And, Or)):
             items: list[Condition] = []
             for item in cond.items:
@@ -110,7 +154,7 @@ class _Resolver:
                 # A phrase that expands to the same connective splices in, so that
                 # "IF p AND q" equals the explicit "IF a AND b AND q".
                 if isinstance(item, PhraseRef) and type(resolved) is type(cond):
-                    items.extend(resolved.items)
+                    items.extend(_spliced(resolved))
                 else:
                     items.append(resolved)
             return type(cond)(tuple(items))
@@ -118,6 +162,18 @@ class _Resolver:
             inner = self.resolve(cond.item, stack)
             return None if inner is None else Not(inner)
         return cond
+
+
+def _from_phrase(cond: Condition | None, phrase: str) -> Condition | None:
+    """The expansion of ``phrase``, marked with it for display (``PhraseOrigin``)."""
+    return None if cond is None else replace(cond, origin=PhraseOrigin(phrase))
+
+
+def _spliced(cond: And | Or) -> list[Condition]:
+    """The items of a phrase's AND/OR spliced into its user's, each marked as a part."""
+    phrase = cond.origin.phrase if cond.origin else ""
+    n = len(cond.items)
+    return [replace(c, origin=PhraseOrigin(phrase, i, n)) for i, c in enumerate(cond.items, 1)]
 
 
 def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
@@ -165,13 +221,27 @@ Parse = Callable[[str, str], tuple[Program, Sequence[Diagnostic]]]
 
 def check_texts(texts: Mapping[Path, str], *, parse: Parse = parse_partial) -> CheckedProgram:
     """Parse, merge, resolve and validate in-memory rule texts (an editor's buffers)."""
-    files: dict[Path, Program] = {}
-    diagnostics: list[Diagnostic] = []
-    for path, text in texts.items():
-        files[path], found = parse(text, str(path))
-        diagnostics.extend(found)
+    files, diagnostics = _parse_texts(texts, parse)
     return _check(files, diagnostics, {str(p): t for p, t in texts.items()},
                   syntax_failed=bool(diagnostics))
+
+
+def _parse_texts(
+    texts: Mapping[Path, str],
+    parse: Parse,
+    models: Iterable[Program] = (),
+    currency: str | None = None,
+) -> tuple[dict[Path, Program], list[Diagnostic]]:
+    """Parse every text; again, with what $ and ¥ mean, when the program's currency
+    (``currency``, else CURRENCY in any file or JSON model among ``models``) is
+    another dollar or yen."""
+    parsed = {path: parse(text, str(path)) for path, text in texts.items()}
+    symbols = _symbols_of([*models, *(program for program, _ in parsed.values())], currency)
+    if symbols is not None:
+        parsed = {path: parse_partial(text, str(path), symbols=symbols)
+                  for path, text in texts.items()}
+    files = {path: program for path, (program, _) in parsed.items()}
+    return files, [d for _, found in parsed.values() for d in found]
 
 
 def _check(
@@ -180,8 +250,11 @@ def _check(
     texts: dict[str, str],
     *,
     syntax_failed: bool,
+    currency: str | None = None,
 ) -> CheckedProgram:
     merged = merge(list(files.values()))
+    if currency is not None:
+        merged = replace(merged, currency=currency)
     resolved, resolve_errors = resolve_program(merged)
     diagnostics = diagnostics + resolve_errors
     skip = bool(resolve_errors) or syntax_failed
@@ -191,45 +264,66 @@ def _check(
                           _sorted([sources.attach(d) for d in diagnostics]))
 
 
-def load_program(paths: Sequence[str | Path], *, strict: bool = False) -> LoadedProgram:
-    """Parse, merge, resolve and validate a program.
+@dataclass
+class ParsedFiles:
+    """Every file of a program parsed on its own (not merged, resolved or validated)."""
 
-    Raises ``RuleError`` carrying every diagnostic of every file (syntax and
-    validation).  With ``strict`` warnings are errors too.
-    """
-    files: dict[Path, Program] = {}
-    texts: dict[str, str] = {}
+    files: dict[Path, Program] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # rule text by file name
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def syntax_errors(self) -> list[Diagnostic]:
+        """The diagnostics with their source lines, file by file."""
+        sources = Sources(self.texts)
+        return _sorted([sources.attach(d) for d in self.diagnostics])
+
+
+def parse_files(paths: Sequence[str | Path], *, currency: str | None = None) -> ParsedFiles:
+    """Read and parse each file of ``paths`` (directories: their ``.rule`` files), with
+    what $ and ¥ mean in the program; JSON models are decoded against the schema.
+    Never raises for a bad file."""
+    models: dict[Path, Program] = {}
+    texts: dict[Path, str] = {}
     diagnostics: list[Diagnostic] = []
-    syntax_failed = False
-    for path in program_files(paths):
+    order = program_files(paths)
+    for path in order:
         try:
             if path.suffix == ".json":
-                files[path] = _load_json(path)
+                models[path] = _load_json(path)
             else:
-                texts[str(path)] = text = path.read_text(encoding="utf-8")
-                files[path], found = parse_partial(text, str(path))
-                diagnostics.extend(found)
-                syntax_failed = syntax_failed or bool(found)
-        except RuleError as e:
-            diagnostics.extend(e.diagnostics)
-            syntax_failed = True
+                texts[path] = path.read_text(encoding="utf-8")
         except json.JSONDecodeError as e:
             pos = SourcePos(str(path), e.lineno, e.colno)
             diagnostics.append(Diagnostic("error", f"not JSON: {e.msg}", pos))
-            syntax_failed = True
         except ModelSchemaError as e:
             # One line per schema violation, each already naming the file and JSON path.
             for line in str(e).splitlines():
                 diagnostics.append(Diagnostic("error", line))
-            syntax_failed = True
         except UnicodeDecodeError as e:
             pos = SourcePos(str(path), 1, 1)
             diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
-            syntax_failed = True
-    checked = _check(files, diagnostics, texts, syntax_failed=syntax_failed)
+    parsed, found = _parse_texts(texts, parse_partial, models.values(), currency)
+    files = {path: models.get(path) or parsed[path] for path in order
+             if path in models or path in parsed}
+    return ParsedFiles(files, {str(p): t for p, t in texts.items()}, diagnostics + found)
+
+
+def load_program(
+    paths: Sequence[str | Path], *, strict: bool = False, currency: str | None = None
+) -> LoadedProgram:
+    """Parse, merge, resolve and validate a program.
+
+    Raises ``RuleError`` carrying every diagnostic of every file (syntax and
+    validation).  With ``strict`` warnings are errors too.  ``currency`` (an
+    explicit ``--currency``) is the program's currency, as if it said CURRENCY.
+    """
+    currency = Program().default_currency(currency)  # the one rule, and the code's check
+    parsed = parse_files(paths, currency=currency)
+    checked = _check(parsed.files, parsed.diagnostics, parsed.texts,
+                     syntax_failed=bool(parsed.diagnostics), currency=currency)
     if checked.errors or (strict and checked.warnings):
         raise RuleValidationError(checked.diagnostics)
-    return LoadedProgram(checked.resolved, files, checked.warnings)
+    return LoadedProgram(checked.resolved, parsed.files, checked.warnings)
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -241,9 +335,12 @@ def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
 __all__ = [
     "CheckedProgram",
     "LoadedProgram",
+    "ParsedFiles",
     "check_texts",
     "load_program",
     "merge",
+    "parse_files",
     "program_files",
+    "program_root",
     "resolve_program",
 ]

@@ -4,19 +4,24 @@ Errors: duplicate rule ids, phrases defined twice, amounts that cannot be paid
 (negative, zero, a percentage outside (0, 100]), caps and limits in another
 currency than the reward, operators given a value they cannot compare.
 Warnings: a field path used once that is one or two edits from another (a
-likely typo), and two rules of equal priority that could both pay the same
-beneficiary (collect-all double rewards should be a decision, not an accident).
+likely typo), two rules of equal priority that could both pay the same
+beneficiary (collect-all double rewards should be a decision, not an accident),
+and EXCLUSIVE tiers over one field whose ranges overlap or leave a gap.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from dsl.errors import Diagnostic, SourcePos
+from dsl.errors import DateError, Diagnostic, SourcePos
 from dsl.model import (
+    CONTEXT_ROOTS,
+    MAX_RULE_ID_CHARS,
+    REQUIRED_FIELDS,
     And,
     Compare,
     Condition,
@@ -32,7 +37,8 @@ from dsl.model import (
     walk,
 )
 from dsl.model import value_kind as _kind
-from dsl.money import MAX_MINOR_UNITS, Money
+from dsl.money import MAX_MINOR_UNITS, SYMBOLS, Money, format_money
+from dsl.timeutil import zone
 
 _ORDERING = {">", ">=", "<", "<="}
 
@@ -63,9 +69,13 @@ def validate(
     for d in merged.definitions:
         out += _condition_values(d.condition, d.source)
     out += _example_checks(merged)
+    out += _setting_checks(merged)
+    out += _currency_checks(merged)
+    out += _reference_budget(merged)
     out += _typo_warnings(merged)
     if not skip_combination:
         out += _equal_priority_warnings(resolved)
+        out += _tier_warnings(resolved)
     return out
 
 
@@ -175,6 +185,89 @@ def _example_checks(program: Program) -> list[Diagnostic]:
     return out
 
 
+# ---------------------------------------------------------------- program settings
+
+def _setting_checks(program: Program) -> list[Diagnostic]:
+    """CURRENCY and TIMEZONE once per program, whichever files state them."""
+    out = []
+    first: dict[str, SourcePos | None] = {}
+    for setting in program.settings:
+        keyword = setting.name.upper()
+        if setting.name in first:
+            out.append(_diag("error", f"{keyword} is stated twice: here and at "
+                                      f"{first[setting.name]} (a program has one {keyword})",
+                             setting.source))
+        else:
+            first[setting.name] = setting.source
+    if program.timezone is not None and not program.settings:  # a JSON model's
+        try:
+            zone(program.timezone)
+        except DateError as e:
+            out.append(_diag("error", e.message, None))
+    return out
+
+
+_OTHER_SYMBOL_CURRENCIES = {"$": "other dollars (CAD, AUD, SGD...)", "¥": "the yuan (CNY)"}
+
+
+def _currency_checks(program: Program) -> list[Diagnostic]:
+    """One currency for bare integer amounts, and rewards a LIMIT can count.
+
+    Without CURRENCY the program's currency is that of its money literals, so
+    literals in several currencies leave it undecided (an error), none with a
+    percentage reward leave records unreadable (a warning), and ``$`` or ``¥`` is
+    a guess (a warning).  A percentage without UP TO pays in the program's currency.
+    """
+    out = []
+    found = program.currencies()
+    currency = program.default_currency()
+    if program.currency is None and len(found) > 1:
+        places = list(program.money_places())
+        second = next(pos for m, pos in places if m.currency != places[0][0].currency)
+        out.append(_diag("error", f"the program's money literals are in "
+                                  f"{' and '.join(sorted(found))}: write CURRENCY <code> "
+                                  "(the currency of bare integer amounts in records)", second))
+    shares = [r for r in program.rules
+              if any(isinstance(a, PercentReward) and a.cap is None for a in r.actions)]
+    if currency is None and not found and shares:
+        out.append(_diag("warning", "the program names no currency, so a record's bare "
+                                    "integer amounts cannot be read: write CURRENCY <code>",
+                         shares[0].source))
+    if program.currency is None:
+        for text, pos in program.symbol_literals:
+            written = text.lstrip("-")
+            sym, code = written[0], SYMBOLS[written[0]]
+            out.append(_diag("warning", f"{text} is read as {code}, but {sym} also names "
+                                        f"{_OTHER_SYMBOL_CURRENCIES[sym]}: write CURRENCY "
+                                        f"{code}, or {code} {written[1:].strip()}", pos))
+    if currency is None:
+        return out
+    for rule in shares:
+        paid = {a.amount.currency for a in rule.actions if isinstance(a, FixedReward)}
+        paid |= {a.cap.currency for a in rule.actions
+                 if isinstance(a, PercentReward) and a.cap is not None}
+        why = "a percentage without UP TO pays in the program's currency"
+        if paid - {currency}:
+            out.append(_diag("error", f"rule {rule.id}: rewards mix currencies "
+                                      f"({currency} and {', '.join(sorted(paid - {currency}))}:"
+                                      f" {why})", rule.source))
+        if rule.limit is not None and rule.limit.amount.currency != currency:
+            out.append(_diag("error", f"rule {rule.id}: LIMIT is in "
+                                      f"{rule.limit.amount.currency} but the rule pays in "
+                                      f"{currency} ({why})", rule.limit.pos or rule.source))
+    return out
+
+
+def _reference_budget(program: Program) -> list[Diagnostic]:
+    """Rule ids short enough for the longest ledger reference settlement builds."""
+    return [
+        _diag("error", f"rule id {r.id} is {len(r.id)} characters; ledger references allow "
+                       f"at most {MAX_RULE_ID_CHARS} (reversal:reward:<rule id>:<referral id>:"
+                       "<role>#<n> must fit in 255 characters)", r.source)
+        for r in program.rules if len(r.id) > MAX_RULE_ID_CHARS
+    ]
+
+
 # ---------------------------------------------------------------- typos
 
 def edit_distance(a: str, b: str) -> int:
@@ -210,6 +303,8 @@ def _path_uses(program: Program) -> list[tuple[str, SourcePos | None]]:
         for a in r.actions:
             if isinstance(a, PercentReward):
                 uses.append((a.of, r.source))
+        if r.hold_from is not None:
+            uses.append((r.hold_from, r.source))
     for d in program.definitions:
         cond_uses(d.condition, d.source)
     for ex in program.examples:
@@ -245,6 +340,8 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             # Short names (x.a, x.b) are deliberately different, not typos.
             if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
                 continue
+            if _distinct_on_purpose(segs, osegs, differing[0]):
+                continue
             dist = edit_distance(path, other)
             if dist <= 2 and (best is None or (dist, other) < best):
                 best = (dist, other)
@@ -252,6 +349,14 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             out.append(_diag("warning", f'field {path} is used only here; did you mean '
                                         f'{best[1]}?', pos))
     return out
+
+
+def _distinct_on_purpose(path: list[str], other: list[str], index: int) -> bool:
+    """Two paths that differ only where the context says who: referrer.id and referee.id
+    (or referral.x), and the fields every record must have."""
+    if index == 0 and path[0] in CONTEXT_ROOTS and other[0] in CONTEXT_ROOTS:
+        return True
+    return ".".join(path) in REQUIRED_FIELDS and ".".join(other) in REQUIRED_FIELDS
 
 
 # ---------------------------------------------------------------- combination
@@ -337,8 +442,9 @@ def could_both_hold(a: Condition, b: Condition) -> bool:
     return not any(_contradict(x, y) for x in ca for y in cb)
 
 
-def _equal_priority_warnings(program: Program) -> list[Diagnostic]:
-    out = []
+def double_pays(program: Program) -> Iterator[tuple[Rule, Rule, list[str]]]:
+    """Pairs of non-EXCLUSIVE rules of equal priority that can both match and pay one
+    beneficiary: (earlier, later, the beneficiaries both pay)."""
     rules = list(program.rules)
     for i, later in enumerate(rules):
         for earlier in rules[:i]:
@@ -347,15 +453,242 @@ def _equal_priority_warnings(program: Program) -> list[Diagnostic]:
             shared = {a.to for a in earlier.actions} & {a.to for a in later.actions}
             if not shared or not could_both_hold(earlier.condition, later.condition):
                 continue
-            who = " and ".join(sorted(shared))
-            out.append(_diag(
-                "warning",
-                f"rules {earlier.id} and {later.id} have equal priority {later.priority} and "
-                f"can both pay the {who}; mark one EXCLUSIVE or give them different priorities "
-                f"({earlier.id} is at {earlier.source})",
-                later.source,
-            ))
+            yield earlier, later, sorted(shared)
+
+
+def _equal_priority_warnings(program: Program) -> list[Diagnostic]:
+    out = []
+    for earlier, later, shared in double_pays(program):
+        who = " and ".join(shared)
+        out.append(_diag(
+            "warning",
+            f"rules {earlier.id} and {later.id} have equal priority {later.priority} and "
+            f"can both pay the {who}; mark one EXCLUSIVE or give them different priorities "
+            f"({earlier.id} is at {earlier.source})",
+            later.source,
+        ))
     return out
 
 
-__all__ = ["validate", "edit_distance", "could_both_hold"]
+# ---------------------------------------------------------------- tiers: overlaps and gaps
+#
+# Tiers are EXCLUSIVE rules that differ only in a range on one field (the silver and gold
+# first_payment tiers of rules/): their other conditions are the same.  Like the overlap
+# and gap checks of decision tables (Drools, IBM ODM), the ranges are swept in order:
+# two ranges that intersect pay twice when the tiers have the same priority (EXCLUSIVE
+# only suppresses strictly lower priorities), and a hole between two ranges pays no
+# tier.  Rules are grouped by field and other conditions first, so the check is linear
+# in the number of rules (plus a sort per group), never a comparison of all pairs.
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of a tier's range: the value as ordered (``_order_key``), whether the
+    range includes it, and the literal as written."""
+
+    key: int | Decimal
+    inclusive: bool
+    literal: Value
+
+
+@dataclass(frozen=True)
+class Tier:
+    rule: Rule
+    low: Bound | None  # None: unbounded
+    high: Bound | None
+
+    def range_text(self) -> str:
+        """``[₹5,000, ₹10,000)``, ``[₹10,000, ∞)``."""
+        low = "(-∞" if self.low is None else (
+            f"{'[' if self.low.inclusive else '('}{_bound_text(self.low.literal)}")
+        high = "∞)" if self.high is None else (
+            f"{_bound_text(self.high.literal)}{']' if self.high.inclusive else ')'}")
+        return f"{low}, {high}"
+
+
+@dataclass(frozen=True)
+class TierFinding:
+    """A gap or an overlap between two tiers of a family (``lower`` starts first)."""
+
+    kind: str  # "gap" | "overlap"
+    lower: Tier
+    upper: Tier
+    start: Bound
+    end: Bound | None  # None: unbounded
+    pays_twice: bool = False  # an overlap of equal priorities paying a shared beneficiary
+
+    def range_text(self) -> str:
+        """``[₹5,000, ₹10,000)``: the values that fall into the gap or the overlap."""
+        if self.kind == "gap":  # between the lower tier's end and the upper one's start
+            left = "(" if self.start.inclusive else "["
+            right = "" if self.end is None else (")" if self.end.inclusive else "]")
+        else:
+            left = "[" if self.start.inclusive else "("
+            right = "" if self.end is None else ("]" if self.end.inclusive else ")")
+        end = "∞)" if self.end is None else f"{_bound_text(self.end.literal)}{right}"
+        return f"{left}{_bound_text(self.start.literal)}, {end}"
+
+
+@dataclass(frozen=True)
+class TierFamily:
+    path: str
+    tiers: tuple[Tier, ...]  # by the start of their range
+    findings: tuple[TierFinding, ...]
+
+
+def _bound_text(value: Value) -> str:
+    if isinstance(value, Money):
+        return format_money(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _unit(value: Value) -> str | None:
+    """What a range is measured in: values of different units never form one family."""
+    if isinstance(value, Money):
+        return f"money:{value.currency}"
+    if isinstance(value, date):
+        return "date"
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return "number"
+    return None
+
+
+def _is_range(c: Condition) -> bool:
+    return (isinstance(c, Compare) and c.op in _ORDERING | {"="}
+            and _unit(c.value) is not None and _order_key(c.value) is not None)
+
+
+def _range(conds: list[Compare]) -> tuple[Bound | None, Bound | None]:
+    """The tightest range the comparisons of one field and unit allow."""
+    low: Bound | None = None
+    high: Bound | None = None
+    for c in conds:
+        key = _order_key(c.value)
+        assert key is not None
+        if c.op in {">", ">=", "="}:
+            b = Bound(key, c.op != ">", c.value)
+            if low is None or (b.key, not b.inclusive) > (low.key, not low.inclusive):
+                low = b
+        if c.op in {"<", "<=", "="}:
+            b = Bound(key, c.op != "<", c.value)
+            if high is None or (b.key, b.inclusive) < (high.key, high.inclusive):
+                high = b
+    return low, high
+
+
+def _discrete(unit: str) -> bool:
+    """Money is whole minor units and dates whole days: ``< 10,000`` meets ``>= 10,000``,
+    and so does ``<= 9,999`` in a unit of one."""
+    return unit != "number"
+
+
+def _compare_ends(high: Bound, low: Bound, discrete: bool) -> int:
+    """-1: a gap between a range ending at ``high`` and one starting at ``low``; 0: they
+    meet; 1: they overlap."""
+    hi_key = high.key if high.inclusive or not discrete else high.key - 1
+    lo_key = low.key if low.inclusive or not discrete else low.key + 1
+    if discrete:
+        return -1 if hi_key + 1 < lo_key else (1 if hi_key >= lo_key else 0)
+    if hi_key < lo_key:
+        return -1
+    if hi_key > lo_key:
+        return 1
+    return 1 if high.inclusive and low.inclusive else (0 if high.inclusive or low.inclusive
+                                                       else -1)
+
+
+def _start_key(t: Tier) -> tuple[int, int | Decimal, int]:
+    if t.low is None:
+        return (0, 0, 0)
+    return (1, t.low.key, 0 if t.low.inclusive else 1)
+
+
+def _end_after(a: Bound | None, b: Bound | None) -> bool:
+    """True when a range ending at ``a`` reaches further than one ending at ``b``."""
+    if a is None or b is None:
+        return a is None and b is not None
+    return (a.key, a.inclusive) > (b.key, b.inclusive)
+
+
+def _sweep(path: str, unit: str, tiers: list[Tier]) -> TierFamily:
+    tiers.sort(key=_start_key)
+    findings: list[TierFinding] = []
+    reach = tiers[0]  # the tier whose range reaches furthest so far
+    for t in tiers[1:]:
+        if t.low is None or reach.high is None:
+            order = 1
+        else:
+            order = _compare_ends(reach.high, t.low, _discrete(unit))
+        if order < 0:
+            assert reach.high is not None and t.low is not None
+            findings.append(TierFinding("gap", reach, t, reach.high, t.low))
+        elif order > 0:
+            start = t.low if t.low is not None else reach.low
+            end = reach.high if _end_after(t.high, reach.high) else t.high
+            shared = {a.to for a in reach.rule.actions} & {a.to for a in t.rule.actions}
+            twice = reach.rule.priority == t.rule.priority and bool(shared)
+            if start is not None:
+                findings.append(TierFinding("overlap", reach, t, start, end, twice))
+        if _end_after(t.high, reach.high):
+            reach = t
+    return TierFamily(path, tuple(tiers), tuple(findings))
+
+
+def tier_families(program: Program) -> list[TierFamily]:
+    """EXCLUSIVE rules grouped into tier families, each with its gaps and overlaps."""
+    groups: dict[tuple[str, str, frozenset[Condition]], list[Tier]] = defaultdict(list)
+    for rule in program.rules:
+        if not rule.exclusive:
+            continue
+        conjuncts = _conjuncts(rule.condition)
+        by_field: dict[tuple[str, str], list[Compare]] = defaultdict(list)
+        for c in conjuncts:
+            if _is_range(c):
+                assert isinstance(c, Compare)
+                unit = _unit(c.value)
+                assert unit is not None
+                by_field[(c.path, unit)].append(c)
+        for (path, unit), conds in by_field.items():
+            rest = frozenset(c for c in conjuncts
+                             if not (_is_range(c) and isinstance(c, Compare) and c.path == path))
+            low, high = _range(conds)
+            groups[(path, unit, rest)].append(Tier(rule, low, high))
+    return [_sweep(path, unit, tiers)
+            for (path, unit, _rest), tiers in groups.items() if len(tiers) > 1]
+
+
+def _tier_warnings(program: Program) -> list[Diagnostic]:
+    out = []
+    for family in tier_families(program):
+        for f in family.findings:
+            a, b = f.lower.rule, f.upper.rule
+            if f.kind == "gap":
+                out.append(_diag(
+                    "warning",
+                    f"EXCLUSIVE tiers {a.id} and {b.id} leave a gap in {family.path}: "
+                    f"{f.range_text()} pays neither (make {a.id}'s range end where "
+                    f"{b.id}'s starts: < and >= on the same value)", b.source))
+            elif f.pays_twice:
+                who = " and ".join(sorted({x.to for x in a.actions} & {x.to for x in b.actions}))
+                out.append(_diag(
+                    "warning",
+                    f"EXCLUSIVE tiers {a.id} and {b.id} overlap in {family.path}: "
+                    f"{f.range_text()} matches both, and with equal priority {b.priority} "
+                    f"both pay the {who} (make the ranges meet: < and >= on the same value, "
+                    "or give them different priorities)", b.source))
+    return out
+
+
+__all__ = [
+    "Bound",
+    "Tier",
+    "TierFamily",
+    "TierFinding",
+    "could_both_hold",
+    "double_pays",
+    "edit_distance",
+    "tier_families",
+    "validate",
+]

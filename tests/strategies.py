@@ -16,6 +16,8 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from dsl.model import (
+    DIRECTIONS,
+    LIMIT_PERS,
     PERIODS,
     ROLES,
     And,
@@ -41,7 +43,7 @@ from dsl.money import CURRENCY_EXPONENTS, Money
 KEYWORDS = frozenset(
     """and or not if then is in contains within days day of define as rule priority
     exclusive issue reward to up limit per month year ever hold reverse example given
-    expect nothing true false null""".split()
+    expect nothing true false null after before from currency timezone""".split()
 )
 
 _WORD = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8).filter(
@@ -105,7 +107,8 @@ def compares(draw: st.DrawFn) -> Compare:
     return Compare(draw(paths), op, value)
 
 
-withins = st.builds(Within, paths, st.integers(min_value=0, max_value=3650), paths)
+withins = st.builds(Within, paths, st.integers(min_value=0, max_value=3650), paths,
+                    direction=st.sampled_from(DIRECTIONS))
 
 
 def conditions(
@@ -149,7 +152,7 @@ actions = st.one_of(
     ),
 )
 
-limits = st.builds(Limit, money, roles, st.sampled_from(PERIODS))
+limits = st.builds(Limit, money, st.sampled_from(LIMIT_PERS), st.sampled_from(PERIODS))
 
 rule_ids = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(
     lambda w: w not in KEYWORDS
@@ -168,6 +171,7 @@ def rules(draw: st.DrawFn, rule_id: str, cond: st.SearchStrategy[Condition]) -> 
         limit=draw(st.one_of(st.none(), limits)),
         hold_days=draw(st.integers(min_value=0, max_value=365)),
         reverse_if=draw(st.one_of(st.none(), cond)),
+        hold_from=draw(st.one_of(st.none(), paths)),
     )
 
 
@@ -200,4 +204,7 @@ def programs(draw: st.DrawFn, *, phrase_refs: bool = False) -> Program:
         rules=tuple(draw(rules(i, conditions(leaves))) for i in ids),
         definitions=definitions,
         examples=tuple(draw(st.lists(examples, max_size=3))),
+        currency=draw(st.one_of(st.none(), st.sampled_from(["INR", "CAD", "CNY", "USD"]))),
+        timezone=draw(st.one_of(st.none(), st.sampled_from(["UTC", "Asia/Kolkata",
+                                                            "America/New_York"]))),
     )

@@ -6,6 +6,8 @@ computed from the model and ``run_examples``, never typed in.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -309,13 +311,33 @@ def test_json_model_matches_program_to_json(program, site):
     assert (site / "model.json").read_text(encoding="utf-8") == dumps(program)
 
 
+CSP = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
+
+
+def assert_only_own_script(path: Path) -> None:
+    """At most one script, inline, and the page's CSP allows exactly it by its hash."""
+    text = path.read_text(encoding="utf-8")
+    (policy,) = CSP.findall(text)
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", text, re.S)
+    assert len(scripts) == text.lower().count("<script") <= 1, path
+    assert "default-src 'none'" in policy
+    if not scripts:
+        assert "script-src" not in policy, path
+        return
+    ((attrs, code),) = scripts
+    assert attrs == "", (path, attrs)  # no src, no type tricks
+    digest = base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode()
+    assert policy.endswith(f"; script-src 'sha256-{digest}'"), (path, policy)
+
+
 def test_no_network_references(site):
     pages = sorted(site.rglob("*.html"))
     assert len(pages) > 1
     for path in pages:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"https?://", text), path
-        assert "<script" not in text.lower() and "<img" not in text.lower()
+        assert "<img" not in text.lower()
+        assert_only_own_script(path)
         for el in parse(path).elements:
             assert "src" not in el.attrs, (path, el)
             target = el.attrs.get("href", "#").split("#")[0]
@@ -372,11 +394,17 @@ def test_hostile_text_is_escaped_everywhere(tmp_path):
     _program, out = _build(tmp_path, HOSTILE)
     for path in (out / "index.html", out / "rule" / "r.html"):
         text = path.read_text(encoding="utf-8")
+        # The page's own script holds the rule's strings as JavaScript strings, where "</"
+        # is escaped, so they cannot end the script: outside it, no markup gets through.
+        assert "</" not in re.sub(r"^<script>|</script>$", "", "".join(
+            re.findall(r"<script>.*?</script>", text, re.S)))
+        markup = re.sub(r"<script>.*?</script>", "", text, flags=re.S)
         for raw in ("<script", "<img", "<b>", "<i>", "</pre><b>"):
-            assert raw not in text, (path, raw)
+            assert raw not in markup, (path, raw)
         assert "&lt;script&gt;" in text or "&#60;script&#62;" in text
         page = parse(path)
-        assert not [e for e in page.elements if e.tag in {"script", "img", "b", "i"}]
+        assert not [e for e in page.elements if e.tag in {"img", "b", "i"}]
+        assert_only_own_script(path)
         assert not any(e.attrs.get(a, "").startswith("http")
                        for e in page.elements for a in ("src", "href"))
     page = parse(out / "rule" / "r.html")
@@ -443,3 +471,101 @@ def test_cli_output_must_be_a_directory(runner, tmp_path):
     result = runner.invoke(rules, ["catalog", str(RULES_DIR), "-o", str(file)])
     assert result.exit_code == 2
     assert "is a file" in result.stderr
+
+
+# ---------------------------------------------------------------- phrases, fit, overview, overlaps
+
+def _node_titles(page: Page, graph_id: str) -> dict[str, tuple[str, str]]:
+    """Node id -> (its label text, its <title>: what the browser shows on hover)."""
+    out = {}
+    for node in page.svg_nodes(graph_id):
+        start = page.elements.index(node)
+        title = next(e for e in page.elements[start:] if e.tag == "title")
+        inside = []
+        for e in page.elements[start + 1:]:
+            if e.tag == "g" and {"node", "edge", "cluster"} & set(e.attrs.get("class", "").split()):
+                break
+            inside.append(e)
+        texts = [e.text for e in inside if e.tag == "text"]
+        out[node.attrs["id"].removeprefix(f"{graph_id}_")] = (" ".join(texts), title.text)
+    return out
+
+
+def test_diagrams_show_the_authors_phrases_with_the_fields_on_hover(site):
+    page = parse(site / "rule" / "paid_referrer_bonus.html")
+    titles = _node_titles(page, "flow")
+    assert titles["c1"] == ("referrer is a paid user", 'referrer.plan = "paid"')
+    assert titles["c2"] == ("referred user subscribes", "referee.subscribed = true")
+    assert titles["c3"][0] == 'referee.country IN ["IN", "US"]'  # written with its fields
+    cond = next(e for e in page.elements if e.tag == "dd" and "cond" in e.attrs.get("class", ""))
+    assert cond.text.startswith("referrer is a paid user AND referred user subscribes AND (")
+    assert cond.attrs["title"].startswith('referrer.plan = "paid" AND referee.subscribed = true')
+
+
+def test_example_diagram_hover_says_why_and_what_the_phrase_means(site):
+    page = parse(site / "rule" / "paid_referrer_bonus.html")
+    graph = next(e.attrs["id"] for e in page.elements
+                 if e.tag == "g" and e.attrs.get("class") == "graph" and e.attrs["id"] != "flow")
+    label, title = _node_titles(page, graph)["c1"]
+    assert label == "✓ referrer is a paid user"
+    note, fields = title.split("\n")
+    assert note.startswith("referrer.plan") and fields == 'referrer.plan = "paid"'
+
+
+def test_phrase_spliced_into_an_and_is_a_box(tmp_path):
+    _program, out = _build(tmp_path, (
+        'DEFINE "qualifies" AS a.x = 1 AND a.y = 2\n'
+        'RULE r IF qualifies AND a.z = 3 THEN ISSUE ₹5 REWARD TO referrer\n'
+        'RULE s IF NOT qualifies THEN ISSUE ₹5 REWARD TO referee\n'))
+    r = (out / "rule" / "r.html").read_text(encoding="utf-8")
+    assert "&quot;qualifies&quot;</text>" in r or '"qualifies"</text>' in r  # the box's label
+    page = parse(out / "rule" / "r.html")
+    titles = _node_titles(page, "flow")
+    assert [titles[c][0] for c in ("c1", "c2", "c3")] == ["a.x = 1", "a.y = 2", "a.z = 3"]
+    index = parse(out / "index.html")
+    conds = [e for e in index.elements if e.tag == "td" and "cond" in e.attrs.get("class", "")]
+    assert conds[0].text == "qualifies AND a.z = 3"
+    assert conds[0].attrs["title"] == "a.x = 1 AND a.y = 2 AND a.z = 3"
+    assert conds[2].text == "NOT qualifies"
+
+
+def test_wide_rules_are_drawn_top_down_to_fit(program, site):
+    from compiler.catalog import MAX_WIDTH_PT, svg_width
+
+    for rule in program.rules:
+        text = (site / "rule" / f"{rule.id}.html").read_text(encoding="utf-8")
+        widths = [svg_width(m) for m in re.findall(r"<svg\b[^>]*>", text)]
+        assert widths and all(w <= MAX_WIDTH_PT for w in widths), (rule.id, widths)
+
+
+def test_index_is_one_table_of_every_rule_with_search_text(program, site):
+    page = parse(site / "index.html")
+    header = [e.text for e in page.elements if e.tag == "th"][:10]
+    assert header == ["Rule", "Description", "Priority", "Exclusive", "Conditions", "Rewards",
+                      "Limit", "Hold", "Reverse if", "Examples"]
+    gold = page.by_id("rule-gold_tier")
+    assert "EXCLUSIVE" in gold.text and "LIMIT ₹10,000 PER referrer PER MONTH" in gold.text
+    search = gold.attrs["data-search"]
+    for word in ("gold_tier", "first payment", "referee.first_payment", "referred user subscribes",
+                 "referee.subscribed = true", "₹1,000"):
+        assert word.lower() in search, word
+    assert page.by_id("search").attrs["type"] == "search"
+
+
+def test_overlaps_page_lists_tier_families_and_double_pays(tmp_path, site):
+    page = parse(site / "overlaps.html")
+    family = page.by_id("tiers-1")
+    assert "referee.first_payment" in family.text
+    assert "[₹5,000, ₹10,000)" in family.text and "[₹10,000, ∞)" in family.text
+    assert "No gap and no overlap" in family.text
+    _program, out = _build(tmp_path, (
+        "RULE low PRIORITY 1 EXCLUSIVE IF x.a >= ₹1 AND x.a < ₹5 THEN ISSUE ₹1\n"
+        "RULE mid PRIORITY 1 EXCLUSIVE IF x.a >= ₹6 AND x.a <= ₹9 THEN ISSUE ₹1\n"
+        "RULE top PRIORITY 1 EXCLUSIVE IF x.a >= ₹9 THEN ISSUE ₹1\n"
+        "RULE one IF x.b THEN ISSUE ₹1\nRULE two IF x.c THEN ISSUE ₹1\n"))
+    page = parse(out / "overlaps.html")
+    findings = [e.text.strip() for e in page.elements if e.tag == "li"]
+    assert findings == [
+        "Gap: [₹5, ₹6) pays neither low nor mid.",
+        "Overlap: [₹9, ₹9] matches mid and top, which have equal priority: both pay."]
+    assert "one and two" in page.by_id("double-pays").text

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dsl.errors import RuleValidationError
 from dsl.examples import run_examples
 from dsl.parser import parse_text
-from dsl.program import load_program
+from dsl.program import load_program, resolve_program
 from settlement.batch import settle
 from settlement.db import open_engine, upgrade
 from settlement.records import read_records
@@ -55,10 +56,16 @@ def test_default_currency_counts_every_money_literal(text: str, currency: str | 
     assert parse_text(text).default_currency() == currency
 
 
-def _settle(tmp_path: Path, program_text: str) -> tuple[list[bool], dict[str, object]]:
+def _settle(
+    tmp_path: Path, program_text: str, *, checked: bool = True
+) -> tuple[list[bool], dict[str, object]]:
     path = tmp_path / "program.rule"
     path.write_text(program_text, encoding="utf-8")
-    program = load_program([path]).program
+    if checked:
+        program = load_program([path]).program
+    else:  # what a caller that skips the check would settle
+        program, problems = resolve_program(parse_text(program_text))
+        assert problems == []
     examples = [r.passed for r in run_examples(program)]
     records = tmp_path / "records.jsonl"
     records.write_text(json.dumps({
@@ -86,7 +93,10 @@ def test_example_only_currency_passes_rules_test_and_settles(tmp_path: Path) -> 
     assert summary["amount_posted"] == {"INR": 5000}
 
 
-def test_ambiguous_currency_fails_rules_test_and_quarantines(tmp_path: Path) -> None:
-    examples, summary = _settle(tmp_path, PERCENT_RULE + EXAMPLE_INR + EXAMPLE_USD)
+def test_ambiguous_currency_fails_check_rules_test_and_quarantines(tmp_path: Path) -> None:
+    with pytest.raises(RuleValidationError, match="money literals are in INR and USD"):
+        _settle(tmp_path, PERCENT_RULE + EXAMPLE_INR + EXAMPLE_USD)
+    examples, summary = _settle(tmp_path, PERCENT_RULE + EXAMPLE_INR + EXAMPLE_USD,
+                                checked=False)
     assert examples == [False, False]
     assert (summary["posted"], summary["quarantined"]) == (0, 1)

@@ -96,14 +96,15 @@ def test_evaluate_operators(condition, ctx, expected):
         ("a.m >= ₹1,000", {"a": {"m": "abc"}},
          "rule r: a.m: expected a money amount, found the string 'abc'"),
         ("a.m >= ₹1,000", {"a": {"m": {"amount": 5, "currency": "USD"}}},
-         "rule r: a.m: expected an amount in INR, found an object"),
+         "rule r: a.m: expected money in INR, found money in USD ($0.05)"),
         ("a.n > 5", {"a": {"n": 5.5}}, "rule r: a.n: expected a number, found the float 5.5"),
         ("a.n > 5", {"a": {"n": "6"}}, "rule r: a.n: expected a number, found the string '6'"),
         ("a.n > 5", {"a": {"n": True}}, "rule r: a.n: expected a number, found the boolean true"),
         ("a.b = true", {"a": {"b": "yes"}}, "rule r: a.b: expected a boolean, found the string"),
         ('a.s = "x"', {"a": {"s": 1}}, "rule r: a.s: expected a string, found int 1"),
         ("a.d > 2026-01-01", {"a": {"d": "tomorrow"}},
-         "rule r: a.d: expected a date (ISO, like 2026-01-31), found the string 'tomorrow'"),
+         "rule r: a.d: expected a date (ISO 8601, like 2026-01-31 or 2026-01-31T10:00:00+05:30),"
+         " found the string 'tomorrow'"),
         ("a.d WITHIN 3 DAYS OF b.d", {"a": {"d": "2026-01-01"}, "b": {"d": 5}},
          "rule r: b.d: expected a date"),
         ('a.l CONTAINS "x"', {"a": {"l": 5}}, "rule r: a.l: expected a list or a string"),
@@ -151,7 +152,8 @@ def test_evaluate_percent_of_nothing_pays_nothing():
 
 def test_evaluate_percent_cap_currency_mismatch_raises():
     compiled = compile_program(program("RULE r IF a.x THEN ISSUE 1% OF a.p UP TO ₹5"))
-    with pytest.raises(EvaluationError, match="a.p: expected an amount in INR"):
+    with pytest.raises(EvaluationError,
+                       match=r"a.p: expected money in INR, found money in USD \(\$1\)"):
         compiled.evaluate({"a": {"x": True, "p": {"amount": 100, "currency": "USD"}}})
 
 

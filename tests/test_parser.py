@@ -257,8 +257,8 @@ def test_parse_is_deterministic_and_ignores_positions_in_equality():
          1, 41),
         ("RULE a IF x.y THEN ISSUE ₹5 UP TO ₹3", "UP TO applies only to percentage rewards",
          1, 35),
-        ("x", "unexpected 'x', expected one of: DEFINE, EXAMPLE, EXCLUSIVE, IF, PRIORITY, RULE, "
-              "end of input", 1, 1),
+        ("x", "unexpected 'x', expected one of: CURRENCY, DEFINE, EXAMPLE, EXCLUSIVE, IF, "
+              "PRIORITY, RULE, TIMEZONE, end of input", 1, 1),
         ("RULE a IF NOT THEN", "unexpected 'THEN', expected one of: \"(\", NOT, a field path "
                                "(like referee.country), a phrase, a quoted string", 1, 15),
     ],

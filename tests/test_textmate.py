@@ -33,6 +33,8 @@ VSCODE = ROOT / "editors" / "vscode"
 # Every terminal of the grammar at least once (validation would refuse it; lexing does not).
 EVERYTHING = """\
 # Every terminal of the grammar, once at least.
+CURRENCY INR
+TIMEZONE "Asia/Kolkata"
 DEFINE "vip referee" AS referee.tags CONTAINS "vip" OR referee.score > 4.5
 DEFINE "adult" AS referee.age >= 18 AND referee.age <= 120  # a trailing comment
 
@@ -45,6 +47,8 @@ RULE sample_everything "all terminals"
   AND referee.plan != "free" AND referee.plan <> "trial" AND referee.level == 2
   AND referee.signed_up < 2026-01-01 AND NOT referee.id = referrer.id
   AND referee.paid_at WITHIN 1 DAY OF referral.created_at
+  AND referee.paid_at WITHIN 2 DAYS AFTER referral.created_at
+  AND referee.trial_end WITHIN 3 DAYS BEFORE referee.paid_at
   THEN ISSUE INR 1000.50 REWARDS TO referee
   AND ISSUE 2.5 % OF referee.first_payment REWARD TO referrer UP TO 200 INR
   LIMIT $5 PER referrer PER YEAR

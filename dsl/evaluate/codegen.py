@@ -43,6 +43,9 @@ class Fallbacks(Protocol):
     @property
     def default_currency(self) -> str | None: ...
 
+    @property
+    def date_paths(self) -> frozenset[str]: ...
+
     def condition(self, cond: Condition) -> CondFn: ...
 
     def field_test(self, cond: Compare) -> TestFn: ...
@@ -67,6 +70,9 @@ class CompiledRuleLike(Protocol):
 _INLINE_OPS = frozenset({"=", "!=", ">", ">=", "<", "<="})
 
 _FAST_TYPES: dict[type, str] = {str: "str", bool: "bool", int: "int"}
+
+# WITHIN n DAYS OF|AFTER|BEFORE: path's date - other's date lies in n * [low, high].
+_WINDOW: dict[str, tuple[int, int]] = {"of": (-1, 1), "after": (0, 1), "before": (-1, 0)}
 
 
 class _Codegen:
@@ -161,7 +167,8 @@ class _Codegen:
         if isinstance(cond, Within):
             a, b = self.var(cond.path), self.var(cond.other)
             slow = self.const(c.condition(cond), "_cond")
-            return f"_within({a}, {b}, {cond.days}, {slow}, ctx)"
+            low, high = (cond.days * k for k in _WINDOW[cond.direction])
+            return f"_within({a}, {b}, {low}, {high}, {slow}, ctx)"
         # Anything else: the closure itself (exact semantics, no trace).
         return f"{self.const(c.condition(cond), '_cond')}(ctx, None, 0)"
 
@@ -172,7 +179,8 @@ class _Codegen:
         pyop = "==" if op == "=" else op
         v = self.var(cond.path)
         if isinstance(value, FieldRef):
-            if op not in _INLINE_OPS:
+            # Orderings and fields read as dates compare as dates: the closure's job.
+            if op not in ("=", "!=") or {cond.path, value.path} & c.date_paths:
                 return None
             w = self.var(value.path)
             test = self.const(c.field_test(cond), "_test")
@@ -206,12 +214,14 @@ class _Codegen:
                 f"(False if {v} is _M or {v} is None else {test}({v}, ctx)[0]))")
 
 
-def _within(a: Any, b: Any, days: int, slow: CondFn, ctx: Context) -> bool:
-    """WITHIN for two ISO date strings; anything else (missing, null, a bad date) takes
-    the closure."""
-    if type(a) is str and type(b) is str:
+def _within(a: Any, b: Any, low: int, high: int, slow: CondFn, ctx: Context) -> bool:
+    """WITHIN for two ISO dates (``YYYY-MM-DD``, which no time zone moves): ``a - b`` in
+    days within [low, high]; anything else (a timestamp, missing, null, a bad date)
+    takes the closure."""
+    if (type(a) is str and type(b) is str and len(a) == 10 and len(b) == 10
+            and a[4] == a[7] == b[4] == b[7] == "-"):
         try:
-            return abs((date.fromisoformat(a) - date.fromisoformat(b)).days) <= days
+            return low <= (date.fromisoformat(a) - date.fromisoformat(b)).days <= high
         except ValueError:
             pass
     return slow(ctx, None, 0)

@@ -9,7 +9,7 @@ The function types at the end are the shapes both evaluators compile to.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ from dsl.errors import EvaluationError
 from dsl.evaluate.results import Reward, TraceStep
 from dsl.model import FieldRef
 from dsl.money import Money, format_money
+from dsl.timeutil import day_of, temporal
 
 
 class _Missing:
@@ -73,21 +74,10 @@ def getter(path: str) -> Callable[[Context], Any]:
     return get
 
 
-def iso_date(value: Any) -> date | None:
-    """A date from a date, a datetime or an ISO text (date or date-time); else None."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            try:
-                return datetime.fromisoformat(value).date()
-            except ValueError:
-                return None
-    return None
+def iso_date(value: Any, tz: tzinfo = UTC) -> date | None:
+    """The date ``value`` falls on in ``tz`` (``dsl.timeutil``); None for what is not a date."""
+    found = temporal(value, tz)
+    return None if found is None else day_of(found)
 
 
 def jsonable(value: Any) -> Any:

@@ -10,9 +10,14 @@ Semantics that settlement relies on:
 - a condition on a missing field (or on ``null``, except ``IS [NOT] NULL``) is
   false, and the trace says why;
 - a value of the wrong type (a string where money is compared, a float, an
-  unparsable date) raises ``EvaluationError`` naming the rule, the path, what was
-  expected and what was found: the record is bad, and must not silently earn
-  nothing;
+  unparsable date, money in another currency than the rule's) raises
+  ``EvaluationError`` naming the rule, the path, what was expected and what was
+  found: the record is bad, and must not silently earn nothing;
+- dates compare as dates (``dsl.timeutil``), never as strings: ordering two fields
+  that are not numbers or money, or comparing with a field the program reads as a
+  date (``Program.date_paths``), reads both sides as dates; two timestamps compare
+  as instants, a date and a timestamp by the timestamp's date in the program's
+  time zone;
 - percentage rewards are exact: Decimal arithmetic, rounded down to whole minor
   units, then cut to the ``UP TO`` cap;
 - an EXCLUSIVE rule that pays a beneficiary suppresses the rewards of strictly
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, tzinfo
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -37,7 +42,6 @@ from dsl.evaluate.context import (
     TestFn,
     Trace,
     getter,
-    iso_date,
     jsonable,
 )
 from dsl.evaluate.results import Evaluation, Reward, RuleOutcome, TraceStep
@@ -56,6 +60,7 @@ from dsl.model import (
     Within,
 )
 from dsl.money import MAX_MINOR_UNITS, Money, format_money
+from dsl.timeutil import Temporal, as_dates, day_of, temporal, zone
 
 
 def _describe(value: Any) -> str:
@@ -75,11 +80,18 @@ def _describe(value: Any) -> str:
 
 
 class _Compiler:
-    """Builds the closures of one rule.  Errors name the rule."""
+    """Builds the closures of one rule.  Errors name the rule.
 
-    def __init__(self, rule_id: str, default_currency: str | None) -> None:
+    ``default_currency`` is the program's (bare integers are its minor units),
+    ``tz`` its time zone, ``date_paths`` the fields it reads as dates.
+    """
+
+    def __init__(self, rule_id: str, default_currency: str | None, tz: tzinfo = UTC,
+                 date_paths: frozenset[str] = frozenset()) -> None:
         self.rule_id = rule_id
         self.default_currency = default_currency
+        self.tz = tz
+        self.date_paths = date_paths
 
     def fail(self, path: str, expected: str, actual: Any) -> EvaluationError:
         return EvaluationError(
@@ -105,7 +117,8 @@ class _Compiler:
         else:
             raise self.fail(path, "a money amount", v)
         if currency is not None and m.currency != currency:
-            raise self.fail(path, f"an amount in {currency}", v)
+            raise EvaluationError(f"rule {self.rule_id}: {path}: expected money in {currency}, "
+                                  f"found money in {m.currency} ({format_money(m)})")
         return m
 
     def to_number(self, path: str, v: Any) -> int | Decimal:
@@ -113,11 +126,16 @@ class _Compiler:
             return v
         raise self.fail(path, "a number", v)
 
+    def to_temporal(self, path: str, v: Any) -> Temporal:
+        found = temporal(v, self.tz)
+        if found is None:
+            raise self.fail(path, "a date (ISO 8601, like 2026-01-31 or "
+                                  "2026-01-31T10:00:00+05:30)", v)
+        return found
+
     def to_date(self, path: str, v: Any) -> date:
-        day = iso_date(v)
-        if day is None:
-            raise self.fail(path, "a date (ISO, like 2026-01-31)", v)
-        return day
+        """The date of ``v`` in the program's time zone."""
+        return day_of(self.to_temporal(path, v))
 
     def coercer(self, path: str, literal: Any) -> Callable[[Any], Any]:
         """A function bringing a context value to the literal's kind (or raising)."""
@@ -147,20 +165,26 @@ class _Compiler:
             return as_list
         return lambda v: v
 
-    def field_pair(self, path: str, a: Any, other: str, b: Any) -> tuple[Any, Any]:
-        """Two context values compared with each other: same kind, or both dates/money."""
+    def field_pair(
+        self, path: str, a: Any, other: str, b: Any, dates: bool = False
+    ) -> tuple[Any, Any]:
+        """Two context values compared with each other: same kind, or both dates/money.
+
+        With ``dates`` (an ordering, or a field the program reads as a date) two
+        strings are two dates, never compared as text.
+        """
         if isinstance(a, bool) or isinstance(b, bool):
             if isinstance(a, bool) and isinstance(b, bool):
                 return a, b
         elif isinstance(a, (int, Decimal)) and isinstance(b, (int, Decimal)):
             return a, b
-        elif isinstance(a, str) and isinstance(b, str):
+        elif isinstance(a, str) and isinstance(b, str) and not dates:
             return a, b
         elif isinstance(a, (Money, Mapping)) or isinstance(b, (Money, Mapping)):
             ma = self.to_money(path, a, None)
             return ma.amount, self.to_money(other, b, ma.currency).amount
-        elif isinstance(a, date) or isinstance(b, date):
-            return self.to_date(path, a), self.to_date(other, b)
+        elif dates or isinstance(a, date) or isinstance(b, date):
+            return as_dates(self.to_temporal(path, a), self.to_temporal(other, b))
         if isinstance(a, float):
             raise self.fail(path, "a value comparable with " + other, a)
         raise self.fail(other, f"a value comparable with {path} ({_describe(a)})", b)
@@ -225,6 +249,8 @@ class _Compiler:
     def within(self, cond: Within) -> CondFn:
         get_a, get_b = getter(cond.path), getter(cond.other)
         days, path, other = cond.days, cond.path, cond.other
+        apart = _APART[cond.direction]
+        words = f"WITHIN {days} DAYS {cond.direction.upper()}"
 
         def run(ctx: Context, trace: Trace, depth: int) -> bool:
             a, b = get_a(ctx), get_b(ctx)
@@ -232,9 +258,9 @@ class _Compiler:
             if reason:
                 result = False
             else:
-                result = abs((self.to_date(path, a) - self.to_date(other, b)).days) <= days
+                result = apart((self.to_date(path, a) - self.to_date(other, b)).days, days)
             if trace is not None:
-                trace.append(_entry("within", depth, path, f"WITHIN {days} DAYS OF", other,
+                trace.append(_entry("within", depth, path, words, other,
                                     a, result, reason, other_actual=b))
             return result
 
@@ -269,6 +295,7 @@ class _Compiler:
         get_other = getter(other)
         op, path = cond.op, cond.path
         compare = _ORDER_OPS.get(op)
+        dates = op in _ORDERING or bool({path, other} & self.date_paths)
 
         def test(actual: Any, ctx: Context) -> tuple[bool, str]:
             b = get_other(ctx)
@@ -284,7 +311,7 @@ class _Compiler:
             if op in {"IS", "IS NOT"}:
                 same = actual == b
                 return (same if op == "IS" else not same), ""
-            x, y = self.field_pair(path, actual, other, b)
+            x, y = self.field_pair(path, actual, other, b, dates)
             if compare is None:
                 raise EvaluationError(f"rule {self.rule_id}: unknown operator {op}")
             return compare(x, y), ""
@@ -354,7 +381,7 @@ class _Compiler:
             base = get(ctx)
             if base is MISSING or base is None:
                 return f"{of} is {'missing' if base is MISSING else 'null'}: no percentage reward"
-            money = self.to_money(of, base, cap.currency if cap else None)
+            money = self.to_money(of, base, cap.currency if cap else self.default_currency)
             if money.amount < 0:
                 raise self.fail(of, "a non-negative amount", base)
             if money.amount > MAX_MINOR_UNITS:  # its share could not be stored
@@ -375,6 +402,15 @@ def _key(v: Any) -> Any:
         return v.amount
     return v
 
+
+_ORDERING = frozenset({">", ">=", "<", "<="})
+
+# WITHIN n DAYS OF|AFTER|BEFORE: (path's date - other's date in days, n) -> holds?
+_APART: dict[str, Callable[[int, int], bool]] = {
+    "of": lambda d, n: abs(d) <= n,
+    "after": lambda d, n: 0 <= d <= n,
+    "before": lambda d, n: 0 <= -d <= n,
+}
 
 _ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b,
@@ -420,7 +456,8 @@ def _static(cond: Condition) -> TraceStep:
         return {"kind": "compare", "path": cond.path, "op": cond.op,
                 "expected": jsonable(cond.value)}
     if isinstance(cond, Within):
-        return {"kind": "within", "path": cond.path, "op": f"WITHIN {cond.days} DAYS OF",
+        return {"kind": "within", "path": cond.path,
+                "op": f"WITHIN {cond.days} DAYS {cond.direction.upper()}",
                 "expected": cond.other}
     if isinstance(cond, And):
         return {"kind": "and"}
@@ -502,8 +539,17 @@ class CompiledProgram:
         return Evaluation(paid, outcomes)
 
 
-def compile_rule(rule: Rule, *, default_currency: str | None = None) -> CompiledRule:
-    c = _Compiler(rule.id, default_currency)
+def compile_rule(
+    rule: Rule,
+    *,
+    default_currency: str | None = None,
+    timezone: str | None = None,
+    date_paths: frozenset[str] | None = None,
+) -> CompiledRule:
+    """One rule's closures; ``date_paths`` default to the fields the rule reads as dates."""
+    if date_paths is None:
+        date_paths = Program(rules=(rule,)).date_paths()
+    c = _Compiler(rule.id, default_currency, zone(timezone), date_paths)
     return CompiledRule(
         rule=rule,
         condition=c.condition(rule.condition),
@@ -514,10 +560,12 @@ def compile_rule(rule: Rule, *, default_currency: str | None = None) -> Compiled
 
 
 def compile_program(program: Program, *, default_currency: str | None = None) -> CompiledProgram:
-    """Compile every rule once, in evaluation (priority) order."""
+    """Compile every rule once, in evaluation (priority) order, in the program's time zone."""
+    dates = program.date_paths()
     return CompiledProgram(
         program,
-        [compile_rule(r, default_currency=default_currency) for r in program.by_priority()],
+        [compile_rule(r, default_currency=default_currency, timezone=program.timezone,
+                      date_paths=dates) for r in program.by_priority()],
     )
 
 

@@ -122,17 +122,27 @@ paths_argument = click.argument(
 
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 
+currency_option = click.option(
+    "--currency", default=None, metavar="CODE",
+    help="The program's currency, that of bare integer amounts (default: its CURRENCY, "
+         "else the only currency of its money literals).",
+)
+
 
 def load_rules(
-    paths: Sequence[str | Path], *, strict: bool = False, note: str | None = None
+    paths: Sequence[str | Path],
+    *,
+    strict: bool = False,
+    note: str | None = None,
+    currency: str | None = None,
 ) -> LoadedProgram:
     """Load a rule program, printing its warnings; on errors print every diagnostic, one a line.
 
     Every command that reads rules reports them exactly as ``rules check`` does;
-    ``note`` is the last line then (``error: <note>``).
+    ``note`` is the last line then (``error: <note>``).  ``currency`` is ``--currency``.
     """
     try:
-        loaded = load_program(paths, strict=strict)
+        loaded = load_program(paths, strict=strict, currency=currency)
     except RuleError as e:
         for d in e.diagnostics:
             click.echo(d.line(), err=True)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from dsl.errors import Diagnostic
+from dsl.model import Program
 from dsl.money import Money, format_money
 from settlement.impact import Counts, ImpactReport, PayoutChange, signed
 
@@ -47,3 +52,40 @@ def format_report(report: ImpactReport, *, shown: int = 20) -> str:
     if not report.has_changes:
         lines.append("no changes")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- rules check --format
+
+def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
+    pos = d.pos
+    return {"file": pos.file if pos else None, "line": pos.line if pos else None,
+            "column": pos.column if pos else None, "severity": d.severity, "message": d.message}
+
+
+def check_json(diagnostics: Sequence[Diagnostic], program: Program | None,
+               files: int) -> dict[str, Any]:
+    """``rules check --format json``: every diagnostic and the counts, as one object."""
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    counts = {"rules": len(program.rules), "definitions": len(program.definitions),
+              "examples": len(program.examples)} if program is not None else None
+    return {"ok": program is not None, "errors": errors,
+            "warnings": len(diagnostics) - errors, "files": files, "program": counts,
+            "diagnostics": [diagnostic_json(d) for d in diagnostics]}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotation(d: Diagnostic) -> str:
+    """A GitHub Actions workflow command: ``::error file=F,line=L,col=C::message``."""
+    level = "error" if d.severity == "error" else "warning"
+    props = ""
+    if d.pos is not None:
+        props = (f" file={_escape_property(d.pos.file)},line={d.pos.line},"
+                 f"col={d.pos.column}")
+    return f"::{level}{props}::{_escape_data(d.message)}"

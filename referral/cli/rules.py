@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -11,24 +13,31 @@ from typing import Any
 import click
 
 from compiler.dot import FORMATS, Format, render_program
+from compiler.junit import examples_junit
 from compiler.precommit import precommit as precommit_files
-from compiler.text import reformat_files
+from compiler.text import format_program, reformat_files, unified_diff
 from compiler.trace import format_trace
 from dsl.codec import dumps
+from dsl.errors import RuleError, Sources
 from dsl.evaluate import compile_program
 from dsl.examples import describe_rewards, run_examples
-from dsl.program import LoadedProgram
+from dsl.parser import parse_partial
+from dsl.program import LoadedProgram, load_program, parse_files, program_files
 from referral.cli.common import (
     ChecksFailed,
     CommandInputError,
     Group,
     as_of_date,
+    currency_option,
     load_rules,
     paths_argument,
     strict_option,
 )
-from referral.cli.formatting import format_report
+from referral.cli.formatting import check_json, format_report, github_annotation
 from settlement.impact import diff_programs
+
+CHECK_FORMATS = ("text", "json", "github")
+STDIN = "<stdin>"  # the file name diagnostics give to `rules fmt -`'s input
 
 
 @click.group(cls=Group)
@@ -39,21 +48,52 @@ def rules() -> None:
 @rules.command()
 @paths_argument
 @strict_option
-def check(paths: tuple[Path, ...], strict: bool) -> None:
+@click.option("--format", "output", type=click.Choice(CHECK_FORMATS), default="text",
+              show_default=True,
+              help="text: file:line:col lines on stderr; json: one object on stdout; "
+                   "github: GitHub Actions annotations (::error file=...,line=...::).")
+def check(paths: tuple[Path, ...], strict: bool, output: str) -> None:
     """Parse and validate a program; print every error and warning."""
-    loaded = load_rules(paths, strict=strict)
+    if output == "text":
+        loaded = load_rules(paths, strict=strict)
+        click.echo(_check_summary(loaded))
+        return
+    loaded_or_none: LoadedProgram | None = None
+    try:
+        loaded_or_none = load_program(paths, strict=strict)
+        diagnostics = loaded_or_none.warnings
+    except RuleError as e:
+        diagnostics = e.diagnostics
+    if output == "json":
+        program = loaded_or_none.program if loaded_or_none else None
+        files = len(loaded_or_none.files) if loaded_or_none else len(program_files(paths))
+        report = check_json(diagnostics, program, files)
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for d in diagnostics:
+            click.echo(github_annotation(d))
+        if loaded_or_none is not None:
+            click.echo(_check_summary(loaded_or_none))
+    if loaded_or_none is None:
+        raise ChecksFailed()
+
+
+def _check_summary(loaded: LoadedProgram) -> str:
     p = loaded.program
-    click.echo(
-        f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
-        f"{len(p.examples)} examples in {len(loaded.files)} files"
-    )
+    return (f"OK: {len(p.rules)} rules, {len(p.definitions)} definitions, "
+            f"{len(p.examples)} examples in {len(loaded.files)} files")
 
 
 @rules.command("test")
 @paths_argument
-def test_examples(paths: tuple[Path, ...]) -> None:
-    """Run every EXAMPLE; exit 1 if any fails."""
-    results = run_examples(load_rules(paths).program)
+@currency_option
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JUnit XML to FILE (for CI test reports).")
+def test_examples(paths: tuple[Path, ...], currency: str | None, junit_file: Path | None) -> None:
+    """Run every EXAMPLE (as written, and as records hold its values); exit 1 if any fails."""
+    started = time.perf_counter()
+    results = run_examples(load_rules(paths, currency=currency).program)
+    seconds = time.perf_counter() - started
     failed = 0
     for r in results:
         where = f" ({r.source})" if r.source else ""
@@ -62,12 +102,21 @@ def test_examples(paths: tuple[Path, ...]) -> None:
             continue
         failed += 1
         click.echo(f"FAIL {r.name}{where}")
+        if r.form:
+            click.echo(f"  form:     {r.form} (money as minor units, dates as ISO text)"
+                       if r.form == "record" else f"  form:     {r.form}")
         click.echo(f"  expected: {describe_rewards(r.expected)}")
         if r.error:
             click.echo(f"  error:    {r.error}")
         else:
             click.echo(f"  actual:   {describe_rewards(r.actual)}")
     click.echo(f"{len(results) - failed} passed, {failed} failed")
+    if junit_file is not None:
+        suite = " ".join(str(p) for p in paths)
+        try:
+            junit_file.write_text(examples_junit(results, suite, seconds), encoding="utf-8")
+        except OSError as e:
+            raise CommandInputError(f"{junit_file}: cannot write: {e.strerror or e}") from e
     if failed:
         raise ChecksFailed()
 
@@ -85,21 +134,17 @@ def _read_context(path: Path) -> Any:
 @click.option("--context", "context_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A JSON file with the referral context.")
-@click.option("--currency", default=None,
-              help="Currency of bare integer amounts (default: the program's only currency).")
+@currency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 def eval_context(
     paths: tuple[Path, ...], context_file: Path, currency: str | None, as_json: bool
 ) -> None:
     """Evaluate one context and print the trace of every condition."""
-    loaded = load_rules(paths)
+    loaded = load_rules(paths, currency=currency)
     context = _read_context(context_file)
     if not isinstance(context, dict):
         raise CommandInputError(f"{context_file}: the context must be a JSON object")
-    compiled = compile_program(
-        loaded.program,
-        default_currency=(currency or "").upper() or loaded.program.default_currency(),
-    )
+    compiled = compile_program(loaded.program, default_currency=loaded.program.default_currency())
     evaluation = compiled.evaluate(context, trace=True)
     if as_json:
         click.echo(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
@@ -116,8 +161,10 @@ def eval_context(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
               help="Changed referrals listed per rule (text output).")
+@currency_option
 def diff(
-    old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int
+    old_path: Path, new_path: Path, records_path: str, as_of: date, as_json: bool, show: int,
+    currency: str | None,
 ) -> None:
     """What NEW_PATH's rules would pay differently from OLD_PATH's on the same records.
 
@@ -129,7 +176,8 @@ def diff(
             pass
     except OSError as e:
         raise CommandInputError(f"{records_path}: cannot read records: {e.strerror or e}") from e
-    old, new = _load_or_none(old_path), _load_or_none(new_path)  # both versions' errors
+    # both versions' errors
+    old, new = _load_or_none(old_path, currency), _load_or_none(new_path, currency)
     if old is None or new is None:
         raise ChecksFailed()
     try:
@@ -143,10 +191,10 @@ def diff(
         click.echo(format_report(report, shown=show))
 
 
-def _load_or_none(path: Path) -> LoadedProgram | None:
+def _load_or_none(path: Path, currency: str | None = None) -> LoadedProgram | None:
     """``load_rules`` that reports the errors and returns None instead of stopping."""
     try:
-        return load_rules((path,))
+        return load_rules((path,), currency=currency)
     except ChecksFailed:
         return None
 
@@ -155,9 +203,14 @@ def _load_or_none(path: Path) -> LoadedProgram | None:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--program", "programs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A program directory (repeatable); default: each file's own directory.")
+              help="A program directory (repeatable); default: [tool.referral] programs in "
+                   "pyproject.toml, else the top directory of each file's rule directories.")
 def precommit(files: tuple[Path, ...], programs: tuple[Path, ...]) -> None:
-    """Check, fmt --check and test the programs of FILES (the pre-commit hook); exit 1 on any."""
+    """Check and test whole programs (the pre-commit hook); exit 1 on any problem.
+
+    Without FILES every program of the repository is checked (so deleting a file
+    that others use is caught); FILES are also checked for canonical formatting.
+    """
     result = precommit_files(files, programs)
     for line, diagnostic in result.lines:
         click.echo(line, err=diagnostic)
@@ -182,19 +235,62 @@ def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> N
 
 
 @rules.command("fmt")
-@paths_argument
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("--check", is_flag=True,
               help="Write nothing; list the files that would change and exit 1 if any.")
-def fmt(paths: tuple[Path, ...], check: bool) -> None:
-    """Rewrite .rule files in the canonical layout."""
-    changed = reformat_files(load_rules(paths).files)
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Write nothing; print a unified diff of each change and exit 1 if any.")
+def fmt(paths: tuple[Path, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite .rule files in the canonical layout (``-``: standard input to standard output).
+
+    Only the syntax of each file matters: a file may use phrases DEFINEd in files
+    not given.  A file that does not parse leaves every file unwritten.
+    """
+    if Path("-") in paths:
+        if len(paths) > 1:
+            raise click.UsageError("'-' (standard input) cannot be combined with other paths")
+        _fmt_stdin(check, show_diff)
+        return
+    parsed = parse_files(paths)
+    if parsed.diagnostics:
+        for d in parsed.syntax_errors():
+            click.echo(d.line(), err=True)
+        raise ChecksFailed()
+    changed = reformat_files(parsed.files)
     for path, text in changed.items():
-        if check:
+        if show_diff:
+            click.echo(unified_diff(path.read_text(encoding="utf-8"), text, str(path)), nl=False)
+        elif check:
             click.echo(f"would reformat {path}")
         else:
             path.write_text(text, encoding="utf-8")
             click.echo(f"reformatted {path}")
-    if check and changed:
+    if (check or show_diff) and changed:
+        raise ChecksFailed()
+
+
+def _fmt_stdin(check: bool, show_diff: bool) -> None:
+    """``rules fmt -``: the canonical text on stdout (an editor's format-on-save)."""
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandInputError(f"{STDIN}: not UTF-8 text: {e.reason}") from e
+    program, diagnostics = parse_partial(text, STDIN)
+    if diagnostics:
+        sources = Sources({STDIN: text})
+        for d in diagnostics:
+            click.echo(sources.attach(d).line(), err=True)
+        raise ChecksFailed()
+    canonical = format_program(program)
+    if show_diff:
+        click.echo(unified_diff(text, canonical, STDIN), nl=False)
+    elif check:
+        if canonical != text:
+            click.echo(f"would reformat {STDIN}")
+    else:
+        click.echo(canonical, nl=False)
+    if (check or show_diff) and canonical != text:
         raise ChecksFailed()
 
 

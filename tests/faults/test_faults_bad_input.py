@@ -100,7 +100,7 @@ JSONL_KINDS: dict[str, tuple[Callable[[int], bytes], str]] = {
     "emoji money": (with_("referee.first_payment", "💰"), "expected a money amount"),
     "money in another currency": (with_("referee.first_payment",
                                         {"amount": 100, "currency": "USD"}),
-                                  "expected an amount in INR"),
+                                  "expected money in INR, found money in USD"),
     "boolean as text": (with_("referee.subscribed", "yes"), "expected a boolean"),
     "refunded as text": (with_("referee.refunded", "true"), "expected a boolean"),
     "impossible date": (with_("referral.created_at", "2026-13-45"), "must be an ISO date"),

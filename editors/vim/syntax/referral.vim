@@ -6,7 +6,7 @@ if exists("b:current_syntax")
 endif
 
 syn case ignore
-syn keyword referralKeyword as day days define ever example exclusive expect given hold if issue limit month nothing of per priority reverse reward rewards rule then to up year
+syn keyword referralKeyword after as before currency day days define ever example exclusive expect from given hold if issue limit month nothing of per priority reverse reward rewards rule then timezone to up year
 syn keyword referralOperator and in is not or within
 syn keyword referralConstant false null true
 
@@ -20,7 +20,7 @@ syn match referralDate "\<\d\{4}-\d\{2}-\d\{2}\>"
 syn match referralMoney "-\=[₹$€£¥]\s*\d[0-9,]*\%(\.\d\+\)\="
 syn match referralMoney "\<\a\{3}\s\+\d[0-9,]*\%(\.\d\+\)\=\>"
 syn match referralMoney "\<\d[0-9,]*\%(\.\d\+\)\=\s\+\%(\%(and\|day\|not\|per\)\>\)\@!\a\{3}\>"
-syn match referralName "\%(\<\%(per\|rule\|to\)\s\+\)\@<=\h\w*"
+syn match referralName "\%(\<\%(currency\|per\|rule\|to\)\s\+\)\@<=\h\w*"
 syn match referralOperator "\<contains\>"
 syn region referralString start=+"+ skip=+\\.+ end=+"+ oneline
 syn match referralComment "#.*$" contains=@Spell
