@@ -26,13 +26,14 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import IO, Any
 
 import sqlalchemy as sa
 
+from dsl import timeutil
 from dsl.errors import EvaluationError
-from dsl.evaluate import Evaluation, compile_program, iso_date
+from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program
 from dsl.money import MAX_MINOR_UNITS
 from settlement import facts, ledger
@@ -127,17 +128,17 @@ def program_digest(program: Program) -> str:
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 
 
-def event_date(record: Record, as_of: date) -> date:
-    """The record's own date (``referral.created_at``); LIMIT periods count from it."""
+def event_date(record: Record, as_of: date, tz: tzinfo = UTC) -> date:
+    """The record's own date (``referral.created_at``, on the program's calendar: a
+    timestamp's instant in its time zone); LIMIT periods count from it."""
     value = record.get("referral.created_at")
     if value is None:
         return as_of
-    day = iso_date(value)
-    if day is None:
-        raise EvaluationError(
-            f"referral.created_at must be an ISO date, got {json.dumps(value, default=str)}"
-        )
-    return day
+    try:
+        return timeutil.event_date(value, tz)
+    except EvaluationError as e:
+        raise EvaluationError(f"referral.created_at must be an ISO date or timestamp: {e.message}"
+                              ) from None
 
 
 class Settlement:
@@ -164,6 +165,7 @@ class Settlement:
             r.id for r in program.rules if len({a.to for a in r.actions}) < len(r.actions)
         }
         self.as_of = as_of
+        self.tz = timeutil.zone(program.timezone)
         self.strict = strict
         self.explain = explain
         self.on_plan = on_plan
@@ -234,7 +236,7 @@ class Settlement:
                         f"referral_id is {len(item.referral_id)} characters: its ledger"
                         " references would not fit (see settlement.references)"
                     )
-                version = facts.record_version(item)
+                version = facts.record_version(item, self.tz)
             except EvaluationError as e:
                 self._quarantine(BadRecord(item.file, item.line, item.raw, e.message))
                 continue
@@ -291,7 +293,7 @@ class Settlement:
                   stale: bool, slot: dict[str, Any] | None) -> Evaluated | None:
         """The newest facts evaluated, or None (quarantined: the record is bad for a rule)."""
         try:
-            day = event_date(newest, self.as_of)
+            day = event_date(newest, self.as_of, self.tz)
             evaluation = self.compiled.evaluate(newest.data, trace=self.explain is not None)
             if self.summing_rules:
                 self._check_sums(evaluation)
@@ -338,19 +340,16 @@ class Settlement:
         out: dict[str, date] = {}
         for outcome in evaluation.active_outcomes:
             rule = self.book.live[outcome.rule_id]
-            path = getattr(rule, "hold_from", None)
+            path = rule.hold_from
             if not outcome.matched or not rule.hold_days or path is None:
                 continue
             value = record.get(path)
             if value is None:
                 continue  # absent: the hold counts as if FROM were not given
-            day = iso_date(value)
-            if day is None:
-                raise EvaluationError(
-                    f"rule {rule.id}: {path}: expected a date to HOLD from, found "
-                    f"{json.dumps(value, default=str)}"
-                )
-            out[rule.id] = day
+            try:
+                out[rule.id] = timeutil.event_date(value, self.tz)
+            except EvaluationError as e:
+                raise EvaluationError(f"rule {rule.id}: HOLD FROM {path}: {e.message}") from None
         return out
 
     def _limit_keys(self, evaluated: list[Evaluated]) -> Iterator[tuple[Any, str, date]]:
@@ -492,7 +491,7 @@ def settle(
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
-        book = RuleBook.load(conn, program, currency or program.default_currency())
+        book = RuleBook.load(conn, program, program.default_currency(currency))
         renames = check_program(book, renamed or {}, allow_anonymous=allow_anonymous)
         if renames:
             book.aliases.update(renames)

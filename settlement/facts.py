@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dsl.errors import EvaluationError
+from dsl.timeutil import parse_instant
 from settlement.dialect import backend
 from settlement.records import DECODER, Record
 from settlement.tables import settlement_facts
@@ -76,29 +77,20 @@ class Kept:
         return not comparable and digest_ in self.earlier and digest_ != self.digest
 
 
-def record_version(record: Record) -> Version:
-    """The snapshot's ``version`` / ``updated_at`` (EvaluationError when malformed)."""
+def record_version(record: Record, tz: tzinfo = UTC) -> Version:
+    """The snapshot's ``version`` / ``updated_at`` (EvaluationError when malformed); a
+    timestamp without an offset is in the program's time zone ``tz``."""
     version = record.data.get("version")
     updated = record.data.get("updated_at")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise EvaluationError(f"version must be an integer, got {json.dumps(version, default=str)}")
     at = None
     if updated is not None:
-        at = _instant(updated)
-    return Version(version, at)
-
-
-def _instant(value: Any) -> datetime:
-    if isinstance(value, str):
         try:
-            at = datetime.fromisoformat(value)
-        except ValueError:
-            at = None
-        if at is not None:
-            return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    raise EvaluationError(
-        f"updated_at must be an ISO 8601 timestamp, got {json.dumps(value, default=str)}"
-    )
+            at = parse_instant(updated, tz).astimezone(UTC)
+        except EvaluationError as e:
+            raise EvaluationError(f"updated_at: {e.message}") from None
+    return Version(version, at)
 
 
 def canonical_json(value: Any) -> str:

@@ -12,7 +12,7 @@ from typing import TextIO
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import Command, as_of_date, db_option, load_rules
+from referral.cli.common import Command, as_of_date, currency_option, db_option, load_rules
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
@@ -47,8 +47,7 @@ def _print_summary(summary: RunSummary) -> None:
     data = summary.as_json()
     title = "dry run (nothing written)" if summary.dry_run else "settlement run"
     click.echo(f"{title} {summary.run_id} as of {summary.as_of}")
-    for key in ("records", "rewarded", "posted", "already_posted", "capped", "reversed",
-                "confirmed", "quarantined"):
+    for key in RunSummary.COUNTERS:
         click.echo(f"  {key.replace('_', ' '):<15} {data[key]:>10}")
     for currency, amount in data["amount_posted"].items():
         click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency)):>10}")
@@ -56,6 +55,20 @@ def _print_summary(summary: RunSummary) -> None:
         click.echo(f"  capped: {note}")
     if summary.capped > SHOWN_CAPPED:
         click.echo(f"  ... and {summary.capped - SHOWN_CAPPED} more capped (see --explain)")
+    for note in summary.conflict_notes[:SHOWN_CAPPED]:
+        click.echo(f"  conflict: {note}")
+
+
+def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+             ) -> dict[str, str]:
+    """``--renamed OLD=NEW`` (repeatable) as a mapping."""
+    out: dict[str, str] = {}
+    for value in values:
+        old, sep, new = value.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise click.BadParameter(f"{value!r} is not OLD=NEW")
+        out[old.strip()] = new.strip()
+    return out
 
 
 @click.command(cls=Command)
@@ -71,6 +84,15 @@ def _print_summary(summary: RunSummary) -> None:
 @click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for a running settlement, or stop at once.")
+@currency_option
+@click.option("--renamed", multiple=True, callback=_renames, metavar="OLD=NEW",
+              help="Rule OLD is now called NEW: carry its standing rewards over, pay nothing "
+                   "again (repeatable).")
+@click.option("--allow-anonymous-rules", is_flag=True,
+              help="Settle rules without a RULE header (their ids come from file names).")
+@click.option("--allow-conflicts", is_flag=True,
+              help="Settle the rest when a reference settlement would post is already taken "
+                   "by another entry (counted as conflicts).")
 def settle(
     rule_paths: tuple[str, ...],
     records_path: str,
@@ -81,11 +103,16 @@ def settle(
     as_json: bool,
     explain: TextIO | None,
     wait: bool,
+    currency: str | None,
+    renamed: dict[str, str],
+    allow_anonymous_rules: bool,
+    allow_conflicts: bool,
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
-    loaded = load_rules(rule_paths, note="rules are invalid; nothing was written")
+    loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
+                        currency=currency)
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -97,6 +124,8 @@ def settle(
                 conn, loaded.program, items, as_of=as_of, input_name=records_path,
                 dry_run=dry_run, strict=strict, wait=wait, explain=explain,
                 on_plan=_print_plan if dry_run and not as_json else None,
+                renamed=renamed, allow_anonymous=allow_anonymous_rules,
+                allow_conflicts=allow_conflicts,
             )
     finally:
         engine.dispose()
