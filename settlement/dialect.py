@@ -311,7 +311,7 @@ def _latest_per_key(table: sa.Table, column: sa.Column[Any]) -> sa.Select[Any]:
     return (
         sa.select(table)
         .where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(sa.String))))
-        .distinct(column)
+        .ext(postgresql.distinct_on(column))
         .order_by(column, table.c.id.desc())
     )
 

@@ -4,18 +4,21 @@ Settlement stores every rule version that granted a reward
 (``settlement_rule_versions``, content-addressed by ``rule_hash``).  A rule no
 longer in the program is *retired*: it grants nothing new, but the rewards it
 granted keep their hold and their REVERSE IF, evaluated with the stored
-version.  A rule whose id disappeared while a rule with the same content
-appeared under a new id is a rename, and a rename would pay every referral
-again: settle refuses it unless told ``--renamed OLD=NEW``, which carries the
-standing rewards over (``settlement_rule_renames``).
+version.  A rule whose id disappeared while a rule with the same content (the
+same model but for id and description) appeared under a new id is a rename,
+and a rename would pay every referral again: settle refuses it unless told
+``--renamed OLD=NEW``, which carries the standing rewards over
+(``settlement_rule_renames``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -27,6 +30,13 @@ from settlement.errors import SettlementError
 from settlement.tables import settlement_rule_renames, settlement_rule_versions
 
 _V, _R = settlement_rule_versions, settlement_rule_renames
+
+
+def meaning(model: dict[str, Any]) -> str:
+    """What a rule does, whatever it is called: its JSON model without id and description
+    (``rule_hash`` covers both, so a renamed rule has a new rule_hash)."""
+    data = {k: v for k, v in model.items() if k not in ("id", "description")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -134,13 +144,14 @@ def check_program(book: RuleBook, renamed: Mapping[str, str], *,
                 f"--renamed {old}={new}: rule {new} already has rewards of its own"
             )
         records[old] = new
-    hashes_of: dict[str, set[str]] = defaultdict(set)
-    for rule_id, hash_ in book.versions:
-        hashes_of[book.current_id(rule_id)].add(hash_)
+    meanings: dict[str, set[str]] = defaultdict(set)
+    for (rule_id, _), model in book.versions.items():
+        if model is not None:
+            meanings[book.current_id(rule_id)].add(meaning(json.loads(model)))
     for gone in sorted(granted - set(book.live) - set(records)):
         twins = [r.id for r in book.program.rules
-                 if book.hashes[r.id] in hashes_of[gone] and r.id not in granted
-                 and r.id not in records.values()]
+                 if meaning(rule_to_json(r, with_source=False)) in meanings[gone]
+                 and r.id not in granted and r.id not in records.values()]
         if twins:
             raise SettlementError(
                 f"rule {gone} has rewards in the ledger and is no longer in the program, while"
