@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,9 @@ from sqlalchemy.engine import Connection
 
 from dsl.codec import program_from_json
 from dsl.model import SCHEMA_VERSION, FixedReward, PercentReward
+from settlement import ledger
 from settlement.tables import (
+    entries_with_status,
     ledger_entries,
     settlement_rule_renames,
     settlement_rule_versions,
@@ -63,6 +66,48 @@ def _aliases(conn: Connection) -> dict[str, str]:
     return {old: new for old, new in conn.execute(
         sa.select(settlement_rule_renames.c.old_id, settlement_rule_renames.c.new_id)
         .order_by(settlement_rule_renames.c.id))}
+
+
+def verify(conn: Connection) -> ledger.VerifyReport:
+    """Everything ``ledger verify`` checks: the ledger's own invariants (chain, shape,
+    transitions, postings, zero sum, the heads settlement runs anchored) and settlement's."""
+    report = ledger.verify(conn, anchors=ledger.ledger_anchors(conn))
+    problems = report.problems + verify_settlement(conn)
+    return ledger.VerifyReport(ok=not problems, problems=problems, checked=report.checked)
+
+
+@dataclass(frozen=True)
+class RewardHistory:
+    """An entry, its transitions, and every entry of the reward it belongs to (its grants,
+    their reversals) in ledger order; ``key`` is (rule, referral, role) or None."""
+
+    entry: ledger.Entry
+    transitions: list[ledger.Transition]
+    key: tuple[str, str, str] | None
+    entries: list[ledger.Entry]
+
+
+def reward_history(conn: Connection, ref: str) -> RewardHistory:
+    """For ``ledger show``: an adjusted reward's whole history, renames followed."""
+    entry, transitions = ledger.describe_entry(conn, ref)
+    if entry.rule_id is None or entry.referral_id is None or entry.role is None:
+        return RewardHistory(entry, transitions, None, [])
+    aliases = _aliases(conn)
+    names = {entry.rule_id}
+    grew = True
+    while grew:  # every id the reward was posted under: old names and new ones
+        more = {n for o, n in aliases.items() if o in names} | {
+            o for o, n in aliases.items() if n in names}
+        grew = not more <= names
+        names |= more
+    rows = conn.execute(entries_with_status.where(
+        _E.c.referral_id == entry.referral_id, _E.c.role == entry.role,
+        _E.c.rule_id.in_(sorted(names))).order_by(_E.c.id))
+    current = entry.rule_id
+    while current in aliases:
+        current = aliases[current]
+    return RewardHistory(entry, transitions, (current, entry.referral_id, entry.role),
+                         [ledger.Entry(**row._mapping) for row in rows])
 
 
 def verify_settlement(conn: Connection) -> list[str]:

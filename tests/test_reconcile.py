@@ -328,3 +328,44 @@ def test_reverse_if_is_terminal(world: World) -> None:
     assert world.standing() == {}
     again = world.run(program, [rec(refunded=False, payment=800000)])
     assert again.posted == 0 and world.standing() == {}
+
+
+# -------------------------------------------------------------- the CLI
+
+
+def test_ledger_show_lists_an_adjusted_rewards_whole_history(world: World, db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from referral.cli import main
+
+    program = world.program(TIERS)
+    for payment in (150000, 100000, 180000):
+        world.run(program, [rec(payment=payment)])
+    result = CliRunner().invoke(main, ["ledger", "show", "reward:base:r1:referee#2",
+                                       "--db", db_url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "adjusts:      reward:base:r1:referee" in lines
+    start = lines.index("reward base:r1:referee (stands at ₹180):")
+    assert [line.split()[0].lstrip("*") or line.split()[1] for line in lines[start + 1:]] == [
+        "reward:base:r1:referee", "reversal:reward:base:r1:referee",
+        "reward:base:r1:referee#2", "reward:base:r1:referee#3",
+    ]
+    assert "* reward:base:r1:referee#2  B  ₹100  pending adjusts reward:base:r1:referee" in (
+        result.stdout)
+    verify = CliRunner().invoke(main, ["ledger", "verify", "--db", db_url])
+    assert verify.exit_code == 0, verify.output
+
+
+def test_ledger_credit_refuses_settlements_references(world: World, db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from referral.cli import main
+
+    result = CliRunner().invoke(main, ["ledger", "credit", "attacker", "₹1", "--reference",
+                                       "reward:paid_referrer_bonus:g1:referrer", "--confirmed",
+                                       "--db", db_url])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: reference 'reward:paid_referrer_bonus:g1:referrer' is reserved: 'reward:'"
+        " references are posted by settlement and payouts only\n")

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from dsl.money import Money, format_money, parse_money
 from referral.cli.common import ChecksFailed, Group, db_option
+from settlement import audit
 from settlement import ledger as ledger_api
 from settlement.db import READ_ONLY, open_engine, require_schema
 from settlement.ledger import (
@@ -24,7 +25,6 @@ from settlement.ledger import (
     PostResult,
     TransitionResult,
     format_timestamp,
-    ledger_anchors,
 )
 
 
@@ -113,9 +113,10 @@ def reverse(ref: str, reason: str, db_url: str) -> None:
 @click.argument("ref")
 @db_option
 def show(ref: str, db_url: str) -> None:
-    """An entry and its whole transition history."""
+    """An entry, its transition history, and the whole history of its reward."""
     with _transaction(db_url, read_only=True) as conn:
-        entry, transitions = ledger_api.describe_entry(conn, ref)
+        found = audit.reward_history(conn, ref)
+    entry, transitions = found.entry, found.transitions
     money = format_money(Money(entry.amount, entry.currency))
     lines = [
         ("reference_id", entry.reference_id),
@@ -127,7 +128,7 @@ def show(ref: str, db_url: str) -> None:
         ("timestamp", format_timestamp(entry.timestamp)),
     ]
     for name in ("rule_id", "rule_hash", "run_id", "referral_id", "role", "event_date",
-                 "hold_until"):
+                 "hold_until", "adjusts"):
         value = getattr(entry, name)
         if value is not None:
             lines.append((name, str(value)))
@@ -140,6 +141,17 @@ def show(ref: str, db_url: str) -> None:
         by = t.actor + (f" run {t.run_id}" if t.run_id else "")
         why = f": {t.reason}" if t.reason else ""
         click.echo(f"  {format_timestamp(t.at)}  {move}  by {by}{why}")
+    if found.key is not None and len(found.entries) > 1:
+        rule_id, referral_id, role = found.key
+        standing = sum(e.amount for e in found.entries)
+        click.echo(f"reward {rule_id}:{referral_id}:{role} (stands at "
+                   f"{format_money(Money(standing, entry.currency))}):")
+        for e in found.entries:
+            link = (f" reverses {e.reversal_id}" if e.reversal_id
+                    else f" adjusts {e.adjusts}" if e.adjusts else "")
+            mark = "*" if e.reference_id == entry.reference_id else " "
+            click.echo(f" {mark} {e.reference_id}  {e.user_id}  "
+                       f"{format_money(Money(e.amount, e.currency))}  {e.status}{link}")
 
 
 @ledger.command()
@@ -206,7 +218,7 @@ def export(fmt: str, db_url: str) -> None:
 def verify(db_url: str) -> None:
     """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
     with _transaction(db_url, read_only=True) as conn:
-        report = ledger_api.verify(conn, anchors=ledger_anchors(conn))
+        report = audit.verify(conn)
     if not report.ok:
         more = len(report.problems) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
