@@ -302,7 +302,11 @@ def render(d: dict[str, Any]) -> str:
                   f"The same PostgreSQL settle of {cmp_['records']:,} records with the code at"
                   f" `{cmp_['ref']}` (git worktree, PYTHONPATH) and with this tree, interleaved,"
                   f" {cmp_['reps']} repetitions: {_f(cmp_['ref_s'], 1)} s before,"
-                  f" {_f(cmp_['now_s'], 1)} s after: **{_f(cmp_['speedup'])}x faster**.",
+                  f" {_f(cmp_['now_s'], 1)} s after: **{_f(cmp_['speedup'])}x faster**"
+                  + (f"; its no-change rerun {_f(cmp_['ref_rerun_s'], 1)} s before,"
+                     f" {_f(cmp_['now_rerun_s'], 1)} s after:"
+                     f" **{_f(cmp_['rerun_speedup'])}x faster**" if "ref_rerun_s" in cmp_
+                     else "") + ".",
                   f"All runs (s): {json.dumps({k: [round(x, 1) for x in v] for k, v in cmp_['all'].items()})}"]  # noqa: E501
     notes = d.get("notes")
     if notes:

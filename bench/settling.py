@@ -200,13 +200,15 @@ def drop_worktree(tree: Path) -> None:
 
 def bench_compare_ref(dbs: Databases, ref: str, records: Path, count: int, reps: int,
                       log: Callable[[str], None]) -> dict[str, Any]:
-    """The same settle (PostgreSQL) with the code at ``ref`` and with this tree, interleaved."""
+    """The same settle (PostgreSQL) with the code at ``ref`` and with this tree, interleaved:
+    a first run into an empty database, then its no-change rerun."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = git_worktree(ref, Path(tmp))
         try:
             envs = {"ref": {**os.environ, "PYTHONPATH": str(tree)},
                     "now": {**os.environ, "PYTHONPATH": str(ROOT)}}
-            times: dict[str, list[float]] = {"ref": [], "now": []}
+            times: dict[str, list[float]] = {"ref": [], "now": [], "ref_rerun": [],
+                                             "now_rerun": []}
             for rep in range(reps):
                 for which, env in envs.items():
                     # Each tree migrates its own database: the ref may be behind on the schema.
@@ -215,16 +217,22 @@ def bench_compare_ref(dbs: Databases, ref: str, records: Path, count: int, reps:
                         subprocess.run([*referral_argv(), "db", "upgrade", "--db", url], env=env,
                                        check=True, capture_output=True)
                         run, _ = settle_cli(url, records, env=env)
+                        again, summary = settle_cli(url, records, env=env)
+                        assert summary["posted"] == 0, (which, summary)
                     finally:
                         dbs.drop_pg(name)
                     times[which].append(run.seconds)
-                log(f"compare {ref} rep {rep + 1}: {ref} {times['ref'][-1]:.1f}s,"
-                    f" this tree {times['now'][-1]:.1f}s")
+                    times[f"{which}_rerun"].append(again.seconds)
+                log(f"compare {ref} rep {rep + 1}: {ref} {times['ref'][-1]:.1f}s"
+                    f" (rerun {times['ref_rerun'][-1]:.1f}s), this tree {times['now'][-1]:.1f}s"
+                    f" (rerun {times['now_rerun'][-1]:.1f}s)")
         finally:
             drop_worktree(tree)
     before, after = median(times["ref"]), median(times["now"])
+    rerun_before, rerun_after = median(times["ref_rerun"]), median(times["now_rerun"])
     return {"ref": ref, "records": count, "reps": reps, "ref_s": before, "now_s": after,
-            "speedup": before / after, "all": times}
+            "speedup": before / after, "ref_rerun_s": rerun_before, "now_rerun_s": rerun_after,
+            "rerun_speedup": rerun_before / rerun_after, "all": times}
 
 
 def profile_settle(dbs: Databases, records: Path, out: Path) -> list[tuple[float, str]]:

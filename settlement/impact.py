@@ -181,8 +181,9 @@ def payouts(program: Program, records_path: str, as_of: date) -> Payouts:
         try:
             db.upgrade(engine)
             with engine.connect() as conn:
+                # A scratch database: no earlier runs, so no rename to guard against.
                 summary = settle(conn, program, read_records(records_path), as_of=as_of,
-                                 input_name=records_path)
+                                 input_name=records_path, allow_anonymous=True)
                 paid = _credited(conn)
         finally:
             engine.dispose()
@@ -190,13 +191,15 @@ def payouts(program: Program, records_path: str, as_of: date) -> Payouts:
 
 
 def _credited(conn: sa.Connection) -> dict[PayoutKey, Money]:
-    """Rule credits whose current status is not ``reversed`` (pending ones will pay)."""
-    return {
-        (e.rule_id, e.referral_id, e.role, e.user_id): e.money
-        for e in ledger.iter_entries(conn)
-        if e.entry_type == "credit" and e.status != "reversed"
-        and e.rule_id is not None and e.referral_id is not None and e.role is not None
-    }
+    """What stands per reward and beneficiary: the rule's credits whose current status is
+    not ``reversed`` (pending ones will pay), summed over a reward's grants."""
+    out: dict[PayoutKey, Money] = {}
+    for e in ledger.iter_entries(conn):
+        if e.entry_type == "credit" and e.status != "reversed" and e.rule_id is not None \
+                and e.referral_id is not None and e.role is not None:
+            key = (e.rule_id, e.referral_id, e.role, e.user_id)
+            out[key] = out[key] + e.money if key in out else e.money
+    return out
 
 
 def compare(
