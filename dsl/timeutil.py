@@ -108,3 +108,8 @@ __all__ = [
     "temporal",
     "zone",
 ]
+
+
+def today(tz: tzinfo = UTC, now: datetime | None = None) -> date:
+    """The date it is now in ``tz`` (``now``: an aware instant, for tests)."""
+    return (now or datetime.now(UTC)).astimezone(tz).date()

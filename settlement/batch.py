@@ -26,7 +26,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from settlement import facts, ledger
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import SettlementError
+from settlement.ledger.reads import entry as entry_of
 from settlement.limits import LimitBook, applies, period_window
 from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
 from settlement.reconcile import (
@@ -178,6 +179,7 @@ class Settlement:
         self.quarantine_rows: list[dict[str, Any]] = []
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
+        self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
 
     # -- the run ---------------------------------------------------------------
@@ -247,8 +249,8 @@ class Settlement:
             records.append((item, version, slot))
         ids = [r.referral_id for r, _, _ in records]
         kept = facts.kept_snapshots(self.conn, ids)
-        credits = list(backend(self.conn).select_in(self.conn, _CREDITS, _E.c.referral_id, ids))
-        standing = standing_of([ledger.Entry(**row._mapping) for row in credits], self.book)
+        credits = backend(self.conn).select_in(self.conn, _CREDITS, _E.c.referral_id, ids)
+        standing = standing_of([entry_of(row) for row in credits], self.book)
         terminated: dict[str, set[str]] = {}
         for row in backend(self.conn).select_in(self.conn, _TERMINATED, _TERM.c.referral_id, ids):
             terminated.setdefault(row.referral_id, set()).add(self.book.current_id(row.rule_id))
@@ -257,14 +259,18 @@ class Settlement:
             by_referral.setdefault(key.referral_id, {})[key] = held
 
         fact_rows: list[dict[str, Any]] = []
-        evaluated: list[Evaluated] = []
+        decided = []
         for record, version, slot in records:
-            rid = record.referral_id
-            previous = kept.get(rid)
-            data_json = facts.canonical_json(record.data)
-            digest = facts.digest(data_json)
+            previous = kept.get(record.referral_id)
+            digest = facts.digest(record.raw)
             stale = previous is not None and previous.supersedes(version, digest)
-            newest = previous.record if stale and previous is not None else record
+            decided.append((record, version, slot, previous, digest, stale))
+        stale_records = facts.kept_records(
+            self.conn, [p for _, _, _, p, _, stale in decided if stale and p is not None])
+        evaluated: list[Evaluated] = []
+        for record, version, slot, previous, digest, stale in decided:
+            rid = record.referral_id
+            newest = stale_records[previous.id] if stale and previous is not None else record
             ev = self._evaluate(record, newest, by_referral.get(rid, {}), stale, slot)
             if ev is None:
                 continue
@@ -273,10 +279,10 @@ class Settlement:
                 self.summary.stale += 1
                 continue
             if previous is None or previous.digest != digest:
-                fact_rows.append(facts.fact_row(record, version, data_json, digest,
-                                                self.summary.run_id))
+                fact_rows.append(facts.fact_row(record, version, facts.snapshot_text(record),
+                                                digest, self.summary.run_id))
 
-        self.limits.prefetch(self._limit_keys(evaluated))
+        self.limits.prefetch(self._limit_keys(evaluated, by_referral))
         changes = Changes()
         for ev in evaluated:
             rid = ev.record.referral_id
@@ -338,7 +344,11 @@ class Settlement:
     def _hold_from(self, record: Record, evaluation: Evaluation) -> dict[str, date]:
         """For matched rules with ``HOLD n DAYS FROM <field>``: the field's date."""
         out: dict[str, date] = {}
+        if not self.holds_from:
+            return out
         for outcome in evaluation.active_outcomes:
+            if outcome.rule_id not in self.holds_from:
+                continue
             rule = self.book.live[outcome.rule_id]
             path = rule.hold_from
             if not outcome.matched or not rule.hold_days or path is None:
@@ -352,15 +362,26 @@ class Settlement:
                 raise EvaluationError(f"rule {rule.id}: HOLD FROM {path}: {e.message}") from None
         return out
 
-    def _limit_keys(self, evaluated: list[Evaluated]) -> Iterator[tuple[Any, str, date]]:
+    def _limit_keys(self, evaluated: list[Evaluated], standing: Mapping[str, Mapping[Key, Any]]
+                    ) -> Iterator[tuple[Any, str, date]]:
+        """The LIMIT totals a chunk may need: rewards that may grow (a rerun needs none)."""
         for ev in evaluated:
+            held_here = standing.get(ev.record.referral_id, {})
             for outcome in ev.evaluation.active_outcomes:
                 rule = self.book.live[outcome.rule_id]
                 if rule.limit is None:
                     continue
-                for role in candidate_rewards(outcome):
-                    if applies(rule.limit, role):
-                        yield rule, str(ev.record.get(f"{role}.id")), ev.day
+                for role, reward in candidate_rewards(outcome).items():
+                    if not applies(rule.limit, role):
+                        continue
+                    user = str(ev.record.get(f"{role}.id"))
+                    held = held_here.get(Key(rule.id, ev.record.referral_id, role))
+                    if held is not None and held.grants and all(
+                        g.user_id == user and g.currency == reward.amount.currency
+                        for g in held.grants
+                    ) and held.total >= reward.amount.amount:
+                        continue
+                    yield rule, user, ev.day
 
     # -- writing ---------------------------------------------------------------
 
@@ -460,7 +481,7 @@ def settle(
     program: Program,
     records: Iterable[Record | BadRecord],
     *,
-    as_of: date,
+    as_of: date | None = None,
     input_name: str,
     dry_run: bool = False,
     strict: bool = False,
@@ -471,11 +492,15 @@ def settle(
     renamed: Mapping[str, str] | None = None,
     allow_anonymous: bool = False,
     allow_conflicts: bool = False,
+    allow_future_as_of: bool = False,
     currency: str | None = None,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
 
     A dry run does all the work, reports it, and rolls the transaction back.
+    ``as_of`` defaults to today in the program's time zone; a date later than
+    tomorrow there would confirm holds that have not ended, so it is refused
+    unless ``allow_future_as_of``.
     Refused before anything is written (SettlementError): rules without a RULE
     header (unless ``allow_anonymous``), an unannounced rename (``renamed``
     announces one: old id -> new id), and, at the end, a run that met
@@ -483,6 +508,15 @@ def settle(
     """
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
+    today = timeutil.today(timeutil.zone(program.timezone), started)
+    if as_of is None:
+        as_of = today
+    if as_of > today + timedelta(days=1) and not allow_future_as_of:
+        raise SettlementError(
+            f"--as-of {as_of} is in the future (today is {today} in the program's time zone"
+            f" {program.timezone or 'UTC'}): it would confirm holds that have not ended;"
+            " pass --allow-future-as-of if that is meant"
+        )
     if conn.in_transaction():
         raise SettlementError("settle owns its transaction: pass a connection outside one")
     with settlement_transaction(conn, wait=wait) as tx:

@@ -83,6 +83,11 @@ class Backend:
         """Within the block, beginning a writing transaction waits at most ``timeout_ms``."""
         yield
 
+    def is_overflow(self, error: sa.exc.DBAPIError) -> bool:
+        """Whether ``error`` is a SUM that left 64 bits (PostgreSQL sums BIGINT as NUMERIC,
+        so there it never is)."""
+        return False
+
     # -- statements -------------------------------------------------------------
 
     def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
@@ -212,6 +217,9 @@ class SQLiteBackend(Backend):
     def insert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
+    def is_overflow(self, error: sa.exc.DBAPIError) -> bool:
+        return "integer overflow" in str(error.orig)
+
 
 class PostgresBackend(Backend):
     """PostgreSQL (psycopg 3): advisory locks, COPY, and array parameters for bulk work."""
@@ -244,10 +252,9 @@ class PostgresBackend(Backend):
         if not rows:
             return
         columns = list(rows[0])
-        names = ", ".join(columns)
-        with _psycopg(conn).cursor() as cursor, cursor.copy(
-            f"COPY {table.name} ({names}) FROM STDIN"
-        ) as copy:
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        with _translated(statement), _psycopg(conn).cursor() as cursor, \
+                cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
 
@@ -260,7 +267,7 @@ class PostgresBackend(Backend):
         NOTHING keeps the unique reference_id the judge of idempotency.
         """
         arrays = [_pg_array([row[name] for row in rows]) for name in _ENTRY_COLUMNS]
-        with _psycopg(conn).cursor() as cursor:
+        with _translated(_INSERT_ENTRIES), _psycopg(conn).cursor() as cursor:
             cursor.execute(_INSERT_ENTRIES, arrays)
             return cursor.rowcount
 
@@ -303,7 +310,8 @@ def _any_reference(stmt: sa.Select[Any]) -> sa.Select[Any]:
 
 @functools.cache
 def _any_of(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    return stmt.where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(sa.String))))
+    kind = sa.BigInteger() if isinstance(column.type, sa.Integer) else sa.String()
+    return stmt.where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(kind))))
 
 
 @functools.cache
@@ -392,6 +400,18 @@ def _pg_array(values: list[Any]) -> str:
     every element, which cost more than the INSERT.
     """
     return "{" + ",".join(map(_pg_array_item, values)) + "}"
+
+
+@contextmanager
+def _translated(statement: str) -> Iterator[None]:
+    """psycopg's errors on the driver connection as SQLAlchemy's (a lost server is an
+    ``OperationalError``, a value too long a ``DataError``), as for every other statement."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as e:
+        raise sa.exc.DBAPIError.instance(statement, None, e, psycopg.Error) from e
 
 
 def _psycopg(conn: Connection) -> psycopg.Connection[Any]:

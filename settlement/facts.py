@@ -57,11 +57,11 @@ class Version:
 
 @dataclass(frozen=True)
 class Kept:
-    """A referral's kept snapshot (version, digest, the record) and every digest kept before."""
+    """A referral's kept snapshot (version, digest, its JSON) and every digest kept before."""
 
+    id: int
     version: Version
     digest: str
-    record: Record
     earlier: frozenset[str] = frozenset()
 
     def supersedes(self, version: Version, digest_: str) -> bool:
@@ -93,6 +93,11 @@ def record_version(record: Record, tz: tzinfo = UTC) -> Version:
     return Version(version, at)
 
 
+def snapshot_text(record: Record) -> str:
+    """What a kept snapshot stores: the JSON line itself, or a CSV row as canonical JSON."""
+    return record.raw if record.fmt == "jsonl" else canonical_json(record.data)
+
+
 def canonical_json(value: Any) -> str:
     """Record data as JSON text with sorted keys and exact decimals (``4.50`` stays 4.50)."""
     if isinstance(value, dict):
@@ -107,27 +112,38 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def digest(data_json: str) -> str:
-    return hashlib.sha256(data_json.encode("utf-8")).hexdigest()
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-_DIGESTS = sa.select(_F.c.referral_id, _F.c.digest)
+_ROWS = sa.select(_F.c.id, _F.c.referral_id, _F.c.version, _F.c.updated_at,
+                  _F.c.digest).order_by(_F.c.id)
+_DATA = sa.select(_F.c.id, _F.c.data, _F.c.file, _F.c.line)
 
 
 def kept_snapshots(conn: Connection, referral_ids: Iterable[str]) -> dict[str, Kept]:
-    """The kept snapshot of each referral that has one."""
+    """The kept snapshot of each referral that has one (one query for the whole chunk)."""
     ids = list(dict.fromkeys(referral_ids))
     if not ids:
         return {}
-    earlier: dict[str, set[str]] = {}
-    for row in backend(conn).select_in(conn, _DIGESTS, _F.c.referral_id, ids):
-        earlier.setdefault(row.referral_id, set()).add(row.digest)
+    rows: dict[str, list[Any]] = {}
+    for row in backend(conn).select_in(conn, _ROWS, _F.c.referral_id, ids):
+        rows.setdefault(row.referral_id, []).append(row)
     found: dict[str, Kept] = {}
-    for row in backend(conn).latest_per_key(conn, _F, _F.c.referral_id, list(earlier)):
-        record = Record(row.file, row.line, row.data, DECODER.decode(row.data))
-        found[row.referral_id] = Kept(Version(row.version, _utc(row.updated_at)), row.digest,
-                                      record, frozenset(earlier[row.referral_id]))
+    for rid, history in rows.items():
+        row = history[-1]  # in id order: the newest
+        found[rid] = Kept(row.id, Version(row.version, _utc(row.updated_at)), row.digest,
+                          frozenset(r.digest for r in history))
     return found
+
+
+def kept_records(conn: Connection, kept: Iterable[Kept]) -> dict[int, Record]:
+    """The records of kept snapshots, by snapshot id (only stale arrivals need them)."""
+    ids = [k.id for k in kept]
+    if not ids:
+        return {}
+    return {row.id: Record(row.file, row.line, row.data, DECODER.decode(row.data))
+            for row in backend(conn).select_in(conn, _DATA, _F.c.id, ids)}
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -136,8 +152,8 @@ def _utc(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def fact_row(record: Record, version: Version, data_json: str, digest_: str,
+def fact_row(record: Record, version: Version, text: str, digest_: str,
              run_id: str) -> dict[str, Any]:
     return {"referral_id": record.referral_id, "version": version.version,
-            "updated_at": version.updated_at, "digest": digest_, "data": data_json,
+            "updated_at": version.updated_at, "digest": digest_, "data": text,
             "file": record.file, "line": record.line, "run_id": run_id}

@@ -33,6 +33,8 @@ class Record:
     line: int
     raw: str
     data: dict[str, Any]
+    # "jsonl": ``raw`` is the record's JSON text (it decodes to ``data``); "csv": a row.
+    fmt: str = "jsonl"
 
     @property
     def referral_id(self) -> str:
@@ -208,7 +210,7 @@ def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         if problem:
             yield _bad(name, start, raw, problem)
         else:
-            yield Record(name, start, raw, data)
+            yield Record(name, start, raw, data, "csv")
 
 
 def detect_format(path: str, first_line: str) -> str:

@@ -97,8 +97,14 @@ class Group(click.Group):
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
     """``--as-of`` callback: an ISO date, today when not given."""
+    return optional_date(ctx, param, value) or date.today()
+
+
+def optional_date(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> date | None:
+    """An ISO date option whose default the library decides (None when not given)."""
     if value is None:
-        return date.today()
+        return None
     try:
         return date.fromisoformat(value)
     except ValueError:

@@ -12,7 +12,7 @@ from typing import TextIO
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import Command, as_of_date, currency_option, db_option, load_rules
+from referral.cli.common import Command, currency_option, db_option, load_rules, optional_date
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
@@ -77,7 +77,10 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--records", "records_path", required=True,
               help="JSON Lines or CSV file of referral records; - reads stdin.")
 @db_option
-@click.option("--as-of", callback=as_of_date, help="Settlement date (default: today).")
+@click.option("--as-of", callback=optional_date,
+              help="Settlement date (default: today in the program's time zone).")
+@click.option("--allow-future-as-of", is_flag=True,
+              help="Allow an --as-of later than tomorrow (it confirms holds early).")
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; write nothing.")
 @click.option("--strict", is_flag=True, help="Abort with nothing written on any bad record.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
@@ -97,7 +100,8 @@ def settle(
     rule_paths: tuple[str, ...],
     records_path: str,
     db_url: str,
-    as_of: date,
+    as_of: date | None,
+    allow_future_as_of: bool,
     dry_run: bool,
     strict: bool,
     as_json: bool,
@@ -125,7 +129,7 @@ def settle(
                 dry_run=dry_run, strict=strict, wait=wait, explain=explain,
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
-                allow_conflicts=allow_conflicts,
+                allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
             )
     finally:
         engine.dispose()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from settlement.dialect import backend
-from settlement.errors import EntryNotFound
+from settlement.errors import EntryNotFound, LedgerError
 from settlement.ledger.types import (
     FUNDING_ACCOUNT,
     Balance,
@@ -31,8 +32,14 @@ _E, _T, _P = ledger_entries, ledger_transitions, ledger_postings
 _REFERENCES = sa.select(_E.c.reference_id)
 
 
+_ENTRY_FIELDS = [f.name for f in fields(Entry)]
+# Entry's fields are the view's columns in order, so a row builds one positionally
+# (``**row._mapping`` cost more than the rest of a chunk's lookup).
+assert _ENTRY_FIELDS == [c.name for c in entries_with_status.selected_columns], _ENTRY_FIELDS
+
+
 def entry(row: Any) -> Entry:
-    return Entry(**row._mapping)
+    return Entry(*row)
 
 
 def as_int(total: Any) -> int:
@@ -89,7 +96,31 @@ def iter_entries(conn: Connection) -> Iterator[Entry]:
 
 
 def balance(conn: Connection, user_id: str) -> dict[str, Balance]:
-    """Per currency: credits by current status, and net (see the package docstring)."""
+    """Per currency: credits by current status, and net (see the package docstring).
+
+    A sum beyond 64 bits (SQLite's integers) is a LedgerError naming the user and
+    currency, not a database failure."""
+    try:
+        return _balance(conn, user_id)
+    except sa.exc.OperationalError as e:
+        if not backend(conn).is_overflow(e):
+            raise
+        currencies = conn.execute(sa.select(_E.c.currency).where(_E.c.user_id == user_id)
+                                  .distinct().order_by(_E.c.currency)).scalars().all()
+        for currency in currencies:
+            try:
+                conn.execute(sa.select(sa.func.sum(_P.c.amount)).where(
+                    _P.c.account == user_account(user_id), _P.c.currency == currency))
+                conn.execute(sa.select(sa.func.sum(_E.c.amount)).where(
+                    _E.c.user_id == user_id, _E.c.currency == currency))
+            except sa.exc.OperationalError:
+                raise LedgerError(f"the balance of user {user_id} in {currency} does not fit"
+                                  " 64 bits (more than 9,223,372,036,854,775,807 minor units)"
+                                  ) from None
+        raise LedgerError(f"a balance of user {user_id} does not fit 64 bits") from None
+
+
+def _balance(conn: Connection, user_id: str) -> dict[str, Balance]:
     entries = entries_with_status.where(_E.c.user_id == user_id).subquery()
     totals: dict[str, dict[str, int]] = defaultdict(dict)
     for currency, status, total in conn.execute(
@@ -132,9 +163,21 @@ def credited_totals_many(
     result: dict[TotalsKey, dict[str, int]] = {key: {} for key in keys}
     if not keys:
         return result
-    for rule_id, user, role, start, end, currency, total in backend(conn).credited_totals(
-        conn, keys
-    ):
+    db = backend(conn)
+    try:
+        rows = list(db.credited_totals(conn, keys))
+    except sa.exc.OperationalError as e:
+        if not db.is_overflow(e):
+            raise
+        for key in keys:  # which one: ask each alone
+            try:
+                list(db.credited_totals(conn, [key]))
+            except sa.exc.OperationalError:
+                raise LedgerError(
+                    f"the credits of rule {key[0]} to user {key[1]} sum beyond 64 bits"
+                    " (more than 9,223,372,036,854,775,807 minor units)") from None
+        raise
+    for rule_id, user, role, start, end, currency, total in rows:
         result[(rule_id, user, role, start, end)][currency] = as_int(total)
     return result
 
