@@ -342,7 +342,7 @@ def fill_text(value: object) -> str:
 
 def try_script(program: Program, rule: Rule) -> InlineScript:
     rules = page_rules(program, rule)
-    code = program_js(rules, program.default_currency())
+    code = program_js(program, rules)
     return InlineScript(f"{code}const RULE = {js_string(rule.id)};\n{_asset('try.js')}")
 
 

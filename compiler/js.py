@@ -3,12 +3,14 @@
 The generated code is a list of rules for ``R.evaluate`` (the runtime,
 ``compiler/templates/evaluate.js``, which mirrors ``dsl.evaluate.interpreter``):
 each rule's IF and REVERSE IF become one JavaScript expression of runtime calls,
-its rewards one function each.  As in ``compiler.text`` and ``compiler.dot``
-there is one method per node type (``<node>_js``) and one hook for anything
-unsupported, so no node is dropped silently.  ``context_js`` writes a context
-(the nested values a record or an EXAMPLE gives) as a JavaScript value, as the
-tests hand contexts to Node.js.  Every string is JSON-escaped with ``</`` broken
-up, so the code can sit inside an inline ``<script>``.
+its rewards one function each.  The rules read money, dates and timestamps with the
+program's currency, time zone (``Intl`` gives the zone's clock) and date fields, as
+``compile_program`` does.  As in ``compiler.text`` and ``compiler.dot`` there is one
+method per node type (``<node>_js``) and one hook for anything unsupported, so no node
+is dropped silently.  ``context_js`` writes a context (the nested values a record or an
+EXAMPLE gives) as a JavaScript value, as the tests hand contexts to Node.js.  Every
+string is JSON-escaped with ``</`` broken up, so the code can sit inside an inline
+``<script>``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -32,6 +34,7 @@ from dsl.model import (
     Or,
     PercentReward,
     PhraseRef,
+    Program,
     Rule,
     Within,
 )
@@ -55,11 +58,19 @@ def runtime_js() -> str:
             .replace("__SYMBOLS__", json.dumps(SYMBOLS, ensure_ascii=True)))
 
 
-class JsGenerator:
-    """JavaScript for each model node; ``default_currency`` reads bare integer amounts."""
+_ORDERING = frozenset({">", ">=", "<", "<="})
 
-    def __init__(self, default_currency: str | None) -> None:
+
+class JsGenerator:
+    """JavaScript for each model node: ``default_currency`` reads bare integer amounts,
+    ``timezone`` timestamps, and ``date_paths`` are the fields the program reads as dates
+    (``Program.date_paths``: comparing one with a field compares dates)."""
+
+    def __init__(self, default_currency: str | None, timezone: str | None = None,
+                 date_paths: frozenset[str] = frozenset()) -> None:
         self.default_currency = default_currency
+        self.timezone = timezone
+        self.date_paths = date_paths
 
     def js(self, node: object) -> str:
         method = getattr(self, f"{_snake(type(node).__name__)}_js", None)
@@ -73,8 +84,11 @@ class JsGenerator:
     # -- rules ---------------------------------------------------------------------------
 
     def rules_js(self, rules: Sequence[Rule]) -> str:
-        """``const RULES = [...]``: the rules in the order given (evaluation order)."""
-        return "const RULES = [\n" + ",\n".join(self.rule_js(r) for r in rules) + "\n];\n"
+        """``const RULES = [...]``: the rules in the order given (evaluation order), each
+        reading timestamps in the program's time zone."""
+        zone = f"new R.Zone({js_string(self.timezone)})" if self.timezone else "R.UTC"
+        return (f"const RULES = (function () {{\nconst ZONE = {zone};\nreturn [\n"
+                + ",\n".join(self.rule_js(r) for r in rules) + "\n];\n})();\n")
 
     def rule_js(self, rule: Rule) -> str:
         reverse = ("(c) => " + self.js(rule.reverse_if)) if rule.reverse_if is not None else "null"
@@ -82,7 +96,7 @@ class JsGenerator:
         default = js_string(self.default_currency) if self.default_currency else "null"
         return (
             f"(function () {{\n  const RULE_ID = {js_string(rule.id)};\n"
-            f"  const rt = R.makeRule(RULE_ID, {default});\n"
+            f"  const rt = R.makeRule(RULE_ID, {default}, ZONE);\n"
             f"  return {{\n    id: RULE_ID, priority: {rule.priority}, "
             f"exclusive: {'true' if rule.exclusive else 'false'},\n"
             f"    when: (c) => {self.js(rule.condition)},\n"
@@ -114,12 +128,15 @@ class JsGenerator:
     def compare_js(self, cond: Compare) -> str:
         path, op = js_string(cond.path), js_string(cond.op)
         if isinstance(cond.value, FieldRef):
-            return f"R.cmpField(rt, c, {path}, {op}, {js_string(cond.value.path)})"
+            other = cond.value.path
+            dates = cond.op in _ORDERING or bool({cond.path, other} & self.date_paths)
+            return (f"R.cmpField(rt, c, {path}, {op}, {js_string(other)}, "
+                    f"{'true' if dates else 'false'})")
         return f"R.cmp(rt, c, {path}, {op}, {self.value_js(cond.value)})"
 
     def within_js(self, cond: Within) -> str:
         return (f"R.within(rt, c, {js_string(cond.path)}, {cond.days}, "
-                f"{js_string(cond.other)})")
+                f"{js_string(cond.direction)}, {js_string(cond.other)})")
 
     def phrase_ref_js(self, cond: PhraseRef) -> str:
         raise FormatError(f"phrase {cond.phrase!r} was not resolved: generate JavaScript from "
@@ -154,6 +171,9 @@ def context_js(value: Any) -> str:
         return js_string(value)
     if isinstance(value, Money):
         return f"new R.Money({value.amount}n, {js_string(value.currency)})"
+    if isinstance(value, datetime):
+        raise FormatError(f"no JavaScript form for the datetime {value!r}: a context holds "
+                          "timestamps as ISO text, as records do")
     if isinstance(value, date):
         return f"R.date({value.year}, {value.month}, {value.day})"
     if isinstance(value, (list, tuple)):
@@ -164,10 +184,12 @@ def context_js(value: Any) -> str:
     raise FormatError(f"no JavaScript form for the context value {value!r}")
 
 
-def program_js(rules: Sequence[Rule], default_currency: str | None) -> str:
-    """The runtime and the rules (in evaluation order): everything ``R.evaluate(RULES, c)``
-    needs."""
-    return runtime_js() + JsGenerator(default_currency).rules_js(rules)
+def program_js(program: Program, rules: Sequence[Rule] | None = None) -> str:
+    """The runtime and ``rules`` (by default all the program's, in evaluation order), read
+    with the program's currency, time zone and date fields: everything
+    ``R.evaluate(RULES, c)`` needs."""
+    generator = JsGenerator(program.default_currency(), program.timezone, program.date_paths())
+    return runtime_js() + generator.rules_js(program.by_priority() if rules is None else rules)
 
 
 __all__ = ["JsGenerator", "context_js", "js_string", "program_js", "runtime_js"]

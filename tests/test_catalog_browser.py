@@ -16,6 +16,7 @@ which ``.ci/run`` does.  Without it the test is skipped, or fails in CI.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import threading
@@ -31,6 +32,16 @@ from compiler.dot import ACTION, CONDITION
 from dsl.program import load_program
 from tests.conftest import IN_CI
 from tests.test_catalog import RULES_DIR, green_nodes, red_nodes
+from tests.test_js import (
+    OUT,
+    differential_program,
+    evaluation_js,
+    generated_contexts,
+    python_answers,
+    reading_js,
+    reading_mismatches,
+    reading_texts,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install chromium chromium-driver"
@@ -238,8 +249,6 @@ def _python_outcome(program: Any, rule_id: str, context: Any) -> dict[str, Any]:
 
 
 def test_try_a_referral_gives_the_python_evaluators_answer(browser, server):
-    import json
-
     from dsl.examples import context_from_given
 
     program = load_program([RULES_DIR]).program
@@ -277,4 +286,28 @@ def test_try_a_referral_gives_the_python_evaluators_answer(browser, server):
     page.locator("#try-a-referral").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "catalog-try.png"))
     watch.check()
+    page.close()
+
+
+# ---------------------------------------------------------------- the evaluator in Chromium
+
+
+def test_chromium_reads_time_zones_and_evaluates_as_python_does(browser):
+    """The form's evaluator on Chromium's own time zone data (``Intl``): thousands of ISO
+    texts read alike in every zone, and the differential program (in Asia/Kolkata and in
+    America/New_York) gives the Python evaluator's answer, as under Node.js."""
+    page = browser.new_page()
+
+    def run(code: str) -> Any:
+        return json.loads(page.evaluate(f"() => {{\n{code}\nreturn {OUT};\n}}"))
+
+    texts = reading_texts()
+    assert not reading_mismatches(texts, run(reading_js(texts)))[:5]
+    for name in ("differential", "differential-new-york"):
+        program = differential_program(name)
+        contexts = generated_contexts(program, 3, 300)
+        got = run(evaluation_js(program, contexts))
+        python = python_answers(program, contexts)
+        mismatches = [(c, p, j) for c, p, j in zip(contexts, python, got, strict=True) if p != j]
+        assert not mismatches, (name, mismatches[:3])
     page.close()

@@ -2,7 +2,8 @@
 // line, so that the catalog's "try a referral" form gives the Python evaluator's answer,
 // errors and their messages included (tests/test_js.py runs both on generated contexts).
 // Context values: strings, booleans, null, BigInt (whole numbers), Dec (decimals), JS
-// numbers (floats, refused as Python refuses them), arrays and plain objects.
+// numbers (floats, refused as Python refuses them), dates, arrays and plain objects.
+// Timestamps are ISO text, read in the program's time zone as dsl/timeutil.py reads them.
 "use strict";
 const R = (function () {
   const MISSING = Symbol("missing");
@@ -31,12 +32,23 @@ const R = (function () {
       this.y = y; this.m = m; this.d = d;
       const t = new Date(0);
       t.setUTCFullYear(y, m - 1, d);  // Date.UTC would read years below 100 as 19xx
-      this.ord = Math.round(t.getTime() / 86400000);
+      this.ord = Math.round(t.getTime() / 86400000);  // days since 1970-01-01
+    }
+    static fromOrd(ord) {
+      const t = new Date(ord * 86400000);
+      return new PyDate(t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate());
     }
     iso() {
       const p = (n, w) => String(n).padStart(w, "0");
       return `${p(this.y, 4)}-${p(this.m, 2)}-${p(this.d, 2)}`;
     }
+  }
+
+  // A timestamp read in the program's time zone: its wall-clock date there and the
+  // microseconds since that midnight.  Python compares two such datetimes (one tzinfo)
+  // by their wall clocks, and so does this.
+  class Stamp {
+    constructor(day, us) { this.day = day; this.us = us; }
   }
 
   const isInt = (v) => typeof v === "bigint";
@@ -46,7 +58,7 @@ const R = (function () {
   const isBool = (v) => typeof v === "boolean";
   const isList = (v) => Array.isArray(v);
   const isMap = (v) => v !== null && typeof v === "object" && !isList(v) &&
-    !(v instanceof Dec) && !(v instanceof Money) && !(v instanceof PyDate);
+    !(v instanceof Dec) && !(v instanceof Money) && !(v instanceof PyDate) && !(v instanceof Stamp);
 
   // Exact comparison of whole numbers and decimals (and booleans, as Python's 1 == True).
   function scaled(v) {
@@ -77,6 +89,9 @@ const R = (function () {
     }
     if (a instanceof PyDate || b instanceof PyDate) {
       return a instanceof PyDate && b instanceof PyDate && a.ord === b.ord;
+    }
+    if (a instanceof Stamp || b instanceof Stamp) {
+      return a instanceof Stamp && b instanceof Stamp && a.day.ord === b.day.ord && a.us === b.us;
     }
     if (isList(a) || isList(b)) {
       return isList(a) && isList(b) && a.length === b.length && a.every((x, i) => pyEq(x, b[i]));
@@ -148,31 +163,74 @@ const R = (function () {
     const sym = Object.keys(SYMBOLS).find((s) => SYMBOLS[s] === m.currency);
     return (neg ? "-" : "") + (sym ? sym + text : `${m.currency} ${text}`);
   }
-  function unknownCurrency(cur) {
-    return `unknown currency ${reprStr(cur)} (expected one of ${Object.keys(EXPONENTS).sort().join(", ")})`;
-  }
+  const unknownCurrency = (cur) => `unknown currency ${reprStr(cur)} (not an ISO 4217 code)`;
 
-  // ---- dates: dsl.evaluate.context.iso_date (ISO dates, and date-times' dates)
+  // ---- dates and timestamps: dsl/timeutil.py's temporal
+  const MIN_ORD = new PyDate(1, 1, 1).ord, MAX_ORD = new PyDate(9999, 12, 31).ord;
   function validDate(y, m, d) {
     if (y < 1 || m < 1 || m > 12 || d < 1) return null;
-    const days = new Date(Date.UTC(2000, m, 0)).getUTCDate();
     const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
-    if (d > (m === 2 ? (leap ? 29 : 28) : days)) return null;
-    return new PyDate(y, m, d);
+    const days = m === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31;
+    return d > days ? null : new PyDate(y, m, d);
   }
-  const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-  const DATETIME = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{3}|\d{6}))?)?)?(Z|[+-]\d{2}:\d{2})?$/;
-  function isoDate(v) {
+
+  // A time zone's wall clock for an instant, from the browser's (or Node's) own zone data.
+  class Zone {
+    constructor(name) {
+      this.utc = name === null || name.toUpperCase() === "UTC";
+      this.format = this.utc ? null : new Intl.DateTimeFormat("en-US", {
+        timeZone: name, hourCycle: "h23", era: "short", year: "numeric", month: "numeric",
+        day: "numeric", hour: "numeric", minute: "numeric", second: "numeric",
+      });
+    }
+    // Seconds since 1970 in UTC -> the same instant's wall clock here, in seconds.
+    wall(seconds) {
+      if (this.utc) return seconds;
+      const part = {};
+      for (const p of this.format.formatToParts(new Date(seconds * 1000))) part[p.type] = p.value;
+      const year = part.era === "BC" ? 1 - +part.year : +part.year;
+      const t = new Date(0);
+      t.setUTCFullYear(year, +part.month - 1, +part.day);
+      t.setUTCHours(+part.hour, +part.minute, +part.second);
+      return t.getTime() / 1000;
+    }
+  }
+
+  const UTC = new Zone(null);
+
+  // ISO 8601: a date, optionally a time (T or a space), optionally an offset.
+  const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?(Z|z|[+-]\d{2}:?\d{2})?)?$/;
+  // Python's datetime arithmetic beyond year 1..9999 raises OverflowError (not an
+  // EvaluationError): so does this, with Python's message.
+  function inRange(ord) {
+    if (ord < MIN_ORD || ord > MAX_ORD) throw new RangeError("date value out of range");
+    return ord;
+  }
+  // A date (PyDate), a timestamp in `zone` (Stamp), or null for anything else.
+  function temporal(v, zone) {
     if (v instanceof PyDate) return v;
     if (!isStr(v)) return null;
-    let m = DATE.exec(v);
-    if (m) return validDate(+m[1], +m[2], +m[3]);
-    m = DATETIME.exec(v);
+    const m = ISO.exec(v);
     if (!m) return null;
-    if (+m[4] > 23 || +(m[5] || 0) > 59 || +(m[6] || 0) > 59) return null;
-    if (m[8] && m[8] !== "Z" && (+m[8].slice(1, 3) > 23 || +m[8].slice(4) > 59)) return null;
-    return validDate(+m[1], +m[2], +m[3]);
+    const day = validDate(+m[1], +m[2], +m[3]);
+    if (day === null || m[4] === undefined) return day;
+    const h = +m[4], mi = +m[5], sec = +(m[6] || 0);
+    if (h > 23 || mi > 59 || sec > 59) return null;
+    const us = ((h * 60 + mi) * 60 + sec) * 1000000 + Number((m[7] || "").padEnd(6, "0"));
+    const off = m[8];
+    if (off === undefined) return new Stamp(day, us);  // a wall-clock time in the zone
+    const minutes = off.length === 1 ? 0 : +off.slice(1, 3) * 60 + +off.slice(-2);
+    if (minutes >= 1440) return null;  // an offset is less than a day
+    const sign = off[0] === "-" ? -1 : 1;
+    const utc = (day.ord * 86400 + Math.floor(us / 1000000)) - sign * minutes * 60;
+    inRange(Math.floor(utc / 86400));
+    const wall = zone.wall(utc);
+    const ord = inRange(Math.floor(wall / 86400));
+    return new Stamp(PyDate.fromOrd(ord), (wall - ord * 86400) * 1000000 + (us % 1000000));
   }
+  const dayOf = (t) => (t instanceof Stamp ? t.day : t);
+  // timeutil.as_dates: two instants stay instants; a date and an instant, two dates.
+  const asDates = (a, b) => (a instanceof Stamp && b instanceof Stamp ? [a, b] : [dayOf(a), dayOf(b)]);
 
   // ---- reading the context
   function get(ctx, path) {
@@ -184,7 +242,9 @@ const R = (function () {
     return cur;
   }
 
-  function makeRule(id, defaultCurrency) {
+  // The coercions of one rule (dsl.evaluate.interpreter._Compiler): errors name the rule;
+  // bare integers are minor units of `defaultCurrency`, timestamps are read in `zone`.
+  function makeRule(id, defaultCurrency, zone = UTC) {
     const fail = (path, expected, actual) =>
       new EvaluationError(`rule ${id}: ${path}: expected ${expected}, found ${describe(actual)}`);
 
@@ -201,18 +261,22 @@ const R = (function () {
         if (defaultCurrency === null) throw fail(path, "money (a bare integer needs a default currency)", v);
         m = new Money(v, defaultCurrency);
       } else throw fail(path, "a money amount", v);
-      if (currency !== null && m.currency !== currency) throw fail(path, `an amount in ${currency}`, v);
+      if (currency !== null && m.currency !== currency) {
+        throw new EvaluationError(`rule ${id}: ${path}: expected money in ${currency}, ` +
+          `found money in ${m.currency} (${formatMoney(m)})`);
+      }
       return m;
     }
     function toNumber(path, v) {
       if (isNum(v)) return v;
       throw fail(path, "a number", v);
     }
-    function toDate(path, v) {
-      const day = isoDate(v);
-      if (day === null) throw fail(path, "a date (ISO, like 2026-01-31)", v);
-      return day;
+    function toTemporal(path, v) {
+      const found = temporal(v, zone);
+      if (found === null) throw fail(path, "a date (ISO 8601, like 2026-01-31 or 2026-01-31T10:00:00+05:30)", v);
+      return found;
     }
+    const toDate = (path, v) => dayOf(toTemporal(path, v));
     // The function bringing a context value to the kind of `literal` (or throwing).
     function coercer(path, literal) {
       if (isBool(literal)) return (v) => { if (isBool(v)) return v; throw fail(path, "a boolean", v); };
@@ -223,15 +287,19 @@ const R = (function () {
       if (literal instanceof Tuple) return (v) => { if (isList(v)) return new Tuple(v); throw fail(path, "a list", v); };
       return (v) => v;
     }
-    function fieldPair(path, a, other, b) {
+    // With `dates` (an ordering, or a field the program reads as a date) two strings are
+    // two dates, never compared as text.
+    function fieldPair(path, a, other, b, dates) {
       if (isBool(a) || isBool(b)) {
         if (isBool(a) && isBool(b)) return [a, b];
       } else if (isNum(a) && isNum(b)) return [a, b];
-      else if (isStr(a) && isStr(b)) return [a, b];
+      else if (isStr(a) && isStr(b) && !dates) return [a, b];
       else if (a instanceof Money || isMap(a) || b instanceof Money || isMap(b)) {
         const ma = toMoney(path, a, null);
         return [ma.amount, toMoney(other, b, ma.currency).amount];
-      } else if (a instanceof PyDate || b instanceof PyDate) return [toDate(path, a), toDate(other, b)];
+      } else if (dates || a instanceof PyDate || b instanceof PyDate) {
+        return asDates(toTemporal(path, a), toTemporal(other, b));
+      }
       if (isFloat(a)) throw fail(path, "a value comparable with " + other, a);
       throw fail(other, `a value comparable with ${path} (${describe(a)})`, b);
     }
@@ -247,7 +315,7 @@ const R = (function () {
       }
       throw fail(path, "a list or a string", actual);
     }
-    return { fail, toMoney, toDate, coercer, fieldPair, contains };
+    return { defaultCurrency, fail, toMoney, toDate, coercer, fieldPair, contains };
   }
 
   // A list literal of a rule (Python's tuple), so that = compares it with a list field.
@@ -256,8 +324,10 @@ const R = (function () {
   }
   const key = (v) => (v instanceof Money ? v.amount : v instanceof Tuple ? v.items : v);
 
+  const sign = (x) => (x < 0 ? -1 : x > 0 ? 1 : 0);
   function order(a, b) {
-    if (a instanceof PyDate && b instanceof PyDate) return a.ord < b.ord ? -1 : a.ord > b.ord ? 1 : 0;
+    if (a instanceof PyDate && b instanceof PyDate) return sign(a.ord - b.ord);
+    if (a instanceof Stamp && b instanceof Stamp) return sign(a.day.ord - b.day.ord || a.us - b.us);
     if ((isNum(a) || isBool(a)) && (isNum(b) || isBool(b))) return numCmp(a, b);
     if (isStr(a) && isStr(b)) return a < b ? -1 : a > b ? 1 : 0;
     throw new TypeError("values without an order");
@@ -300,7 +370,8 @@ const R = (function () {
     return compareOp(op, key(coerce(a)), key(value));
   }
 
-  function cmpField(rt, ctx, path, op, other) {
+  // `dates`: an ordering, or a field the program reads as a date (Program.date_paths).
+  function cmpField(rt, ctx, path, op, other, dates) {
     const a = get(ctx, path);
     if (a === MISSING) return false;
     if (a === null && op !== "IS" && op !== "IS NOT") return false;
@@ -313,14 +384,20 @@ const R = (function () {
     }
     if (op === "CONTAINS") return rt.contains(path, a, b);
     if (op === "IS" || op === "IS NOT") return pyEq(a, b) === (op === "IS");
-    const [x, y] = rt.fieldPair(path, a, other, b);
+    const [x, y] = rt.fieldPair(path, a, other, b, dates);
     return compareOp(op, x, y);
   }
 
-  function within(rt, ctx, path, days, other) {
+  // WITHIN n DAYS OF|AFTER|BEFORE: (path's date - other's date in days, n) -> holds?
+  const APART = {
+    of: (d, n) => Math.abs(d) <= n,
+    after: (d, n) => 0 <= d && d <= n,
+    before: (d, n) => 0 <= -d && -d <= n,
+  };
+  function within(rt, ctx, path, days, direction, other) {
     const a = get(ctx, path), b = get(ctx, other);
     if (a === MISSING || a === null || b === MISSING || b === null) return false;
-    return Math.abs(rt.toDate(path, a).ord - rt.toDate(other, b).ord) <= days;
+    return APART[direction](rt.toDate(path, a).ord - rt.toDate(other, b).ord, days);
   }
 
   // ---- actions: a reward, or why there is none
@@ -334,7 +411,7 @@ const R = (function () {
       if (base === MISSING || base === null) {
         return `${of} is ${base === MISSING ? "missing" : "null"}: no percentage reward`;
       }
-      const money = rt.toMoney(of, base, cap ? cap.currency : null);
+      const money = rt.toMoney(of, base, cap ? cap.currency : rt.defaultCurrency);
       if (money.amount < 0n) throw rt.fail(of, "a non-negative amount", base);
       if (money.amount > MAX_MINOR_UNITS) throw rt.fail(of, `at most ${MAX_MINOR_UNITS} minor units`, base);
       let amount = (money.amount * share.n) / (100n * 10n ** BigInt(share.e));
@@ -373,8 +450,8 @@ const R = (function () {
   }
 
   return {
-    MISSING, EvaluationError, Dec, Money, PyDate, Tuple, makeRule, cmp, cmpField, within,
-    fixed, percent, evaluate, formatMoney, EXPONENTS, SYMBOLS,
+    MISSING, EvaluationError, Dec, Money, PyDate, Stamp, Tuple, Zone, UTC, makeRule, cmp,
+    cmpField, within, fixed, percent, evaluate, formatMoney, temporal, EXPONENTS, SYMBOLS,
     date: (y, m, d) => new PyDate(y, m, d),
   };
 })();
