@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from settlement.errors import DatabaseUnavailable
+from settlement.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
 
 if TYPE_CHECKING:
@@ -83,6 +83,24 @@ class Backend:
         """Within the block, beginning a writing transaction waits at most ``timeout_ms``."""
         yield
 
+    # -- schema -----------------------------------------------------------------
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        """Statements (idempotent) that make ``table`` refuse UPDATE, DELETE and TRUNCATE."""
+        raise NotImplementedError
+
+    @contextmanager
+    def schema_changes(self, conn: Connection) -> Iterator[None]:
+        """Around the transaction of ``db upgrade`` (begun inside the block)."""
+        yield
+
+    def check_schema(self, conn: Connection) -> None:
+        """Before ``db upgrade`` commits: refuse a schema that migrations left inconsistent."""
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The UTC calendar date of a ``UTCDateTime`` column, as SQL."""
+        raise NotImplementedError
+
     # -- statements -------------------------------------------------------------
 
     def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
@@ -111,6 +129,14 @@ class Backend:
         """The rows of ``stmt`` (over ledger_entries) whose reference_id is in ``refs``."""
         for chunk in _chunks(refs):
             yield from conn.execute(stmt.where(_E.c.reference_id.in_(chunk)))
+
+    def select_ids(
+        self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
+        ids: Sequence[int],
+    ) -> Iterator[sa.Row[Any]]:
+        """The rows of ``stmt`` whose integer ``column`` is in ``ids``."""
+        for chunk in _chunks(ids):
+            yield from conn.execute(stmt.where(column.in_(chunk)))
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         """Per key and currency, the sum of the rule's credits to the user, not reversed,
@@ -189,6 +215,35 @@ class SQLiteBackend(Backend):
     def insert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
+    def append_only_ddl(self, table: str) -> list[str]:
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}"
+            f" BEGIN SELECT RAISE(ABORT, 'ledger is append-only: {verb} on {table} refused'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+
+    @contextmanager
+    def schema_changes(self, conn: Connection) -> Iterator[None]:
+        """Foreign keys off: SQLite alters a CHECK by rebuilding the table, which drops
+        it while other tables refer to it (the 12-step procedure of SQLite's ALTER
+        TABLE page); ``check_schema`` then checks every reference before commit.
+        The pragma is a no-op inside a transaction, so it is set before one begins."""
+        driver = _sqlite(conn)
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
+
+    def check_schema(self, conn: Connection) -> None:
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise SchemaNotReady(f"migration left broken foreign keys: {broken[:5]}")
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # UTCDateTime is stored as UTC wall-clock text: its first ten characters.
+        return sa.func.substr(column, 1, 10)
+
 
 class PostgresBackend(Backend):
     """PostgreSQL (psycopg 3): advisory locks, COPY, and array parameters for bulk work."""
@@ -213,6 +268,18 @@ class PostgresBackend(Backend):
 
     def insert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        # ledger_refuse_change() is migration 0001's.
+        return [
+            f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()",
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()",
+        ]
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
 
     def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """COPY on the same psycopg connection, so inside the caller's transaction
@@ -248,6 +315,16 @@ class PostgresBackend(Backend):
         same for every call; an expanded ``IN (...)`` list of a thousand literals
         cost more to render and parse than to run."""
         return iter(conn.execute(_any_reference(stmt), {"refs": refs}))
+
+    def select_ids(
+        self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
+        ids: Sequence[int],
+    ) -> Iterator[sa.Row[Any]]:
+        """One array parameter, as ``select_references``."""
+        if not ids:
+            return iter(())
+        wanted = sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))
+        return iter(conn.execute(stmt.where(column == sa.any_(wanted)), {"ids": list(ids)}))
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 GENESIS_HASH = "0" * 64
 HASHED_COLUMNS = tuple(c.name for c in ledger_entries.c if c.name != "hash")
+# Columns added after the chain began enter the hash only when set: rows written before
+# the column existed (NULL there) keep the hash they were written with.
+HASHED_WHEN_SET = frozenset({"business_date"})
 
 
 def format_timestamp(ts: datetime) -> str:
@@ -31,7 +34,11 @@ def canonical(value: Any) -> Any:
 
 
 def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
-    """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included)."""
-    content = {name: canonical(row[name]) for name in HASHED_COLUMNS}
+    """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included;
+    a later column only when set)."""
+    content = {
+        name: canonical(row[name]) for name in HASHED_COLUMNS
+        if name not in HASHED_WHEN_SET or row[name] is not None
+    }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
