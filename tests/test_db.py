@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -131,7 +131,7 @@ def _old_entry(entry_id: int, prev: str) -> dict:
     row = dict.fromkeys(HASHED_COLUMNS)
     row.update(id=entry_id, reference_id=f"old{entry_id}", user_id="u1", amount=500,
                currency="INR", entry_type="credit",
-               timestamp=datetime(2026, 9, 1, 23, 30, tzinfo=timezone.utc), actor="cli",
+               timestamp=datetime(2026, 9, 1, 23, 30, tzinfo=UTC), actor="cli",
                prev_hash=prev)
     row["hash"] = entry_hash(row)
     del row["business_date"]

@@ -17,7 +17,6 @@ from settlement import ledger
 from settlement.errors import IllegalTransition, PayoutError
 from settlement.payees import import_payees
 from settlement.payouts import (
-    Outcome,
     complete_batch,
     create_batch,
     export_batch,

@@ -22,8 +22,9 @@ removed and a move is never dated before the move it follows, so a report for a
 past date never changes when later runs post.  Netting is per person, across
 rules: with ``by="rule"`` each rule's row is gross (its own confirmed credits and
 its own debt; ``rule_id`` None for credits posted by hand) and one row
-``NETTING_ROW`` holds the netting, so the rows add up to the totals.  Only people with debt are grouped one by one; the totals of
-everyone else come from the identity, which keeps the report a few table scans.
+``NETTING_ROW`` holds the netting, so the rows add up to the totals.  Only people
+with debt are grouped one by one; the totals of everyone else come from the
+identity, which keeps the report a few table scans.
 """
 
 from __future__ import annotations
