@@ -25,7 +25,6 @@ its own debt; ``rule_id`` None for credits posted by hand) and one row
 ``NETTING_ROW`` holds the netting, so the rows add up to the totals.  Only people
 with debt are grouped one by one; the totals of everyone else come from the
 identity, which keeps the report a few table scans.
-identity, which keeps the report a few table scans.
 """
 
 from __future__ import annotations
