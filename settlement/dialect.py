@@ -101,6 +101,9 @@ class Backend:
         """The UTC calendar date of a ``UTCDateTime`` column, as SQL."""
         raise NotImplementedError
 
+    def prepare_report(self, conn: Connection) -> None:
+        """Before the large aggregate queries of a report, in the caller's transaction."""
+
     # -- statements -------------------------------------------------------------
 
     def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
@@ -280,6 +283,12 @@ class PostgresBackend(Backend):
 
     def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
+    def prepare_report(self, conn: Connection) -> None:
+        """No JIT: on a freshly loaded ledger (statistics not yet gathered) the planner's
+        estimates put the liabilities query over the JIT threshold, and compiling it took
+        six times as long as running it (bench/RESULTS.md, section 5)."""
+        conn.execute(sa.text("SET LOCAL jit = off"))
 
     def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """COPY on the same psycopg connection, so inside the caller's transaction

@@ -38,6 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from settlement.dialect import backend
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import as_int, entry_day, move_day
 from settlement.tables import (
@@ -53,6 +54,8 @@ FIGURES = ("pending", "payable", "in_payout", "paid_out", "clawed_back", "receiv
 GROUPINGS = ("none", "rule", "user")
 # The rule_id of the row that holds the netting across rules (rule ids are identifiers).
 NETTING_ROW = "(netting)"
+# Past this many debtors, grouping everyone by person beats a long IN list.
+MAX_LISTED_DEBTORS = 5000
 _BUCKETS = ("g", "r", "p", "i", "o", "d", "c")  # granted reversed pending in-payout paid debt claw
 
 
@@ -117,7 +120,9 @@ def _dated(conn: Connection, expr: Any, as_of: date | None) -> Any:
     return sa.true() if as_of is None else expr <= as_of
 
 
-def _pieces(conn: Connection, as_of: date | None, users: Any | None) -> list[sa.Select[Any]]:
+def _pieces(
+    conn: Connection, as_of: date | None, users: list[str] | None
+) -> list[sa.Select[Any]]:
     """The signed contributions, one select per kind of row (see the module docstring)."""
     def keys(t: Any) -> list[Any]:
         return [t.c.user_id.label("user_id"), t.c.currency.label("currency"),
@@ -125,6 +130,8 @@ def _pieces(conn: Connection, as_of: date | None, users: Any | None) -> list[sa.
 
     def only(stmt: sa.Select[Any], t: Any) -> sa.Select[Any]:
         return stmt if users is None else stmt.where(t.c.user_id.in_(users))
+
+    # (users: None for everyone, else the debtors' ids.)
 
     credit = sa.case((_E.c.entry_type == "credit", _E.c.amount), else_=0)
     debit = sa.case((_E.c.entry_type == "debit", -_E.c.amount), else_=0)
@@ -220,6 +227,7 @@ def liabilities(
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
     report = Liabilities(as_of=as_of, by=by)
+    backend(conn).prepare_report(conn)
     if by == "user":
         for (user, cur), b in _sums(conn, _pieces(conn, as_of, None), ("user_id", "currency"),
                                     currency):
@@ -231,10 +239,12 @@ def liabilities(
     debtors = _debts(conn, as_of).subquery()
     owing = sa.select(debtors.c.user_id).where(debtors.c.d != 0).distinct()
     netted: dict[str, int] = defaultdict(int)
-    for (_, cur), b in _sums(conn, _pieces(conn, as_of, owing), ("user_id", "currency"),
-                             currency):
-        s = _standing(b, gross=False)
-        netted[cur] += s.receivable
+    people = list(conn.execute(owing).scalars())
+    if people:  # netting needs each debtor's own figures; nobody else's
+        listed = people if len(people) <= MAX_LISTED_DEBTORS else None
+        for (_, cur), b in _sums(conn, _pieces(conn, as_of, listed), ("user_id", "currency"),
+                                 currency):
+            netted[cur] += _standing(b, gross=False).receivable
     keys = ("currency",) if by == "none" else ("rule_id", "currency")
     for key, b in _sums(conn, _pieces(conn, as_of, None), keys, currency):
         gross = _standing(b, gross=True)
