@@ -41,11 +41,11 @@ for user in $(referral ledger export --format jsonl | head -n 40 \
 done
 
 echo "== month end: payees, a payout batch of the confirmed rewards, exported to CSV, marked paid"
-today="$(date +%F)"
+today="$(python3 -c 'import datetime; print(datetime.date.today())')"
+batch="$today-INR"  # a batch's id is its as-of date and currency
 referral demo payees --records "$out/records.jsonl" --seed 7 -o "$out/payees.csv"
 referral payees import "$out/payees.csv"
-batch="$(referral payout create --as-of "$today" --json \
-         | python3 -c 'import json,sys; print(json.load(sys.stdin)["batch_id"])')"
+referral payout create --as-of "$today"
 referral payout list
 referral payout export "$batch" --format csv -o "$out/payout-$batch.csv"
 referral payout complete "$batch"
