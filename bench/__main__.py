@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import ROOT, Databases, machine, pg_available
 from settlement.demo import write_records
 
-PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare")
+PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare", "money")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="git ref whose settle to time against this tree (git worktree add)")
     p.add_argument("--compare-records", type=int, default=50_000)
     p.add_argument("--profile-records", type=int, default=50_000)
+    p.add_argument("--money-records", type=int,
+                   help="records settled before the payout run (default 1,000,000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     p.add_argument("--merge", action="store_true",
                    help="keep the other parts' results from the results.json beside --out")
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> None:
 
         if not pg_available():
             report.log("PostgreSQL is not reachable: PostgreSQL parts skipped")
-            parts -= {"settle", "memory", "profile", "compare"}
+            parts -= {"settle", "memory", "profile", "compare", "money"}
         dbs = Databases(tmp) if parts & {"settle", "sqlite", "memory", "profile",
-                                           "compare"} else None
+                                           "compare", "money"} else None
         try:
             run_settlement(report, args, parts, dbs, records, settle_n, sizes)
         finally:
@@ -157,6 +159,12 @@ def run_settlement(report: Report, args: argparse.Namespace, parts: set[str],
     if "sqlite" in parts:
         report.data["settle_sqlite"] = settling.bench_settle_sqlite(
             dbs, records(settle_n), settle_n, args.sqlite_reps or args.settle_reps, report.log)
+        report.save()
+    if "money" in parts:
+        from bench.money import bench_money_pg
+
+        n = args.money_records or settle_n
+        report.data["money"] = bench_money_pg(dbs, records(n), n, args.reps, report.log)
         report.save()
     if "memory" in parts:
         known = {}
@@ -308,6 +316,10 @@ def render(d: dict[str, Any]) -> str:
                      f" **{_f(cmp_['rerun_speedup'])}x faster**" if "ref_rerun_s" in cmp_
                      else "") + ".",
                   f"All runs (s): {json.dumps({k: [round(x, 1) for x in v] for k, v in cmp_['all'].items()})}"]  # noqa: E501
+    if d.get("money"):
+        from bench.money import render_money
+
+        lines += render_money(d["money"])
     notes = d.get("notes")
     if notes:
         lines += ["", "## Notes", "", *notes]

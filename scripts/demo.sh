@@ -40,5 +40,19 @@ for user in $(referral ledger export --format jsonl | head -n 40 \
     referral ledger balance "$user"
 done
 
+echo "== month end: payees, a payout batch of the confirmed rewards, exported to CSV, marked paid"
+today="$(python3 -c 'import datetime; print(datetime.date.today())')"
+batch="$today-INR"  # a batch's id is its as-of date and currency
+referral demo payees --records "$out/records.jsonl" --seed 7 -o "$out/payees.csv"
+referral payees import "$out/payees.csv"
+referral payout create --as-of "$today"
+referral payout list
+referral payout export "$batch" --format csv -o "$out/payout-$batch.csv"
+referral payout complete "$batch"
+
+echo "== liabilities as of $today (report html: $out/report/index.html)"
+referral report liabilities --as-of "$today"
+referral report html --as-of "$today" -o "$out/report"
+
 echo "== verify the whole ledger"
 referral ledger verify

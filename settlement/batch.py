@@ -390,14 +390,15 @@ class Settlement:
         for why, grants in changes.reversals.items():
             ledger.reverse_many(self.conn, [g.reference_id for g in grants], why,
                                 actor=self.actor, run_id=run_id,
-                                known={g.reference_id: g for g in grants})
+                                known={g.reference_id: g for g in grants},
+                                business_date=self.as_of)
         planned = self._without_conflicts(changes.grants)
         if planned:
             # Every planned reference was found absent under the ledger lock (taken when the
             # run began), so posting need not look again: known={}.
             result = ledger.post_credits(
                 self.conn, [p.request for p in planned], actor=self.actor, run_id=run_id,
-                known={}, reserved=True,
+                known={}, reserved=True, business_date=self.as_of,
             )
             for entry in result.created:
                 self.summary.amount_posted[entry.currency] = (

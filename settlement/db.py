@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from settlement.dialect import READ_ONLY as READ_ONLY  # for commands that only read
-from settlement.dialect import for_name
+from settlement.dialect import backend, for_name
 from settlement.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.locks import lock_ledger
 
@@ -43,14 +43,14 @@ def open_engine(url: str) -> Engine:
         parsed = sa.make_url(normalise_url(url))
     except sa.exc.ArgumentError as e:
         raise DatabaseUnavailable(f"invalid database URL: {e}") from None
-    backend = for_name(parsed.get_backend_name())
+    db = for_name(parsed.get_backend_name())
     try:
-        engine = sa.create_engine(parsed, connect_args=backend.connect_args())
+        engine = sa.create_engine(parsed, connect_args=db.connect_args())
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
         raise DatabaseUnavailable(
-            f"unsupported database URL {backend.describe(parsed)}: {e}"
+            f"unsupported database URL {db.describe(parsed)}: {e}"
         ) from None
-    backend.prepare(engine)
+    db.prepare(engine)
     try:
         with engine.connect():
             pass
@@ -58,7 +58,7 @@ def open_engine(url: str) -> Engine:
         engine.dispose()
         reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
         raise DatabaseUnavailable(
-            f"cannot connect to {backend.describe(parsed)}: {reason}"
+            f"cannot connect to {db.describe(parsed)}: {reason}"
         ) from None
     return engine
 
@@ -85,11 +85,12 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:
     engine = open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         cfg = _alembic_config()
-        with engine.begin() as conn:
+        with engine.connect() as conn, backend(conn).schema_changes(conn), conn.begin():
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
             reached = current_revision(conn)
+            backend(conn).check_schema(conn)
     finally:
         if isinstance(engine_or_url, str):
             engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from typing import TextIO
 
@@ -98,3 +98,49 @@ def write_records(out: TextIO, count: int, *, seed: int = 0) -> int:
         out.write(line + "\n")
         written += 1
     return written
+
+
+PAYEE_COLUMNS = ("user_id", "method", "name", "ifsc", "account_number", "iban", "bic", "vpa",
+                 "email")
+
+
+def demo_payees(lines: Iterable[str], *, seed: int = 0, missing_per_mille: int = 50
+                ) -> Iterator[dict[str, str]]:
+    """A payee for (nearly) every person of the records, by country: UPI or an Indian bank
+    account in India, an IBAN in Europe, PayPal elsewhere; a few people have none (the
+    payout run skips them as ``no_payee``).  Shapes pass ``payees import``'s checks."""
+    rng = random.Random(seed)
+    seen: dict[str, str] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+            people = [(record[r]["id"], record[r].get("country", "IN"))
+                      for r in ("referrer", "referee")]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for user, country in people:
+            if isinstance(user, str) and user not in seen:
+                seen[user] = str(country)
+    for user in sorted(seen):
+        if rng.random() < missing_per_mille / 1000:
+            continue
+        row = dict.fromkeys(PAYEE_COLUMNS, "")
+        row.update(user_id=user, name=f"Person {user}")
+        country = seen[user]
+        if country == "IN" and rng.random() < 0.6:
+            row.update(method="upi", vpa=f"{user}@okdemo")
+        elif country == "IN":
+            row.update(method="bank", ifsc=f"DEMO0{rng.randrange(10**6):06d}",
+                       account_number=f"{rng.randrange(10**11, 10**12)}")
+        elif country == "GB":
+            row.update(method="bank", iban=_iban("GB", f"DEMO{rng.randrange(10**14):014d}"),
+                       bic="DEMOGB2L")
+        else:
+            row.update(method="paypal", email=f"{user}@example.com")
+        yield row
+
+
+def _iban(country: str, bban: str) -> str:
+    """An IBAN with correct mod-97 check digits."""
+    digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
+    return f"{country}{98 - int(digits) % 97:02d}{bban}"

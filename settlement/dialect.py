@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from settlement.errors import DatabaseUnavailable
+from settlement.errors import DatabaseUnavailable, SchemaNotReady
 from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
 
 if TYPE_CHECKING:
@@ -88,6 +88,32 @@ class Backend:
         so there it never is)."""
         return False
 
+    # -- schema -----------------------------------------------------------------
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        """Statements (idempotent) that make ``table`` refuse UPDATE, DELETE and TRUNCATE."""
+        raise NotImplementedError
+
+    def length_ddl(self, table: str, limits: dict[str, int]) -> list[str]:
+        """Statements (idempotent) that refuse text longer than ``limits`` (column ->
+        characters); PostgreSQL's VARCHAR(n) already does."""
+        return []
+
+    @contextmanager
+    def schema_changes(self, conn: Connection) -> Iterator[None]:
+        """Around the transaction of ``db upgrade`` (begun inside the block)."""
+        yield
+
+    def check_schema(self, conn: Connection) -> None:
+        """Before ``db upgrade`` commits: refuse a schema that migrations left inconsistent."""
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The UTC calendar date of a ``UTCDateTime`` column, as SQL."""
+        raise NotImplementedError
+
+    def prepare_report(self, conn: Connection) -> None:
+        """Before the large aggregate queries of a report, in the caller's transaction."""
+
     # -- statements -------------------------------------------------------------
 
     def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
@@ -119,21 +145,18 @@ class Backend:
 
     def select_in(
         self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
-        values: list[Any],
+        values: Sequence[Any],
     ) -> Iterator[sa.Row[Any]]:
         """The rows of ``stmt`` whose ``column`` is one of ``values``."""
         for chunk in _chunks(values):
             yield from conn.execute(stmt.where(column.in_(chunk)))
 
-    def latest_per_key(
-        self, conn: Connection, table: sa.Table, column: sa.Column[Any], values: list[Any]
+    def select_ids(
+        self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
+        ids: Sequence[int],
     ) -> Iterator[sa.Row[Any]]:
-        """For each of ``values``, the row of ``table`` with that ``column`` and the
-        highest ``id`` (append-only tables: the newest)."""
-        for chunk in _chunks(values):
-            newest = (sa.select(sa.func.max(table.c.id)).where(column.in_(chunk))
-                      .group_by(column).scalar_subquery())
-            yield from conn.execute(sa.select(table).where(table.c.id.in_(newest)))
+        """The rows of ``stmt`` whose integer ``column`` is in ``ids``."""
+        return self.select_in(conn, stmt, column, ids)
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         """Per key and currency, the sum of the rule's credits to the user (in the role,
@@ -217,6 +240,46 @@ class SQLiteBackend(Backend):
     def insert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
+    def append_only_ddl(self, table: str) -> list[str]:
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}"
+            f" BEGIN SELECT RAISE(ABORT, 'ledger is append-only: {verb} on {table} refused'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+
+    def length_ddl(self, table: str, limits: dict[str, int]) -> list[str]:
+        """SQLite ignores VARCHAR(n): triggers refuse what PostgreSQL would, so a test on
+        SQLite fails where production would."""
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_{column}_length BEFORE INSERT ON {table}"
+            f" WHEN length(NEW.{column}) > {limit}"
+            f" BEGIN SELECT RAISE(ABORT, 'value too long for {table}.{column}"
+            f" (at most {limit} characters)'); END"
+            for column, limit in limits.items()
+        ]
+
+    @contextmanager
+    def schema_changes(self, conn: Connection) -> Iterator[None]:
+        """Foreign keys off: SQLite alters a CHECK by rebuilding the table, which drops
+        it while other tables refer to it (the 12-step procedure of SQLite's ALTER
+        TABLE page); ``check_schema`` then checks every reference before commit.
+        The pragma is a no-op inside a transaction, so it is set before one begins."""
+        driver = _sqlite(conn)
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
+
+    def check_schema(self, conn: Connection) -> None:
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise SchemaNotReady(f"migration left broken foreign keys: {broken[:5]}")
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # UTCDateTime is stored as UTC wall-clock text: its first ten characters.
+        return sa.func.substr(column, 1, 10)
+
     def is_overflow(self, error: sa.exc.DBAPIError) -> bool:
         return "integer overflow" in str(error.orig)
 
@@ -244,6 +307,24 @@ class PostgresBackend(Backend):
 
     def insert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        # ledger_refuse_change() is migration 0001's.
+        return [
+            f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()",
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()",
+        ]
+
+    def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
+    def prepare_report(self, conn: Connection) -> None:
+        """No JIT: on a freshly loaded ledger (statistics not yet gathered) the planner's
+        estimates put the liabilities query over the JIT threshold, and compiling it took
+        six times as long as running it (bench/RESULTS.md, section 5)."""
+        conn.execute(sa.text("SET LOCAL jit = off"))
 
     def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """COPY on the same psycopg connection, so inside the caller's transaction
@@ -281,16 +362,12 @@ class PostgresBackend(Backend):
 
     def select_in(
         self, conn: Connection, stmt: sa.Select[Any], column: sa.ColumnElement[Any],
-        values: list[Any],
+        values: Sequence[Any],
     ) -> Iterator[sa.Row[Any]]:
-        return iter(conn.execute(_any_of(stmt, column), {"values": values}))
-
-    def latest_per_key(
-        self, conn: Connection, table: sa.Table, column: sa.Column[Any], values: list[Any]
-    ) -> Iterator[sa.Row[Any]]:
-        """``DISTINCT ON``: one index scan of (column, id) per value."""
-        stmt = _latest_per_key(table, column)
-        return iter(conn.execute(stmt, {"values": values}))
+        """One array parameter, as ``select_references``."""
+        if not values:
+            return iter(())
+        return iter(conn.execute(_any_of(stmt, column), {"values": list(values)}))
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],
@@ -312,16 +389,6 @@ def _any_reference(stmt: sa.Select[Any]) -> sa.Select[Any]:
 def _any_of(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Select[Any]:
     kind = sa.BigInteger() if isinstance(column.type, sa.Integer) else sa.String()
     return stmt.where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(kind))))
-
-
-@functools.cache
-def _latest_per_key(table: sa.Table, column: sa.Column[Any]) -> sa.Select[Any]:
-    return (
-        sa.select(table)
-        .where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(sa.String))))
-        .ext(postgresql.distinct_on(column))
-        .order_by(column, table.c.id.desc())
-    )
 
 
 def _credited_totals_query() -> sa.Select[Any]:

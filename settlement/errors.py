@@ -35,3 +35,20 @@ class SchemaNotReady(ReferralError):
 
 class SettlementError(ReferralError):
     """A settlement run refused to start or was aborted."""
+
+
+class PayeeImportError(ReferralError):
+    """A payees file with bad rows; ``problems`` names each (file:line: field: message)."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.problems = problems
+        n = len(problems)
+        super().__init__(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was imported")
+
+
+class PayoutError(LedgerError):
+    """A payout run, export or completion refused."""
+
+
+class ReportError(ReferralError):
+    """A report that cannot be made as asked (an unknown locale, an empty period...)."""

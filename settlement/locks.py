@@ -8,7 +8,10 @@ Two locks, each held until the end of the transaction that took it:
    settle, ``--no-wait`` stops with SettlementError instead.
 2. The ledger writer lock: entry ids and the hash chain are assigned in one
    order, and a read-then-insert under it is race-free.  Taken by every ledger
-   write (``settlement.ledger.writes``), by ``db upgrade`` (two upgrades must not
+   write (``settlement.ledger.writes``, through ``writing``), by payee imports
+   and payout runs (``settlement.payees``, ``settlement.payouts``: a payout's
+   balances are read under it, so two payout runs never pay the same money), by
+   ``db upgrade`` (two upgrades must not
    both create tables) and by ``settle`` right after the run lock, for the whole
    run (so its lookups need no second look when it posts).
 
@@ -46,6 +49,18 @@ _BUSY = "another settlement run holds the lock (--no-wait)"
 def lock_ledger(conn: Connection) -> None:
     """Take the ledger writer lock for the rest of the caller's transaction."""
     backend(conn).transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
+
+
+@contextmanager
+def writing(conn: Connection) -> Iterator[None]:
+    """Join the caller's transaction or open one; hold the ledger writer lock either way."""
+    if conn.in_transaction():
+        lock_ledger(conn)
+        yield
+    else:
+        with conn.begin():
+            lock_ledger(conn)
+            yield
 
 
 @contextmanager

@@ -15,7 +15,16 @@ The settlement batch (migration 0002): ``settlement_runs``, the run log, and
 ``settlement_quarantine``, the bad records of each run; both written once per
 run inside the run's own transaction.
 
-All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002).
+Payouts (migration 0005): entries and transitions gain
+``business_date`` (the day the movement belongs to, beside its wall-clock
+time); a ``payout`` entry is one payout item (see ``settlement.payouts``), its
+statuses ``created -> sent -> paid | failed``; ``payees`` is the append-only
+history of where each person is paid; ``payout_batches``, ``payout_items`` and
+``payout_covers`` say which batch an item belongs to, which payee it pays and
+which entries it settles.
+
+All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002 and
+0005).
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-STATUSES = ("pending", "confirmed", "paid", "reversed")
+STATUSES = ("pending", "confirmed", "paid", "reversed", "created", "sent", "failed")
+ENTRY_TYPES = ("credit", "debit", "payout")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -81,12 +91,18 @@ ledger_entries = sa.Table(
     sa.Column("hash", sa.CHAR(64), nullable=False),
     # 0004: the earlier grant of the same (rule, referral, role) this credit adjusts.
     sa.Column("adjusts", sa.String(255), nullable=True),
+    # Hashed only when set (settlement.ledger.hashing), so rows older than the column keep
+    # their hashes; readers take the UTC date of ``timestamp`` for those.
+    sa.Column("business_date", sa.Date, nullable=True),
     sa.UniqueConstraint("reference_id", name="uq_ledger_entries_reference_id"),
     sa.UniqueConstraint("reversal_id", name="uq_ledger_entries_reversal_id"),
-    sa.CheckConstraint("entry_type IN ('credit', 'debit')", name="ck_ledger_entries_entry_type"),
+    sa.CheckConstraint(
+        "entry_type IN ('credit', 'debit', 'payout')", name="ck_ledger_entries_entry_type"
+    ),
     sa.CheckConstraint(
         "(entry_type = 'credit' AND amount > 0 AND reversal_id IS NULL)"
-        " OR (entry_type = 'debit' AND amount < 0 AND reversal_id IS NOT NULL)",
+        " OR (entry_type = 'debit' AND amount < 0 AND reversal_id IS NOT NULL)"
+        " OR (entry_type = 'payout' AND amount > 0 AND reversal_id IS NULL)",
         name="ck_ledger_entries_amount_sign",
     ),
     sa.Index("ix_ledger_entries_user_id", "user_id"),
@@ -108,6 +124,11 @@ ledger_transitions = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("business_date", sa.Date, nullable=True),
+    # A credit moved to ``paid`` by a payout item: the item's entry (its postings carry
+    # the cash); NULL for ``ledger pay``, whose own postings do.
+    sa.Column("item_id", BigId, sa.ForeignKey("ledger_entries.id",
+              name="fk_ledger_transitions_item_id"), nullable=True),
     sa.CheckConstraint(
         f"from_status IS NULL OR from_status IN ({_STATUS_LIST})",
         name="ck_ledger_transitions_from_status",
@@ -221,7 +242,66 @@ settlement_terminations = sa.Table(
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
 )
 
+payees = sa.Table(
+    "payees",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    # The method's address fields as canonical JSON text (sorted keys).
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("imported_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Index("ix_payees_user", "user_id", "id"),
+)
+
+payout_batches = sa.Table(
+    "payout_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("min_amount", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("items", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    # {"reason": count, ...} as canonical JSON text.
+    sa.Column("skipped", sa.Text, nullable=False),
+    # The ledger head when the batch committed: an anchor for verify, like a run's.
+    sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
+    sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
+    sa.UniqueConstraint("as_of", "currency", name="uq_payout_batches_as_of_currency"),
+)
+
+payout_items = sa.Table(
+    "payout_items",
+    metadata,
+    sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), primary_key=True,
+              autoincrement=False),
+    sa.Column("item_id", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batches.batch_id",
+              deferrable=True, initially="DEFERRED"), nullable=False),
+    sa.Column("payee_id", BigId, sa.ForeignKey("payees.id"), nullable=False),
+    sa.UniqueConstraint("item_id", name="uq_payout_items_item_id"),
+    sa.Index("ix_payout_items_batch", "batch_id", "entry_id"),
+)
+
+payout_covers = sa.Table(
+    "payout_covers",
+    metadata,
+    sa.Column("item_entry_id", BigId, sa.ForeignKey("ledger_entries.id"), primary_key=True,
+              autoincrement=False),
+    sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), primary_key=True,
+              autoincrement=False),
+    sa.Index("ix_payout_covers_entry", "entry_id"),
+)
+
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
+PAYOUT_TABLES = ("payees", "payout_batches", "payout_items", "payout_covers")
 
 
 def latest_status(entries: sa.FromClause) -> sa.ScalarSelect[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -144,6 +145,7 @@ def test_show_prints_entry_and_history(cli) -> None:
         "status:       reversed\n"
         "reversal_id:  -\n"
         "timestamp:    <ts>\n"
+        f"dated:        {date.today()}\n"
         "actor:        cli\n"
         "hash:         <hash>\n"
         "history:\n"
@@ -157,17 +159,23 @@ def test_export_jsonl_and_csv_field_order(cli) -> None:
     cli("ledger", "credit", "u1", "₹500", "--reference", "r1")
     cli("ledger", "reverse", "r1", "--reason", "refund")
     lines = TS.sub("<ts>", cli("ledger", "export").stdout).splitlines()
+    rest = (f'"business_date": "{date.today()}", "rule_id": null, "referral_id": null, '
+            '"role": null, "event_date": null, "hold_until": null, "run_id": null, '
+            '"paid_date": null, "payout_batch": null}')
     assert lines == [
         '{"user_id": "u1", "amount": 50000, "currency": "INR", "entry_type": "credit", '
-        '"status": "reversed", "reference_id": "r1", "reversal_id": null, "timestamp": "<ts>"}',
+        '"status": "reversed", "reference_id": "r1", "reversal_id": null, "timestamp": "<ts>", '
+        + rest,
         '{"user_id": "u1", "amount": -50000, "currency": "INR", "entry_type": "debit", '
         '"status": "confirmed", "reference_id": "reversal:r1", "reversal_id": "r1", '
-        '"timestamp": "<ts>"}',
+        '"timestamp": "<ts>", ' + rest,
     ]
     assert TS.sub("<ts>", cli("ledger", "export", "--format", "csv").stdout) == (
-        "user_id,amount,currency,entry_type,status,reference_id,reversal_id,timestamp\n"
-        "u1,50000,INR,credit,reversed,r1,,<ts>\n"
-        "u1,-50000,INR,debit,confirmed,reversal:r1,r1,<ts>\n"
+        "user_id,amount,currency,entry_type,status,reference_id,reversal_id,timestamp,"
+        "business_date,rule_id,referral_id,role,event_date,hold_until,run_id,paid_date,"
+        "payout_batch\n"
+        f"u1,50000,INR,credit,reversed,r1,,<ts>,{date.today()},,,,,,,,\n"
+        f"u1,-50000,INR,debit,confirmed,reversal:r1,r1,<ts>,{date.today()},,,,,,,,\n"
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
 from settlement.dialect import backend
 from settlement.errors import DatabaseUnavailable, SchemaNotReady
-from settlement.tables import APPEND_ONLY_TABLES, UTCDateTime, metadata
+from settlement.tables import APPEND_ONLY_TABLES, PAYOUT_TABLES, UTCDateTime, metadata
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_migrations_match_metadata(db_url) -> None:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, metadata) == []
-    assert set(metadata.tables) == set(APPEND_ONLY_TABLES) | {
+    assert set(metadata.tables) == set(APPEND_ONLY_TABLES) | set(PAYOUT_TABLES) | {
         "settlement_runs", "settlement_quarantine", "settlement_facts",
         "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",
     }
@@ -122,4 +122,61 @@ def test_utc_datetime_is_stored_as_utc_wall_clock_text_on_sqlite(tmp_path) -> No
         assert conn.execute(sa.select(sa.func.quote(value))).scalar() == (
             "'2026-01-01 06:30:00.000005'"
         )
+    engine.dispose()
+
+
+def _old_entry(entry_id: int, prev: str) -> dict:
+    """A credit as revision 0003 wrote it (no adjusts or business_date column)."""
+    from settlement.ledger.hashing import HASHED_COLUMNS, entry_hash
+
+    row = dict.fromkeys(HASHED_COLUMNS)
+    row.update(id=entry_id, reference_id=f"old{entry_id}", user_id="u1", amount=500,
+               currency="INR", entry_type="credit",
+               timestamp=datetime(2026, 9, 1, 23, 30, tzinfo=UTC), actor="cli",
+               prev_hash=prev)
+    row["hash"] = entry_hash(row)
+    del row["business_date"], row["adjusts"]
+    return row
+
+
+def test_migrations_keep_an_existing_ledger_verifiable(db_url) -> None:
+    """Upgrading a populated 0003 ledger (0004 adds columns and tables, 0005 rebuilds the
+    ledger tables on SQLite) changes no row:
+    old hashes still hold, triggers and foreign keys are back, old rows read their UTC date."""
+    from settlement import ledger
+    from settlement.ledger.hashing import GENESIS_HASH
+    from settlement.tables import ledger_entries, ledger_postings, ledger_transitions
+
+    engine = open_engine(db_url)
+    upgrade(engine, "0003")
+    first = _old_entry(1, GENESIS_HASH)
+    second = _old_entry(2, first["hash"])
+    with engine.begin() as conn:
+        for row in (first, second):
+            conn.execute(sa.text(
+                "INSERT INTO ledger_entries (" + ", ".join(row) + ") VALUES ("
+                + ", ".join(f":{k}" for k in row) + ")"
+            ).bindparams(sa.bindparam("timestamp", type_=UTCDateTime)), row)
+            conn.execute(sa.text(
+                "INSERT INTO ledger_transitions (entry_id, to_status, at, actor)"
+                " VALUES (:id, 'confirmed', :at, 'cli')"
+            ).bindparams(sa.bindparam("at", type_=UTCDateTime)),
+                {"id": row["id"], "at": row["timestamp"]})
+            for account, amount in (("program:funding", -500), ("user:u1", 500)):
+                conn.execute(sa.insert(ledger_postings).values(
+                    entry_id=row["id"], account=account, currency="INR", amount=amount))
+    upgrade(engine)
+    with engine.connect() as conn:
+        report = ledger.verify(conn)
+        assert report.ok and report.checked == 2, report.problems
+        count = sa.select(sa.func.count()).select_from(ledger_transitions)
+        assert conn.execute(count).scalar() == 2
+        day = backend(conn).utc_date(ledger_entries.c.timestamp)
+        assert conn.execute(sa.select(day).limit(1)).scalar() in ("2026-09-01", date(2026, 9, 1))
+    for table in APPEND_ONLY_TABLES:  # rebuilt on SQLite: its triggers were put back
+        with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.execute(sa.insert(ledger_postings).values(
+            entry_id=99, account="user:u1", currency="INR", amount=1))
     engine.dispose()

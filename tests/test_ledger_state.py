@@ -195,7 +195,8 @@ def postgresql_factory(url: str):
         with engine.begin() as conn:
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
             conn.execute(sa.text(
-                "TRUNCATE ledger_postings, ledger_transitions, ledger_entries RESTART IDENTITY"
+                "TRUNCATE ledger_postings, ledger_transitions, ledger_entries, payout_covers,"
+                " payout_items, payout_batches, payees RESTART IDENTITY"
             ))
         return engine
 

@@ -368,4 +368,18 @@ def test_ledger_credit_refuses_settlements_references(world: World, db_url: str)
     assert result.exit_code == 1
     assert result.stderr == (
         "error: reference 'reward:paid_referrer_bonus:g1:referrer' is reserved: 'reward:'"
-        " references are posted by settlement and payouts only\n")
+        " references are posted by settlement only\n")
+
+
+def test_everything_a_run_writes_is_dated_with_its_as_of(world: World) -> None:
+    program = world.program(TIERS)
+    world.run(program, [rec(payment=150000)], as_of="2025-12-20")
+    world.run(program, [rec(payment=100000)], as_of="2025-12-28")
+    with world.engine.connect() as conn:
+        dated = {e.reference_id: e.business_date for e in ledger.iter_entries(conn)}
+        moves = {t.to_status: t.business_date
+                 for t in ledger.history(conn, "reward:base:r1:referee")}
+    assert dated["reward:base:r1:referee"] == date(2025, 12, 20)
+    assert dated["reversal:reward:base:r1:referee"] == date(2025, 12, 28)
+    assert dated["reward:base:r1:referee#2"] == date(2025, 12, 28)
+    assert moves == {"pending": date(2025, 12, 20), "reversed": date(2025, 12, 28)}

@@ -14,6 +14,9 @@ from referral.cli.demo import demo
 from referral.cli.draft import draft_cmd
 from referral.cli.ledger import ledger
 from referral.cli.lsp import lsp
+from referral.cli.payees import payees
+from referral.cli.payout import payout
+from referral.cli.report import report
 from referral.cli.rules import rules
 from referral.cli.settle import settle
 
@@ -26,5 +29,5 @@ def main() -> None:
 
 
 rules.add_command(draft_cmd)
-for command in (rules, db, ledger, settle, demo, lsp):
+for command in (rules, db, ledger, settle, payees, payout, report, demo, lsp):
     main.add_command(command)

@@ -12,16 +12,20 @@ Usage errors stay click's own (exit 2, click's formatting).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import getpass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from dsl.errors import ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
+from settlement.db import READ_ONLY, open_engine, require_schema
 from settlement.errors import DatabaseUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +113,40 @@ def optional_date(ctx: click.Context, param: click.Parameter, value: str | None
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+@contextmanager
+def db_transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connection]:
+    """Open the database, check its schema, and run the block in one transaction; a
+    read-only one does not queue behind a running settlement."""
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            if read_only:
+                conn.execution_options(**READ_ONLY)
+            with conn.begin():
+                require_schema(conn)
+                yield conn
+    finally:
+        engine.dispose()
+
+
+def business_date_option(f: F) -> F:
+    """``--date``: the business date the command's entries and moves belong to."""
+    return click.option(
+        "--date", "business_date", callback=as_of_date, default=None, metavar="YYYY-MM-DD",
+        help="Business date of what the command writes (default today).",
+    )(f)
+
+
+def actor_name(by: str | None) -> str:
+    """Who does it: ``--by``, else the OS user."""
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def db_option(f: F) -> F:

@@ -1,4 +1,4 @@
-"""`referral ledger ...`: post, move, reverse, show, balance, export, verify.
+"""`referral ledger ...`: post, move, approve, reverse, show, balance, pending, export, verify.
 
 Each command opens the database, checks the schema, calls one function of
 ``settlement.ledger`` inside one transaction and prints its result.
@@ -8,39 +8,32 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from datetime import date
 
 import click
-from sqlalchemy.engine import Connection
 
 from dsl.money import Money, format_money, parse_money
-from referral.cli.common import ChecksFailed, Group, db_option
+from referral.cli.common import (
+    ChecksFailed,
+    Group,
+    actor_name,
+    business_date_option,
+    db_option,
+    db_transaction,
+    optional_date,
+)
 from settlement import audit
 from settlement import ledger as ledger_api
-from settlement.db import READ_ONLY, open_engine, require_schema
 from settlement.ledger import (
     EXPORT_FIELDS,
     Entry,
+    ExportFilter,
     PostResult,
     TransitionResult,
     format_timestamp,
 )
-
-
-@contextmanager
-def _transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connection]:
-    """One transaction; a read-only one does not queue behind a running settlement."""
-    engine = open_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            if read_only:
-                conn.execution_options(**READ_ONLY)
-            with conn.begin():
-                require_schema(conn)
-                yield conn
-    finally:
-        engine.dispose()
+from settlement.tables import STATUSES
 
 
 def _summary(entry: Entry) -> str:
@@ -64,48 +57,112 @@ def ledger() -> None:
 @click.argument("amount")
 @click.option("--reference", "reference", required=True, help="Idempotency key of the credit.")
 @click.option("--confirmed", is_flag=True, help="Post as confirmed instead of pending.")
+@business_date_option
 @db_option
-def credit(user: str, amount: str, reference: str, confirmed: bool, db_url: str) -> None:
+def credit(user: str, amount: str, reference: str, confirmed: bool, business_date: date,
+           db_url: str) -> None:
     """Credit USER with AMOUNT (₹500, INR 500); reposting the same reference is a no-op."""
     money = parse_money(amount)
     status = "confirmed" if confirmed else "pending"
-    with _transaction(db_url) as conn:
+    with db_transaction(db_url) as conn:
         result = ledger_api.post_credit(
-            conn, user, money.amount, money.currency, reference, status=status
+            conn, user, money.amount, money.currency, reference, status=status,
+            business_date=business_date,
         )
     click.echo(_posted(result))
 
 
-def _move(move: Callable[[Connection, str], TransitionResult], ref: str, db_url: str) -> None:
-    with _transaction(db_url) as conn:
-        result = move(conn, ref)
+def _move(move: Callable[..., TransitionResult], ref: str, business_date: date,
+          db_url: str) -> None:
+    with db_transaction(db_url) as conn:
+        result = move(conn, ref, business_date=business_date)
     click.echo(f"{ref}: {result.message}")
 
 
 @ledger.command()
 @click.argument("ref")
+@business_date_option
 @db_option
-def confirm(ref: str, db_url: str) -> None:
+def confirm(ref: str, business_date: date, db_url: str) -> None:
     """Move a pending credit to confirmed."""
-    _move(ledger_api.confirm, ref, db_url)
+    _move(ledger_api.confirm, ref, business_date, db_url)
 
 
 @ledger.command()
 @click.argument("ref")
+@business_date_option
 @db_option
-def pay(ref: str, db_url: str) -> None:
-    """Mark a confirmed credit paid (money left the program)."""
-    _move(ledger_api.pay, ref, db_url)
+def pay(ref: str, business_date: date, db_url: str) -> None:
+    """Mark one confirmed credit paid by hand (a single correction; `payout` pays people)."""
+    _move(ledger_api.pay, ref, business_date, db_url)
+
+
+@ledger.command()
+@click.option("--rule", "rule_id", required=True, help="The rule whose pending rewards to confirm.")
+@click.option("--until", callback=optional_date, metavar="YYYY-MM-DD",
+              help="Only rewards whose event date is on or before this date.")
+@click.option("--user", "user_id", help="Only this person's rewards.")
+@click.option("--reason", required=True, help="Why they are approved (kept on every move).")
+@click.option("--by", "by", help="Who approves (default: the OS user).")
+@business_date_option
+@db_option
+def approve(rule_id: str, until: date | None, user_id: str | None, reason: str, by: str | None,
+            business_date: date, db_url: str) -> None:
+    """Confirm a rule's pending rewards in bulk, in one transaction."""
+    with db_transaction(db_url) as conn:
+        results = ledger_api.approve(
+            conn, rule_id=rule_id, until=until, user_id=user_id, reason=reason,
+            approver=actor_name(by), business_date=business_date,
+        )
+    totals: dict[str, int] = {}
+    for r in results:
+        totals[r.entry.currency] = totals.get(r.entry.currency, 0) + r.entry.amount
+    amounts = ", ".join(format_money(Money(a, c)) for c, a in sorted(totals.items()))
+    click.echo(f"approved {len(results)} pending reward{'s' if len(results) != 1 else ''} of "
+               f"rule {rule_id}" + (f": {amounts}" if amounts else ""))
+
+
+@ledger.command()
+@click.option("--rule", "rule_id", help="Only this rule's rewards.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@db_option
+def pending(rule_id: str | None, as_json: bool, db_url: str) -> None:
+    """Rewards awaiting confirmation (a hold or an approval)."""
+    with db_transaction(db_url, read_only=True) as conn:
+        entries = ledger_api.pending_credits(conn, rule_id=rule_id)
+    totals: dict[str, int] = {}
+    for e in entries:
+        totals[e.currency] = totals.get(e.currency, 0) + e.amount
+    if as_json:
+        click.echo(json.dumps({
+            "pending": [{"reference_id": e.reference_id, "user_id": e.user_id,
+                         "rule_id": e.rule_id, "amount": e.amount, "currency": e.currency,
+                         "event_date": _iso(e.event_date), "hold_until": _iso(e.hold_until),
+                         "business_date": e.day.isoformat()} for e in entries],
+            "totals": dict(sorted(totals.items())),
+        }))
+        return
+    for e in entries:
+        hold = f" held until {e.hold_until}" if e.hold_until else ""
+        click.echo(f"{e.reference_id}  {e.user_id}  {format_money(e.money)}  "
+                   f"rule {e.rule_id or '-'}{hold}")
+    summary = ", ".join(format_money(Money(a, c)) for c, a in sorted(totals.items()))
+    click.echo(f"{len(entries)} pending" + (f": {summary}" if summary else ""))
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 @ledger.command()
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the entry is reversed (kept in history).")
+@business_date_option
 @db_option
-def reverse(ref: str, reason: str, db_url: str) -> None:
+def reverse(ref: str, reason: str, business_date: date, db_url: str) -> None:
     """Reverse an entry with a debit reversal:REF (a paid entry becomes a clawback)."""
-    with _transaction(db_url) as conn:
-        result = ledger_api.reverse(conn, ref, reason)
+    with db_transaction(db_url) as conn:
+        result = ledger_api.reverse(conn, ref, reason, business_date=business_date)
     click.echo(_posted(result))
 
 
@@ -114,7 +171,7 @@ def reverse(ref: str, reason: str, db_url: str) -> None:
 @db_option
 def show(ref: str, db_url: str) -> None:
     """An entry, its transition history, and the whole history of its reward."""
-    with _transaction(db_url, read_only=True) as conn:
+    with db_transaction(db_url, read_only=True) as conn:
         found = audit.reward_history(conn, ref)
     entry, transitions = found.entry, found.transitions
     money = format_money(Money(entry.amount, entry.currency))
@@ -126,6 +183,7 @@ def show(ref: str, db_url: str) -> None:
         ("status", entry.status),
         ("reversal_id", entry.reversal_id or "-"),
         ("timestamp", format_timestamp(entry.timestamp)),
+        ("dated", entry.day.isoformat()),
     ]
     for name in ("rule_id", "rule_hash", "run_id", "referral_id", "role", "event_date",
                  "hold_until", "adjusts"):
@@ -139,6 +197,8 @@ def show(ref: str, db_url: str) -> None:
     for t in transitions:
         move = f"{t.from_status or '-'} -> {t.to_status}"
         by = t.actor + (f" run {t.run_id}" if t.run_id else "")
+        if t.business_date is not None and t.business_date != t.at.date():
+            by += f" dated {t.business_date}"
         why = f": {t.reason}" if t.reason else ""
         click.echo(f"  {format_timestamp(t.at)}  {move}  by {by}{why}")
     if found.key is not None and len(found.entries) > 1:
@@ -164,7 +224,7 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
     if (user is None) == (not program):
         raise click.UsageError("give either USER or --program")
     if program:
-        with _transaction(db_url, read_only=True) as conn:
+        with db_transaction(db_url, read_only=True) as conn:
             funding = ledger_api.program_balance(conn)
         if as_json:
             click.echo(json.dumps(funding))
@@ -175,7 +235,7 @@ def balance(user: str | None, program: bool, as_json: bool, db_url: str) -> None
             click.echo(f"program:funding {currency} {format_money(Money(amount, currency))}")
         return
     assert user is not None
-    with _transaction(db_url, read_only=True) as conn:
+    with db_transaction(db_url, read_only=True) as conn:
         balances = ledger_api.balance(conn, user)
     if as_json:
         click.echo(json.dumps({cur: b.as_json() for cur, b in balances.items()}))
@@ -197,16 +257,26 @@ class _Echo:
 @ledger.command()
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True)
+@click.option("--status", type=click.Choice(STATUSES), help="Only entries in this status.")
+@click.option("--rule", "rule_id", help="Only this rule's entries.")
+@click.option("--user", "user_id", help="Only this person's entries.")
+@click.option("--from", "start", callback=optional_date, metavar="YYYY-MM-DD",
+              help="Only entries with a business date on or after this one.")
+@click.option("--to", "end", callback=optional_date, metavar="YYYY-MM-DD",
+              help="Only entries with a business date on or before this one.")
 @db_option
-def export(fmt: str, db_url: str) -> None:
-    """Every entry in ledger order: user_id, amount, currency, entry_type, status, ..."""
+def export(fmt: str, status: str | None, rule_id: str | None, user_id: str | None,
+           start: date | None, end: date | None, db_url: str) -> None:
+    """Every entry in ledger order (streamed): user_id, amount, currency, entry_type, status,
+    reference_id, reversal_id, timestamp, business_date, rule_id, referral_id, role,
+    event_date, hold_until, run_id, paid_date, payout_batch."""
     out = _Echo()
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     if fmt == "csv":
         writer.writeheader()
-    with _transaction(db_url, read_only=True) as conn:
-        for entry in ledger_api.iter_entries(conn):
-            record = entry.export_record()
+    where = ExportFilter(status=status, rule_id=rule_id, user_id=user_id, start=start, end=end)
+    with db_transaction(db_url, read_only=True) as conn:
+        for record in ledger_api.iter_export(conn, where):
             if fmt == "csv":
                 writer.writerow({k: "" if v is None else v for k, v in record.items()})
             else:
@@ -217,7 +287,7 @@ def export(fmt: str, db_url: str) -> None:
 @db_option
 def verify(db_url: str) -> None:
     """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
-    with _transaction(db_url, read_only=True) as conn:
+    with db_transaction(db_url, read_only=True) as conn:
         report = audit.verify(conn)
     if not report.ok:
         more = len(report.problems) - 1

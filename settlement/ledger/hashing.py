@@ -14,11 +14,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import RowMapping
 
 GENESIS_HASH = "0" * 64
-# Columns added after the first release enter the hash only when set, so that every
-# entry written before them keeps the hash it was chained with.
-LATER_COLUMNS = ("adjusts",)
 HASHED_COLUMNS = tuple(c.name for c in ledger_entries.c if c.name != "hash")
-_ALWAYS_HASHED = tuple(c for c in HASHED_COLUMNS if c not in LATER_COLUMNS)
+# Columns added after the chain began enter the hash only when set: rows written before
+# the column existed (NULL there) keep the hash they were written with.
+HASHED_WHEN_SET = frozenset({"adjusts", "business_date"})
 
 
 def format_timestamp(ts: datetime) -> str:
@@ -35,8 +34,11 @@ def canonical(value: Any) -> Any:
 
 
 def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
-    """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included)."""
-    content = {name: canonical(row[name]) for name in _ALWAYS_HASHED}
-    content.update({name: row[name] for name in LATER_COLUMNS if row[name] is not None})
+    """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included;
+    a later column only when set)."""
+    content = {
+        name: canonical(row[name]) for name in HASHED_COLUMNS
+        if name not in HASHED_WHEN_SET or row[name] is not None
+    }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,10 +1,12 @@
-"""Reading the ledger: entries, histories, balances, LIMIT totals, the chain's head."""
+"""Reading the ledger: entries, histories, balances, LIMIT totals, the chain's head, and the
+export (every entry with its business dates and the payout that paid it)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import fields
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from settlement.dialect import backend
 from settlement.errors import EntryNotFound, LedgerError
+from settlement.ledger.hashing import format_timestamp
 from settlement.ledger.types import (
     FUNDING_ACCOUNT,
     Balance,
@@ -22,13 +25,19 @@ from settlement.ledger.types import (
 )
 from settlement.tables import (
     entries_with_status,
+    latest_status,
     ledger_entries,
     ledger_postings,
     ledger_transitions,
+    payout_batches,
+    payout_covers,
+    payout_items,
     settlement_runs,
 )
 
 _E, _T, _P = ledger_entries, ledger_transitions, ledger_postings
+LIVE_ITEM_STATUSES = ("created", "sent", "paid")
+OPEN_ITEM_STATUSES = ("created", "sent")
 _REFERENCES = sa.select(_E.c.reference_id)
 
 
@@ -93,6 +102,121 @@ def iter_entries(conn: Connection) -> Iterator[Entry]:
     stmt = entries_with_status.order_by(_E.c.id).execution_options(yield_per=1000)
     for row in conn.execute(stmt):
         yield entry(row)
+
+
+def pending_credits(
+    conn: Connection,
+    *,
+    rule_id: str | None = None,
+    user_id: str | None = None,
+    until: date | None = None,
+) -> list[Entry]:
+    """Credits awaiting confirmation, in ledger order; ``until`` bounds the event date (the
+    business date for credits without one)."""
+    entries = entries_with_status.subquery()
+    stmt = sa.select(entries).where(entries.c.entry_type == "credit",
+                                    entries.c.status == "pending")
+    if rule_id is not None:
+        stmt = stmt.where(entries.c.rule_id == rule_id)
+    if user_id is not None:
+        stmt = stmt.where(entries.c.user_id == user_id)
+    if until is not None:
+        stmt = stmt.where(sa.func.coalesce(entries.c.event_date, entry_day(conn, entries),
+                                           type_=sa.Date) <= until)
+    return [entry(row) for row in conn.execute(stmt.order_by(entries.c.id))]
+
+
+def entry_day(conn: Connection, table: sa.TableClause | sa.Table | Any = _E) -> Any:
+    """SQL for an entry's business date (rows older than the column: the timestamp's UTC date)."""
+    return sa.func.coalesce(table.c.business_date, backend(conn).utc_date(table.c.timestamp),
+                            type_=sa.Date)
+
+
+def move_day(conn: Connection, table: sa.TableClause | sa.Table | Any = _T) -> Any:
+    """SQL for a transition's business date (older rows: the UTC date of ``at``)."""
+    return sa.func.coalesce(table.c.business_date, backend(conn).utc_date(table.c.at),
+                            type_=sa.Date)
+
+
+def last_move_dates(conn: Connection, entry_ids: Sequence[int]) -> dict[int, date]:
+    """Per entry id, the business date of its latest transition."""
+    stmt = sa.select(_T.c.entry_id, sa.func.max(move_day(conn), type_=sa.Date)).group_by(
+        _T.c.entry_id)
+    rows = backend(conn).select_ids(conn, stmt, _T.c.entry_id, list(entry_ids))
+    return {r[0]: r[1] for r in map(tuple, rows)}
+
+
+def live_covers(conn: Connection, entry_ids: Sequence[int]) -> dict[int, str]:
+    """Which of ``entry_ids`` a live payout item (created, sent or paid) covers: id -> item id."""
+    item = _E.alias("item")
+    stmt = (
+        sa.select(payout_covers.c.entry_id, payout_items.c.item_id)
+        .join(item, item.c.id == payout_covers.c.item_entry_id)
+        .join(payout_items, payout_items.c.entry_id == item.c.id)
+        .where(latest_status(item).in_(LIVE_ITEM_STATUSES))
+    )
+    rows = backend(conn).select_ids(conn, stmt, payout_covers.c.entry_id, list(entry_ids))
+    return {r[0]: r[1] for r in map(tuple, rows)}
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """``ledger export`` filters; None is no filter.  Dates bound the business date."""
+
+    status: str | None = None
+    rule_id: str | None = None
+    user_id: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def iter_export(conn: Connection, where: ExportFilter = ExportFilter()) -> Iterator[dict[str, Any]]:
+    """Every entry (filtered) in ledger order as an export record (``EXPORT_FIELDS``), streamed:
+    memory stays flat however many rows.  ``paid_date`` is the business date of the move to
+    ``paid``; ``payout_batch`` the batch of the item that paid the credit (or, for an item,
+    its own batch)."""
+    paid = _T.alias("paid")
+    item = payout_items.alias("item")
+    own = payout_items.alias("own")
+    status = latest_status(_E).label("status")
+    day = entry_day(conn).label("day")
+    stmt = (
+        sa.select(*_E.c, status, day, move_day(conn, paid).label("paid_date"),
+                  sa.func.coalesce(item.c.batch_id, own.c.batch_id).label("payout_batch"))
+        .select_from(
+            _E.outerjoin(paid, sa.and_(paid.c.entry_id == _E.c.id, paid.c.to_status == "paid"))
+            .outerjoin(item, item.c.entry_id == paid.c.item_id)
+            .outerjoin(own, own.c.entry_id == _E.c.id)
+        )
+        .order_by(_E.c.id)
+    )
+    if where.rule_id is not None:
+        stmt = stmt.where(_E.c.rule_id == where.rule_id)
+    if where.user_id is not None:
+        stmt = stmt.where(_E.c.user_id == where.user_id)
+    if where.start is not None:
+        stmt = stmt.where(entry_day(conn) >= where.start)
+    if where.end is not None:
+        stmt = stmt.where(entry_day(conn) <= where.end)
+    if where.status is not None:
+        stmt = stmt.where(latest_status(_E) == where.status)
+    for row in conn.execute(stmt.execution_options(yield_per=1000)):
+        m = row._mapping
+        yield {
+            "user_id": m["user_id"], "amount": m["amount"], "currency": m["currency"],
+            "entry_type": m["entry_type"], "status": m["status"],
+            "reference_id": m["reference_id"], "reversal_id": m["reversal_id"],
+            "timestamp": format_timestamp(m["timestamp"]),
+            "business_date": _iso(m["day"]), "rule_id": m["rule_id"],
+            "referral_id": m["referral_id"], "role": m["role"],
+            "event_date": _iso(m["event_date"]), "hold_until": _iso(m["hold_until"]),
+            "run_id": m["run_id"], "paid_date": _iso(m["paid_date"]),
+            "payout_batch": m["payout_batch"],
+        }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def balance(conn: Connection, user_id: str) -> dict[str, Balance]:
@@ -189,11 +313,16 @@ def head(conn: Connection) -> tuple[int, str] | None:
 
 
 def ledger_anchors(conn: Connection) -> dict[int, tuple[str, str]]:
-    """Entry id -> (hash, run id) of the ledger head recorded by each settlement run."""
-    runs = settlement_runs
-    rows = conn.execute(
-        sa.select(runs.c.ledger_head_id, runs.c.ledger_head_hash, runs.c.run_id)
-        .where(runs.c.ledger_head_id.is_not(None))
-        .order_by(runs.c.ledger_head_id)
-    )
-    return {row.ledger_head_id: (row.ledger_head_hash, row.run_id) for row in rows}
+    """Entry id -> (hash, who recorded it) of the ledger head recorded by each settlement run
+    and each payout batch."""
+    anchors: dict[int, tuple[str, str]] = {}
+    for table, key, what in ((payout_batches, "batch_id", "payout batch"),
+                             (settlement_runs, "run_id", "run")):
+        rows = conn.execute(
+            sa.select(table.c.ledger_head_id, table.c.ledger_head_hash, table.c[key])
+            .where(table.c.ledger_head_id.is_not(None))
+            .order_by(table.c.ledger_head_id)
+        )
+        for head_id, head_hash, name in rows:
+            anchors[head_id] = (head_hash, name if what == "run" else f"{what} {name}")
+    return anchors

@@ -1,21 +1,29 @@
-"""The ledger's values: entries, transitions, results, requests, and its vocabulary."""
+"""The ledger's values: entries, transitions, results, requests, and its vocabulary.
+
+The vocabulary is closed and small: three kinds of entry, each a transfer
+between named accounts, and the status moves each kind allows.  What every
+kind posts, when it is written and on each move, is ``opening_postings`` and
+``move_postings``: the writers post exactly that and ``verify`` expects it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime
 
 from dsl.money import Money
-from settlement.ledger.hashing import format_timestamp
 
 REVERSAL_PREFIX = "reversal:"
+PAYOUT_PREFIX = "payout:"
 # References that name what settlement and payouts post; a hand-posted credit may not use them.
-RESERVED_PREFIXES = ("reward:", REVERSAL_PREFIX, "payout:")
+RESERVED_PREFIXES = ("reward:", REVERSAL_PREFIX, PAYOUT_PREFIX)
 INITIAL_STATUSES = ("pending", "confirmed")
+# The first status of each kind of entry.
+OPENING_STATUSES = {"credit": INITIAL_STATUSES, "debit": ("confirmed",), "payout": ("created",)}
 EXPORT_FIELDS = (
     "user_id", "amount", "currency", "entry_type", "status", "reference_id", "reversal_id",
-    "timestamp",
+    "timestamp", "business_date", "rule_id", "referral_id", "role", "event_date", "hold_until",
+    "run_id", "paid_date", "payout_batch",
 )
 # (entry_type, from, to) moves allowed after the initial transition.
 LEGAL_MOVES = frozenset({
@@ -24,10 +32,14 @@ LEGAL_MOVES = frozenset({
     ("credit", "pending", "reversed"),
     ("credit", "confirmed", "reversed"),
     ("credit", "paid", "reversed"),
+    ("payout", "created", "sent"),
+    ("payout", "sent", "paid"),
+    ("payout", "sent", "failed"),
 })
 FUNDING_ACCOUNT = "program:funding"
 # rule id, user id, role (None: every role), period start, period end
 TotalsKey = tuple[str, str, str | None, date | None, date | None]
+Posting = tuple[str, int]  # account, amount (minor units; the entry's currency)
 
 
 def user_account(user_id: str) -> str:
@@ -35,7 +47,42 @@ def user_account(user_id: str) -> str:
 
 
 def payout_account(user_id: str) -> str:
+    """Cash that left the program for the person."""
     return f"payout:{user_id}"
+
+
+def clearing_account(batch_id: str) -> str:
+    """Money reserved by a payout batch's open items: created or sent, not yet paid or failed."""
+    return f"clearing:{batch_id}"
+
+
+def opening_postings(
+    entry_type: str, user_id: str, amount: int, run_id: str | None
+) -> list[Posting]:
+    """What an entry moves when it is written.
+
+    A credit (positive) or reversal debit (negative) moves ``amount`` from the
+    program to the person; a payout item reserves its amount from the person's
+    account in its batch's clearing account (the item's ``run_id`` is the batch).
+    """
+    if entry_type == "payout":
+        return [(user_account(user_id), -amount), (clearing_account(str(run_id)), amount)]
+    return [(FUNDING_ACCOUNT, -amount), (user_account(user_id), amount)]
+
+
+def move_postings(
+    entry_type: str, to_status: str, user_id: str, amount: int, run_id: str | None,
+    item_id: int | None,
+) -> list[Posting]:
+    """What a status move transfers: ``ledger pay`` moves a credit's money to the person's
+    payout account; a payout item paid moves it there from the clearing account, a failed
+    one back to the person.  A credit paid by an item (``item_id``) moves nothing itself."""
+    if entry_type == "credit" and to_status == "paid" and item_id is None:
+        return [(user_account(user_id), -amount), (payout_account(user_id), amount)]
+    if entry_type == "payout" and to_status in ("paid", "failed"):
+        to = payout_account(user_id) if to_status == "paid" else user_account(user_id)
+        return [(clearing_account(str(run_id)), -amount), (to, amount)]
+    return []
 
 
 @dataclass(frozen=True)
@@ -61,24 +108,17 @@ class Entry:
     prev_hash: str
     hash: str
     adjusts: str | None
+    business_date: date | None
     status: str
 
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
 
-    def export_record(self) -> dict[str, Any]:
-        """The seed's fields, in export order, JSON-ready."""
-        return {
-            "user_id": self.user_id,
-            "amount": self.amount,
-            "currency": self.currency,
-            "entry_type": self.entry_type,
-            "status": self.status,
-            "reference_id": self.reference_id,
-            "reversal_id": self.reversal_id,
-            "timestamp": format_timestamp(self.timestamp),
-        }
+    @property
+    def day(self) -> date:
+        """The business date (rows older than the column: the UTC date of the timestamp)."""
+        return self.business_date or self.timestamp.astimezone(UTC).date()
 
 
 @dataclass(frozen=True)
@@ -91,6 +131,8 @@ class Transition:
     reason: str | None
     actor: str
     run_id: str | None
+    business_date: date | None
+    item_id: int | None
 
 
 @dataclass(frozen=True)

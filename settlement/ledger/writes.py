@@ -1,10 +1,19 @@
-"""Writing the ledger: credits, status moves, reversals; all under the ledger writer lock.
+"""Writing the ledger: credits, status moves, reversals, payout items; all under the ledger
+writer lock.
 
 Writers join the caller's transaction when there is one (the settlement batch
 posts thousands of entries in one) and otherwise open their own; either way
 they first take the ledger writer lock (``settlement.locks``), so entry ids and
 the hash chain are assigned in one order.  Idempotency rests on the UNIQUE
 reference_id: inserts are ``INSERT ... ON CONFLICT DO NOTHING``.
+
+Business dates: every entry and transition is dated with the day it belongs
+to, beside its wall-clock time: the ``business_date`` a writer is given, else
+the one ``business_day(conn, day)`` set for the connection (a settlement run
+sets its as-of date), else today.  A move is never dated before the entry's
+previous move (or the entry itself): an earlier date is raised to that one, so
+the state "at the end of day D" that reports compute is always one the ledger
+went through.
 """
 
 from __future__ import annotations
@@ -23,11 +32,17 @@ from dsl.money import Money, exponent, format_money
 from settlement.dialect import backend
 from settlement.errors import EntryNotFound, IdempotencyConflict, IllegalTransition, LedgerError
 from settlement.ledger.hashing import GENESIS_HASH, HASHED_COLUMNS, entry_hash
-from settlement.ledger.reads import find_entries, head
+from settlement.ledger.reads import (
+    find_entries,
+    head,
+    last_move_dates,
+    live_covers,
+    pending_credits,
+)
 from settlement.ledger.types import (
-    FUNDING_ACCOUNT,
     INITIAL_STATUSES,
     LEGAL_MOVES,
+    PAYOUT_PREFIX,
     RESERVED_PREFIXES,
     REVERSAL_PREFIX,
     BulkPostResult,
@@ -35,10 +50,10 @@ from settlement.ledger.types import (
     Entry,
     PostResult,
     TransitionResult,
-    payout_account,
-    user_account,
+    move_postings,
+    opening_postings,
 )
-from settlement.locks import lock_ledger
+from settlement.locks import writing
 from settlement.tables import (
     UTCDateTime,
     latest_status,
@@ -50,20 +65,33 @@ from settlement.tables import (
 _E, _T, _P = ledger_entries, ledger_transitions, ledger_postings
 
 
-@contextmanager
-def _writing(conn: Connection) -> Iterator[None]:
-    """Join the caller's transaction or open one; hold the ledger writer lock either way."""
-    if conn.in_transaction():
-        lock_ledger(conn)
-        yield
-    else:
-        with conn.begin():
-            lock_ledger(conn)
-            yield
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_BUSINESS_DATE_KEY = "settlement.business_date"
+
+
+@contextmanager
+def business_day(conn: Connection, day: date) -> Iterator[None]:
+    """Within the block, ledger writes on ``conn`` given no business date are dated ``day``."""
+    before = conn.info.get(_BUSINESS_DATE_KEY)
+    conn.info[_BUSINESS_DATE_KEY] = day
+    try:
+        yield
+    finally:
+        if before is None:
+            conn.info.pop(_BUSINESS_DATE_KEY, None)
+        else:
+            conn.info[_BUSINESS_DATE_KEY] = before
+
+
+def resolve_business_date(conn: Connection, given: date | None) -> date:
+    """The business date a write gets: the one given, the connection's, or today."""
+    if given is not None:
+        return given
+    day = conn.info.get(_BUSINESS_DATE_KEY)
+    return day if isinstance(day, date) else date.today()
 
 
 def _describe(user_id: str, amount: int, currency: str, entry_type: str) -> str:
@@ -73,15 +101,17 @@ def _describe(user_id: str, amount: int, currency: str, entry_type: str) -> str:
 def _validate(req: CreditRequest, *, reserved: bool) -> None:
     if not req.reference_id or not req.reference_id.strip():
         raise LedgerError("a ledger entry needs a non-empty reference")
-    if req.reference_id.startswith(REVERSAL_PREFIX):
+    for prefix in (REVERSAL_PREFIX, PAYOUT_PREFIX):
+        if req.reference_id.startswith(prefix):
+            what = "reversals" if prefix == REVERSAL_PREFIX else "payout items"
+            raise LedgerError(
+                f"reference {req.reference_id!r} is reserved: {prefix!r} names {what}"
+            )
+    taken = next((p for p in RESERVED_PREFIXES if req.reference_id.startswith(p)), None)
+    if taken is not None and not reserved:
         raise LedgerError(
-            f"reference {req.reference_id!r} is reserved: {REVERSAL_PREFIX!r} names reversals"
-        )
-    prefix = next((p for p in RESERVED_PREFIXES if req.reference_id.startswith(p)), None)
-    if prefix is not None and not reserved:
-        raise LedgerError(
-            f"reference {req.reference_id!r} is reserved: {prefix!r} references are posted by"
-            " settlement and payouts only"
+            f"reference {req.reference_id!r} is reserved: {taken!r} references are posted by"
+            " settlement only"
         )
     if not req.user_id or not req.user_id.strip():
         raise LedgerError(f"credit {req.reference_id!r} needs a user id")
@@ -125,10 +155,11 @@ def _insert_entries(
     run_id: str | None,
     reason: str | None,
 ) -> list[Entry]:
-    """Append entries (with their initial transition and two postings) under the lock.
+    """Append entries (with their initial transition and opening postings) under the lock.
 
     ``specs`` hold the entry columns but id, timestamp, actor and hashes, plus
-    ``status`` (the initial one).  Ids and the chain are assigned here.
+    ``status`` (the initial one) and ``business_date``.  Ids and the chain are
+    assigned here.
     """
     if not specs:
         return []
@@ -155,19 +186,18 @@ def _insert_entries(
         _T,
         [
             {"entry_id": row["id"], "from_status": None, "to_status": status, "at": now,
-             "reason": reason, "actor": actor, "run_id": run_id}
+             "reason": reason, "actor": actor, "run_id": run_id,
+             "business_date": row["business_date"], "item_id": None}
             for row, status in zip(rows, statuses, strict=True)
         ],
     )
-    postings = []
-    for row in rows:
-        for account, amount in (
-            (FUNDING_ACCOUNT, -row["amount"]),
-            (user_account(row["user_id"]), row["amount"]),
-        ):
-            postings.append({"entry_id": row["id"], "transition_id": None, "account": account,
-                             "currency": row["currency"], "amount": amount})
-    db.append_rows(conn, _P, postings)
+    db.append_rows(conn, _P, [
+        {"entry_id": row["id"], "transition_id": None, "account": account,
+         "currency": row["currency"], "amount": amount}
+        for row in rows
+        for account, amount in opening_postings(
+            row["entry_type"], row["user_id"], row["amount"], row["run_id"])
+    ])
     return [Entry(**row, status=status) for row, status in zip(rows, statuses, strict=True)]
 
 
@@ -180,6 +210,7 @@ def post_credits(
     reason: str | None = None,
     known: Mapping[str, Entry] | None = None,
     reserved: bool = False,
+    business_date: date | None = None,
 ) -> BulkPostResult:
     """Post many credits with set-based SQL; existing references are returned, not reposted.
 
@@ -198,7 +229,8 @@ def post_credits(
     for req in requests:
         _validate(req, reserved=reserved)
     result = BulkPostResult()
-    with _writing(conn):
+    day = resolve_business_date(conn, business_date)
+    with writing(conn):
         existing = (
             find_entries(conn, (req.reference_id for req in requests)) if known is None
             else known
@@ -227,7 +259,8 @@ def post_credits(
              "currency": r.currency, "entry_type": "credit", "reversal_id": None,
              "rule_id": r.rule_id, "rule_hash": r.rule_hash, "run_id": run_id,
              "referral_id": r.referral_id, "role": r.role, "event_date": r.event_date,
-             "hold_until": r.hold_until, "adjusts": r.adjusts, "status": r.status}
+             "hold_until": r.hold_until, "adjusts": r.adjusts, "status": r.status,
+             "business_date": day}
             for r in fresh.values()
         ]
         result.created = _insert_entries(conn, specs, actor=actor, run_id=run_id, reason=reason)
@@ -245,15 +278,19 @@ def post_credit(
     actor: str = "cli",
     run_id: str | None = None,
     reason: str | None = None,
+    business_date: date | None = None,
+    reserved: bool = False,
     **provenance: Any,
 ) -> PostResult:
     """Credit a user once per reference: created, or the existing entry when the payload matches.
 
     ``provenance``: rule_id, rule_hash, referral_id, role, event_date, hold_until.  The
-    reserved reference prefixes (``reward:``, ``reversal:``, ``payout:``) are refused.
+    reserved reference prefixes (``reward:``, ``reversal:``, ``payout:``) are refused
+    unless ``reserved`` (settlement's own writes).
     """
     req = CreditRequest(user_id, amount, currency, reference_id, status, **provenance)
-    result = post_credits(conn, [req], actor=actor, run_id=run_id, reason=reason)
+    result = post_credits(conn, [req], actor=actor, run_id=run_id, reason=reason,
+                          business_date=business_date, reserved=reserved)
     if result.created:
         return PostResult(result.created[0], True)
     return PostResult(result.existing[0], False)
@@ -262,16 +299,23 @@ def post_credit(
 def _illegal(entry: Entry, to_status: str) -> IllegalTransition:
     if entry.entry_type == "debit":
         why = "reversal entries are final"
+    elif entry.status in ("reversed", "paid", "failed") and entry.entry_type == "payout":
+        why = "a paid or failed payout item is final"
     elif entry.status == "reversed":
         why = "a reversed entry is final"
     elif (entry.status, to_status) == ("pending", "paid"):
         why = "confirm it first"
+    elif (entry.status, to_status) == ("created", "paid"):
+        why = "export the batch first"
     else:
         why = "not an allowed transition"
     return IllegalTransition(
         f"entry {entry.reference_id!r} is {entry.status}; "
         f"{entry.status} -> {to_status} refused ({why})"
     )
+
+
+MOVE_TARGETS = ("confirmed", "paid", "sent", "failed")
 
 
 def transition_many(
@@ -282,19 +326,26 @@ def transition_many(
     actor: str,
     run_id: str | None = None,
     reason: str | None = None,
+    business_date: date | None = None,
+    paid_by: Mapping[str, int] | None = None,
 ) -> list[TransitionResult]:
-    """Move entries to ``confirmed`` or ``paid`` (in input order); all or nothing.
+    """Move entries to ``confirmed``, ``paid``, ``sent`` or ``failed`` (in input order); all or
+    nothing.
 
-    Entries already in ``to_status`` are reported unchanged.  Paying posts the
-    transfer ``user:<id> -> payout:<id>``.  Reversal goes through ``reverse``.
+    Entries already in ``to_status`` are reported unchanged.  Paying a credit posts
+    the transfer ``user:<id> -> payout:<id>``, unless ``paid_by`` names the payout
+    item (entry id) whose payment it is: the item's postings carry the cash then.
+    A credit covered by a live payout item is paid by that item only, never by hand.
+    Reversal goes through ``reverse``.
     """
-    if to_status not in ("confirmed", "paid"):
+    if to_status not in MOVE_TARGETS:
         raise LedgerError(
             f"cannot move entries to {to_status!r} directly: use reverse() for reversals"
         )
     wanted = list(refs)
+    paid_by = paid_by or {}
     results: list[TransitionResult] = []
-    with _writing(conn):
+    with writing(conn):
         current = find_entries(conn, wanted)
         moves: list[tuple[Entry, str]] = []
         for ref in wanted:
@@ -310,42 +361,77 @@ def transition_many(
             current[ref] = moved
             moves.append((entry, entry.status))
             results.append(TransitionResult(moved, True, f"{entry.status} -> {to_status}"))
-        _append_transitions(conn, moves, to_status, actor=actor, run_id=run_id, reason=reason)
+        if to_status == "paid":
+            by_hand = [e for e, _ in moves if e.entry_type == "credit" and e.reference_id
+                       not in paid_by]
+            covered = live_covers(conn, [e.id for e in by_hand])
+            for e in by_hand:
+                if e.id in covered:
+                    raise IllegalTransition(
+                        f"entry {e.reference_id!r} is covered by payout item "
+                        f"{covered[e.id]!r}; it is paid when that item is"
+                    )
+        append_transitions(
+            conn, moves, to_status, actor=actor, run_id=run_id, reason=reason,
+            business_date=resolve_business_date(conn, business_date),
+            items={e.id: paid_by[e.reference_id] for e, _ in moves if e.reference_id in paid_by},
+        )
     return results
 
 
-def _append_transitions(
+def move_dates(conn: Connection, entries: Sequence[Entry], day: date) -> dict[int, date]:
+    """Per entry, the date its next move gets: ``day``, raised to its previous move's."""
+    last = last_move_dates(conn, [e.id for e in entries])
+    return {e.id: max(day, e.day, last.get(e.id, day)) for e in entries}
+
+
+def append_transitions(
     conn: Connection,
-    moves: list[tuple[Entry, str]],
+    moves: Sequence[tuple[Entry, str]],
     to_status: str,
     *,
     actor: str,
     run_id: str | None,
     reason: str | None,
+    business_date: date,
+    items: Mapping[int, int] | None = None,
+    dates: Mapping[int, date] | None = None,
 ) -> None:
+    """Append ``from -> to_status`` for each (entry, from) and the postings the move makes.
+
+    The caller holds the ledger lock and has checked the moves.  ``items``: entry id ->
+    the payout item that pays it; ``dates``: the moves' dates when already computed.
+    """
     if not moves:
         return
     now = _now()
+    items = items or {}
+    if dates is None:
+        dates = move_dates(conn, [entry for entry, _ in moves], business_date)
     rows = [
         {"entry_id": entry.id, "from_status": from_status, "to_status": to_status, "at": now,
-         "reason": reason, "actor": actor, "run_id": run_id}
+         "reason": reason, "actor": actor, "run_id": run_id, "business_date": dates[entry.id],
+         "item_id": items.get(entry.id)}
         for entry, from_status in moves
     ]
-    if to_status != "paid":
-        backend(conn).append_rows(conn, _T, rows)
+    posting = [
+        move_postings(entry.entry_type, to_status, entry.user_id, entry.amount, entry.run_id,
+                      items.get(entry.id))
+        for entry, _ in moves
+    ]
+    db = backend(conn)
+    if not any(posting):
+        db.append_rows(conn, _T, rows)
         return
     ids = conn.execute(
         sa.insert(_T).returning(_T.c.id, sort_by_parameter_order=True), rows
     ).scalars().all()
-    postings = []
-    for (entry, _), transition_id in zip(moves, ids, strict=True):
-        for account, amount in (
-            (user_account(entry.user_id), -entry.amount),
-            (payout_account(entry.user_id), entry.amount),
-        ):
-            postings.append({"entry_id": entry.id, "transition_id": transition_id,
-                             "account": account, "currency": entry.currency, "amount": amount})
-    backend(conn).append_rows(conn, _P, postings)
+    db.append_rows(conn, _P, [
+        {"entry_id": entry.id, "transition_id": transition_id, "account": account,
+         "currency": entry.currency, "amount": amount}
+        for (entry, _), transition_id, pairs in zip(moves, ids, posting, strict=True)
+        for account, amount in pairs
+    ])
 
 
 def confirm_due(
@@ -355,14 +441,18 @@ def confirm_due(
     actor: str,
     run_id: str | None = None,
     reason: str | None = None,
+    business_date: date | None = None,
 ) -> int:
     """Confirm every pending credit whose hold ended on or before ``as_of``; how many.
 
     One ``INSERT ... SELECT`` of ``pending -> confirmed`` transitions (in ledger
     order) under the writer lock: what ``transition_many`` would append for them,
-    without a round trip per entry.
+    without a round trip per entry.  Dated ``business_date`` (default ``as_of``),
+    raised to the entry's own date (a pending entry has moved only once).
     """
-    with _writing(conn):
+    day = business_date or as_of
+    entry_day = sa.func.coalesce(_E.c.business_date, day)
+    with writing(conn):
         due = (
             sa.select(
                 _E.c.id,
@@ -372,6 +462,7 @@ def confirm_due(
                 sa.literal(reason, sa.Text),
                 sa.literal(actor, sa.String),
                 sa.literal(run_id, sa.String),
+                sa.case((entry_day > day, entry_day), else_=sa.literal(day, sa.Date)),
             )
             .where(
                 _E.c.entry_type == "credit",
@@ -383,23 +474,52 @@ def confirm_due(
         )
         result = conn.execute(
             sa.insert(_T).inline().from_select(
-                ["entry_id", "from_status", "to_status", "at", "reason", "actor", "run_id"], due
+                ["entry_id", "from_status", "to_status", "at", "reason", "actor", "run_id",
+                 "business_date"], due
             ),
             execution_options={"preserve_rowcount": True},
         )
         return result.rowcount
 
 
+def approve(
+    conn: Connection,
+    *,
+    rule_id: str,
+    reason: str,
+    approver: str,
+    until: date | None = None,
+    user_id: str | None = None,
+    business_date: date | None = None,
+) -> list[TransitionResult]:
+    """Confirm in bulk the pending credits of a rule (event date up to ``until``, one user's
+    when given), in one transaction; every move records the reason and the approver."""
+    if not reason or not reason.strip():
+        raise LedgerError("an approval needs a reason")
+    if not approver or not approver.strip():
+        raise LedgerError("an approval needs the approver's name")
+    with writing(conn):
+        refs = [e.reference_id for e in
+                pending_credits(conn, rule_id=rule_id, user_id=user_id, until=until)]
+        return transition_many(conn, refs, "confirmed", actor=approver, reason=reason,
+                               business_date=business_date)
+
+
 def confirm(
-    conn: Connection, ref: str, *, actor: str = "cli", reason: str | None = None
+    conn: Connection, ref: str, *, actor: str = "cli", reason: str | None = None,
+    business_date: date | None = None,
 ) -> TransitionResult:
-    return transition_many(conn, [ref], "confirmed", actor=actor, reason=reason)[0]
+    return transition_many(conn, [ref], "confirmed", actor=actor, reason=reason,
+                           business_date=business_date)[0]
 
 
 def pay(
-    conn: Connection, ref: str, *, actor: str = "cli", reason: str | None = None
+    conn: Connection, ref: str, *, actor: str = "cli", reason: str | None = None,
+    business_date: date | None = None,
 ) -> TransitionResult:
-    return transition_many(conn, [ref], "paid", actor=actor, reason=reason)[0]
+    """Pay one credit by hand (a single correction; people are paid by payout batches)."""
+    return transition_many(conn, [ref], "paid", actor=actor, reason=reason,
+                           business_date=business_date)[0]
 
 
 def reverse_many(
@@ -410,17 +530,20 @@ def reverse_many(
     actor: str,
     run_id: str | None = None,
     known: Mapping[str, Entry] | None = None,
+    business_date: date | None = None,
 ) -> list[PostResult]:
     """Reverse entries (in input order): post ``reversal:<ref>`` debits, mark originals reversed.
 
     An entry already reversed returns its existing reversal (created=False);
-    reversing a reversal is refused.  ``known``: the entries, as the caller read them
+    reversing a reversal or a payout item is refused.  A debit is dated as its
+    original's move to ``reversed``.  ``known``: the entries, as the caller read them
     under the ledger lock in this transaction; those not reversed then need no lookup.
     """
     if not reason or not reason.strip():
         raise LedgerError("a reversal needs a reason")
     wanted = list(refs)
-    with _writing(conn):
+    day = resolve_business_date(conn, business_date)
+    with writing(conn):
         given = known or {}
         unknown = [ref for ref in wanted if ref not in given or given[ref].status == "reversed"]
         originals = {**given, **find_entries(conn, unknown)}
@@ -437,23 +560,32 @@ def reverse_many(
                     f"entry {ref!r} is a reversal ({original.status}); "
                     "reversing a reversal is refused"
                 )
+            if original.entry_type == "payout":
+                raise IllegalTransition(
+                    f"entry {ref!r} is a payout item ({original.status}); a payout item is "
+                    "failed through its batch, never reversed"
+                )
             if REVERSAL_PREFIX + ref in reversals or ref in planned:
                 continue
             planned.add(ref)
             if original.status == "reversed":
                 raise LedgerError(f"entry {ref!r} is reversed but has no reversal entry")
+            moves.append((original, original.status))
+        dates = move_dates(conn, [original for original, _ in moves], day)
+        for original, _ in moves:
             specs.append({
-                "reference_id": REVERSAL_PREFIX + ref, "user_id": original.user_id,
-                "amount": -original.amount, "currency": original.currency,
-                "entry_type": "debit", "reversal_id": ref, "rule_id": original.rule_id,
+                "reference_id": REVERSAL_PREFIX + original.reference_id,
+                "user_id": original.user_id, "amount": -original.amount,
+                "currency": original.currency, "entry_type": "debit",
+                "reversal_id": original.reference_id, "rule_id": original.rule_id,
                 "rule_hash": original.rule_hash, "run_id": run_id,
                 "referral_id": original.referral_id, "role": original.role,
                 "event_date": original.event_date, "hold_until": None, "adjusts": None,
-                "status": "confirmed",
+                "status": "confirmed", "business_date": dates[original.id],
             })
-            moves.append((original, original.status))
         created = _insert_entries(conn, specs, actor=actor, run_id=run_id, reason=reason)
-        _append_transitions(conn, moves, "reversed", actor=actor, run_id=run_id, reason=reason)
+        append_transitions(conn, moves, "reversed", actor=actor, run_id=run_id, reason=reason,
+                           business_date=day, dates=dates)
     made = {entry.reference_id: entry for entry in created}
     results: list[PostResult] = []
     for ref in wanted:
@@ -467,10 +599,36 @@ def reverse_many(
 
 
 def reverse(
-    conn: Connection, ref: str, reason: str, *, actor: str = "cli", run_id: str | None = None
+    conn: Connection, ref: str, reason: str, *, actor: str = "cli", run_id: str | None = None,
+    business_date: date | None = None,
 ) -> PostResult:
     """Reverse one entry; the result is the reversal debit (created=False if it existed)."""
-    return reverse_many(conn, [ref], reason, actor=actor, run_id=run_id)[0]
+    return reverse_many(conn, [ref], reason, actor=actor, run_id=run_id,
+                        business_date=business_date)[0]
 
 
-# -- verification -----------------------------------------------------------
+def post_payout_items(
+    conn: Connection,
+    items: Sequence[tuple[str, str, int]],
+    *,
+    currency: str,
+    batch_id: str,
+    actor: str,
+    business_date: date,
+) -> list[Entry]:
+    """Append one ``payout`` entry per (item id, user id, amount), status ``created``: each
+    reserves its amount from the person's account in the batch's clearing account.
+
+    The caller (``settlement.payouts``) holds the ledger lock and has worked out the
+    amounts; the item id is the idempotency key (``payout:<item id>``).
+    """
+    specs = [
+        {"reference_id": PAYOUT_PREFIX + item_id, "user_id": user_id, "amount": amount,
+         "currency": currency, "entry_type": "payout", "reversal_id": None, "rule_id": None,
+         "rule_hash": None, "run_id": batch_id, "referral_id": None, "role": None,
+         "event_date": None, "hold_until": None, "status": "created",
+         "business_date": business_date}
+        for item_id, user_id, amount in items
+    ]
+    return _insert_entries(conn, specs, actor=actor, run_id=batch_id, reason=None)
+

@@ -166,12 +166,13 @@ def ledger_state(url: str) -> dict[str, list[tuple]]:
 
 
 def export_without_times(url: str) -> list[dict[str, Any]]:
-    """`referral ledger export`, one dict per entry, without the clock."""
+    """`referral ledger export`, one dict per entry, without the clock (nor the run id, a
+    random name per run)."""
     result = cli("ledger", "export", "--db", url)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     for row in rows:
-        del row["timestamp"]
+        del row["timestamp"], row["run_id"]
     return rows
 
 

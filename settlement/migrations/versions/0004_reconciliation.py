@@ -25,6 +25,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from settlement.dialect import backend
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -117,14 +119,10 @@ def upgrade() -> None:
                 f" BEGIN SELECT RAISE(ABORT, 'settlement log is append-only: {verb} on"
                 f" {table} refused'); END"
             )
+    db = backend(op.get_bind())
     for table, columns in BOUNDED.items():
-        for column, limit in columns.items():
-            op.execute(
-                f"CREATE TRIGGER {table}_{column}_length BEFORE INSERT ON {table}"
-                f" WHEN length(NEW.{column}) > {limit}"
-                f" BEGIN SELECT RAISE(ABORT, 'value too long for {table}.{column}"
-                f" (at most {limit} characters)'); END"
-            )
+        for statement in db.length_ddl(table, columns):
+            op.execute(statement)
 
 
 def downgrade() -> None:
