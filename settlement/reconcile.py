@@ -41,7 +41,7 @@ from dsl.evaluate import CompiledProgram, Evaluation, Reward, RuleOutcome
 from dsl.model import ROLES, Rule
 from dsl.money import Money, format_money
 from settlement import ledger
-from settlement.limits import LimitBook, applies
+from settlement.limits import LimitBook, applies, period_window
 from settlement.records import Record
 from settlement.references import Key, grant_seq, reward_reference
 from settlement.rulebook import RuleBook
@@ -53,6 +53,7 @@ REVERSE_IF = "REVERSE IF condition held"
 NOT_GRANTED = "no longer granted"
 DECREASED = "amount decreased"
 MOVED = "beneficiary changed"
+REPERIODED = "event date moved to another LIMIT period"
 
 
 @dataclass
@@ -230,6 +231,10 @@ class Reconciler:
         same = bool(grants) and all(
             g.user_id == user and g.currency == want.currency for g in grants
         )
+        # Grants counted in another LIMIT period than the referral's date now falls in are
+        # moved into it whole: topping up there would count the old part in neither period.
+        reperiod = same and self._other_period(rule, key, grants, ev.day)
+        same = same and not reperiod
         if same and total == want.amount:
             self.counts.already_posted += 1
             self._note(ev, key, "already_posted", "the ledger holds it already",
@@ -269,7 +274,7 @@ class Reconciler:
             return want.amount
         moved = bool(grants)
         for grant in reversed(grants):
-            self._reverse(ev, key, grant, MOVED, changes)
+            self._reverse(ev, key, grant, REPERIODED if reperiod else MOVED, changes)
         amount = self._room(ev, rule, key, user, want.amount, requested=want.amount, held=0)
         granted = None
         if amount:
@@ -279,12 +284,26 @@ class Reconciler:
                                   capped_from=want.amount if amount < want.amount else None)
         if amount < want.amount:
             self._remember_cap(ev, rule, key, held, user, want, amount, granted)
-        if moved:
+        if reperiod:
+            self.counts.adjusted += 1
+            self._note(ev, key, "adjusted", f"{REPERIODED}: {grants[-1].event_date} to {ev.day}",
+                       old=total, new=amount, user_id=user)
+        elif moved:
             self.counts.moved += 1
             old_user = grants[-1].user_id
             self._note(ev, key, "moved", f"beneficiary changed from {old_user} to {user}",
                        old_user_id=old_user, user_id=user, old=total, new=amount)
         return amount
+
+    def _other_period(self, rule: Rule, key: Key, grants: Sequence[ledger.Entry],
+                      day: date) -> bool:
+        """Whether any grant is counted by the rule's LIMIT in another period than ``day``."""
+        if rule.limit is None or not applies(rule.limit, key.role):
+            return False
+        start = period_window(rule.limit.period, day)[0]
+        return any(g.event_date is not None
+                   and period_window(rule.limit.period, g.event_date)[0] != start
+                   for g in grants)
 
     def _keep_retired(self, ev: Evaluated, key: Key, held: Standing | None) -> int:
         total = held.total if held is not None else 0

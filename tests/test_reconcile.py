@@ -241,6 +241,28 @@ def test_a_tier_cut_to_nothing_by_its_limit_does_not_block_the_lower_tier(world:
     assert standing[("base", "r2", "referrer")] == ("A", 10000)
 
 
+def test_an_event_date_moved_into_another_limit_period_takes_that_periods_room(
+        world: World) -> None:
+    """Found by the property test: a grant dated in January, whose referral's corrected
+    date falls in February, was topped up against February's room while its January part
+    stayed, so the person held ₹1,500 where February's LIMIT allows ₹1,200."""
+    limited = TIERS.replace(
+        "  AND ISSUE 10% OF referee.first_payment TO referee UP TO ₹2,000\n",
+        "  AND ISSUE 10% OF referee.first_payment TO referee UP TO ₹1,500\n"
+        "  LIMIT ₹1,200 PER person PER MONTH\n")
+    program = world.program(limited)
+    world.run(program, [rec(payment=300000)])  # January: ₹300
+    summary = world.run(program, [rec(payment=2500000, created="2026-01-31T22:00:00-05:00")])
+    assert world.standing()[("base", "r1", "referee")] == ("B", 120000)
+    assert summary.adjusted == 1
+    entries = world.entries()
+    assert entries["reward:base:r1:referee"].status == "reversed"
+    regrant = entries["reward:base:r1:referee#2"]
+    assert (regrant.amount, regrant.event_date) == (120000, date(2026, 2, 1))
+    assert world.run(program, [rec(payment=2500000, created="2026-01-31T22:00:00-05:00")]
+                     ).posted == 0
+
+
 # -------------------------------------------------------------- 6. stopped campaigns
 
 
