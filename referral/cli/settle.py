@@ -12,11 +12,19 @@ from typing import TextIO
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import Command, currency_option, db_option, load_rules, optional_date
+from referral.cli.common import (
+    ERROR_PRINTER,
+    Command,
+    currency_option,
+    db_option,
+    load_rules,
+    optional_date,
+)
+from referral.cli.logs import LOG_FORMATS, command_logging, json_error_printer
 from settlement.batch import PlannedReward, RunSummary
-from settlement.batch import settle as settle_records
 from settlement.db import open_engine
 from settlement.records import BadRecord, Record, read_records
+from settlement.runs import ProgressPolicy, settle_recorded
 
 SHOWN_CAPPED = 10
 
@@ -43,20 +51,28 @@ def _print_plan(p: PlannedReward) -> None:
     click.echo(line)
 
 
-def _print_summary(summary: RunSummary) -> None:
+def _print_summary(summary: RunSummary, verbose: bool) -> None:
+    """Counts; with -v, samples of what was capped and quarantined too."""
     data = summary.as_json()
     title = "dry run (nothing written)" if summary.dry_run else "settlement run"
-    click.echo(f"{title} {summary.run_id} as of {summary.as_of}")
+    click.echo(f"{title} {summary.run_id} as of {summary.as_of} ({summary.duration_s:.1f} s)")
     for key in RunSummary.COUNTERS:
         click.echo(f"  {key.replace('_', ' '):<15} {data[key]:>10}")
     for currency, amount in data["amount_posted"].items():
         click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency)):>10}")
-    for note in summary.capped_notes[:SHOWN_CAPPED]:
-        click.echo(f"  capped: {note}")
-    if summary.capped > SHOWN_CAPPED:
-        click.echo(f"  ... and {summary.capped - SHOWN_CAPPED} more capped (see --explain)")
+    if verbose:
+        _samples("capped", summary.capped_notes, summary.capped)
+        _samples("quarantined", summary.quarantine_notes, summary.quarantined,
+                 "(see `referral quarantine list`)")
     for note in summary.conflict_notes[:SHOWN_CAPPED]:
         click.echo(f"  conflict: {note}")
+
+
+def _samples(kind: str, notes: list[str], total: int, more: str = "(see --explain)") -> None:
+    for note in notes[:SHOWN_CAPPED]:
+        click.echo(f"  {kind}: {note}")
+    if total > min(len(notes), SHOWN_CAPPED):
+        click.echo(f"  ... and {total - min(len(notes), SHOWN_CAPPED)} more {kind} {more}")
 
 
 def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
@@ -96,6 +112,15 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--allow-conflicts", is_flag=True,
               help="Settle the rest when a reference settlement would post is already taken "
                    "by another entry (counted as conflicts).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines on stderr: text, or one JSON object a line (every stderr line).")
+@click.option("-q", "--quiet", "quiet", is_flag=True,
+              help="Warnings and errors only; no summary unless --json.")
+@click.option("-v", "--verbose", "verbose", is_flag=True,
+              help="Debug log lines, and samples of capped and quarantined records.")
+@click.option("--progress-every", type=click.IntRange(min=1), default=10_000,
+              show_default=True, metavar="N",
+              help="Log progress every N records (or every 10 seconds).")
 def settle(
     rule_paths: tuple[str, ...],
     records_path: str,
@@ -111,30 +136,42 @@ def settle(
     renamed: dict[str, str],
     allow_anonymous_rules: bool,
     allow_conflicts: bool,
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
+    progress_every: int,
 ) -> None:
-    """Evaluate referral records against the rules and post ledger entries (one transaction)."""
+    """Evaluate referral records against the rules and post ledger entries (one transaction).
+
+    Every run leaves a row in the run history (`referral runs list`), failed ones too.
+    """
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
-    loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
-                        currency=currency)
-    engine = open_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            items = _with_progress(
-                read_records(records_path), records_path,
-                show=sys.stderr.isatty() and not as_json,
-            )
-            summary = settle_records(
-                conn, loaded.program, items, as_of=as_of, input_name=records_path,
-                dry_run=dry_run, strict=strict, wait=wait, explain=explain,
-                on_plan=_print_plan if dry_run and not as_json else None,
-                renamed=renamed, allow_anonymous=allow_anonymous_rules,
-                allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
-            )
-    finally:
-        engine.dispose()
+    if quiet and verbose:
+        raise click.UsageError("-q and -v exclude each other")
+    if log_format == "json":
+        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
+    verbosity = 1 if verbose else -1 if quiet else 0
+    bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
+    with command_logging(log_format, verbosity) as diagnostic:
+        loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
+                            currency=currency, echo=diagnostic)
+        engine = open_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                items = _with_progress(read_records(records_path), records_path, show=bar)
+                summary = settle_recorded(
+                    conn, loaded.program, items, records_path=records_path, as_of=as_of,
+                    dry_run=dry_run, strict=strict, wait=wait, explain=explain,
+                    on_plan=_print_plan if dry_run and not as_json else None,
+                    renamed=renamed, allow_anonymous=allow_anonymous_rules,
+                    allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
+                    progress=ProgressPolicy(records=progress_every, log=not bar),
+                )
+        finally:
+            engine.dispose()
     if as_json:
         click.echo(json.dumps(summary.as_json()))
-    else:
-        _print_summary(summary)
+    elif not quiet:
+        _print_summary(summary, verbose)
 
