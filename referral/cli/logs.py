@@ -89,7 +89,7 @@ def command_logging(fmt: str, verbosity: int,
         if fmt == "json":
             level = "error" if ": error:" in line else "warning"
             click.echo(json_line(level, line, event="diagnostic"), err=True)
-        elif verbosity >= 0 or ": error:" in line:
+        else:
             click.echo(line, err=True)
 
     try:
