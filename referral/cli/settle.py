@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from typing import TextIO
@@ -15,14 +16,17 @@ from dsl.money import Money, format_money
 from referral.cli.common import (
     ERROR_PRINTER,
     Command,
+    CommandInputError,
     currency_option,
     db_option,
+    exit_code_for,
     load_rules,
     optional_date,
 )
 from referral.cli.logs import LOG_FORMATS, command_logging, json_error_printer
 from settlement.batch import PlannedReward, RunSummary
 from settlement.db import open_engine
+from settlement.metrics import RunMetrics, write_metrics
 from settlement.records import BadRecord, Record, read_records
 from settlement.runs import ProgressPolicy, settle_recorded
 
@@ -75,6 +79,25 @@ def _samples(kind: str, notes: list[str], total: int, more: str = "(see --explai
         click.echo(f"  ... and {total - min(len(notes), SHOWN_CAPPED)} more {kind} {more}")
 
 
+def _metrics_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--metrics-file``: a file in a directory that exists (checked before the run)."""
+    if value is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(directory) or os.path.isdir(value):
+        raise click.BadParameter(f"{value!r}: no such directory {directory!r}"
+                                 if not os.path.isdir(directory) else f"{value!r} is a directory")
+    return value
+
+
+def _write_metrics(path: str, metrics: RunMetrics) -> None:
+    try:
+        write_metrics(path, metrics)
+    except OSError as e:
+        raise CommandInputError(f"{path}: cannot write the metrics file: "
+                                f"{e.strerror or e}") from None
+
+
 def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
              ) -> dict[str, str]:
     """``--renamed OLD=NEW`` (repeatable) as a mapping."""
@@ -121,6 +144,9 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--progress-every", type=click.IntRange(min=1), default=10_000,
               show_default=True, metavar="N",
               help="Log progress every N records (or every 10 seconds).")
+@click.option("--metrics-file", callback=_metrics_path, metavar="PATH",
+              help="Write Prometheus text-format metrics here (atomically; also on failure), "
+                   "for node_exporter's textfile collector.")
 def settle(
     rule_paths: tuple[str, ...],
     records_path: str,
@@ -140,6 +166,7 @@ def settle(
     quiet: bool,
     verbose: bool,
     progress_every: int,
+    metrics_file: str | None,
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction).
 
@@ -151,6 +178,34 @@ def settle(
         raise click.UsageError("-q and -v exclude each other")
     if log_format == "json":
         click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
+    started = time.monotonic()
+    try:
+        summary = _run(rule_paths, records_path, db_url, as_of, allow_future_as_of, dry_run,
+                       strict, as_json, explain, wait, currency, renamed, allow_anonymous_rules,
+                       allow_conflicts, log_format, quiet, verbose, progress_every)
+    except BaseException as e:
+        if metrics_file is not None:
+            _write_metrics(metrics_file, RunMetrics(
+                exit_code=exit_code_for(e), duration_s=time.monotonic() - started,
+                dry_run=dry_run))
+        raise
+    if metrics_file is not None:
+        _write_metrics(metrics_file, RunMetrics(
+            exit_code=0, duration_s=summary.duration_s, dry_run=dry_run, finished=True,
+            records=summary.records, posted=summary.posted, quarantined=summary.quarantined,
+            amount_posted=summary.amount_posted))
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+    elif not quiet:
+        _print_summary(summary, verbose)
+
+
+def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: date | None,
+         allow_future_as_of: bool, dry_run: bool, strict: bool, as_json: bool,
+         explain: TextIO | None, wait: bool, currency: str | None, renamed: dict[str, str],
+         allow_anonymous_rules: bool, allow_conflicts: bool, log_format: str, quiet: bool,
+         verbose: bool, progress_every: int) -> RunSummary:
+    """Load the rules and settle, logging as asked; the summary."""
     verbosity = 1 if verbose else -1 if quiet else 0
     bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
     with command_logging(log_format, verbosity) as diagnostic:
@@ -170,8 +225,5 @@ def settle(
                 )
         finally:
             engine.dispose()
-    if as_json:
-        click.echo(json.dumps(summary.as_json()))
-    elif not quiet:
-        _print_summary(summary, verbose)
+    return summary
 
