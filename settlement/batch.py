@@ -188,6 +188,8 @@ class Settlement:
         self.quarantine_rows: list[dict[str, Any]] = []
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
+        # Referrals one of whose records of this input is their newest snapshot.
+        self.kept_here: set[str] = set()
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
 
@@ -222,6 +224,7 @@ class Settlement:
         self._fold_counts()
 
     def _fold_counts(self) -> None:
+        self.reconciler.finish()
         c = self.counts
         for name in ("rewarded", "posted", "already_posted", "capped", "reversed", "superseded",
                      "adjusted", "moved", "retired"):
@@ -298,8 +301,9 @@ class Settlement:
             if ev is None:
                 continue
             evaluated.append(ev)
+            self._count_stale(rid, stale and previous is not None
+                              and previous.digest != digest)
             if stale:
-                self.summary.stale += 1
                 continue
             if previous is None or previous.digest != digest:
                 fact_rows.append(facts.fact_row(record, version, facts.snapshot_text(record),
@@ -318,6 +322,15 @@ class Settlement:
             for line in self.explain_lines:  # input order, decisions included
                 self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
             self.explain_lines = []
+
+    def _count_stale(self, rid: str, older: bool) -> None:
+        """``stale`` counts records that are not their referral's newest snapshot after the
+        run: older than the kept one when read, or superseded by a later record of this
+        input.  A rerun of the same input counts the same records."""
+        if older or rid in self.kept_here:
+            self.summary.stale += 1
+        else:
+            self.kept_here.add(rid)
 
     def _evaluate(self, record: Record, newest: Record, standing: Mapping[Key, Any],
                   stale: bool, slot: dict[str, Any] | None) -> Evaluated | None:
