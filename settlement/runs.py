@@ -438,9 +438,11 @@ def _derive(status: str, committed: bool, live: bool) -> str:
         return status
     if committed:
         return "succeeded"
-    if live:
-        return status
-    return "failed" if status == "unknown" else "aborted"
+    if status == "unknown":
+        # Written after the COMMIT call raised: the run is done with its transaction,
+        # which either committed (its settlement_runs row says so) or never will.
+        return "failed"
+    return status if live else "aborted"
 
 
 def _process_alive(host: str | None, pid: int | None) -> bool:
