@@ -39,10 +39,11 @@ from dsl.money import MAX_MINOR_UNITS
 from settlement import facts, ledger
 from settlement.db import require_schema
 from settlement.dialect import backend
-from settlement.errors import SettlementError
+from settlement.errors import OutcomeUnknown, SettlementError
 from settlement.ledger.reads import entry as entry_of
 from settlement.limits import LimitBook, applies, period_window
 from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
+from settlement.observe import RunObserver
 from settlement.reconcile import (
     Changes,
     Counts,
@@ -70,6 +71,9 @@ from settlement.tables import (
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+MAX_NOTES = 100  # samples of capped, conflicting and quarantined records kept for -v
+# conn.info key naming the run a connection is settling (its logs and tests find it there).
+RUN_INFO_KEY = "settlement.run_id"
 _E, _TERM = ledger_entries, settlement_terminations
 _CREDITS = entries_with_status.where(_E.c.entry_type == "credit", _E.c.rule_id.is_not(None),
                                      _E.c.role.is_not(None)).order_by(_E.c.id)
@@ -101,15 +105,18 @@ class RunSummary:
     confirmed: int = 0
     quarantined: int = 0
     amount_posted: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
     capped_notes: list[str] = field(default_factory=list)
     conflict_notes: list[str] = field(default_factory=list)
+    quarantine_notes: list[str] = field(default_factory=list)
 
     COUNTERS = ("records", "rewarded", "posted", "already_posted", "capped", "reversed",
                 "adjusted", "moved", "superseded", "stale", "retired", "conflicts", "confirmed",
                 "quarantined")
 
     def as_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, **{k: getattr(self, k) for k in self.COUNTERS},
+        return {"run_id": self.run_id, "dry_run": self.dry_run, "as_of": self.as_of.isoformat(),
+                "duration_s": self.duration_s, **{k: getattr(self, k) for k in self.COUNTERS},
                 "amount_posted": dict(sorted(self.amount_posted.items()))}
 
 
@@ -156,8 +163,10 @@ class Settlement:
         explain: IO[str] | None,
         on_plan: Callable[[PlannedReward], None] | None,
         dry_run: bool,
+        observer: RunObserver | None = None,
     ) -> None:
         self.conn = conn
+        self.observer = observer or RunObserver()
         self.book = book
         program = book.program
         self.compiled = compile_program(program, default_currency=book.default_currency)
@@ -179,21 +188,34 @@ class Settlement:
         self.quarantine_rows: list[dict[str, Any]] = []
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
+        # Referrals one of whose records of this input is their newest snapshot.
+        self.kept_here: set[str] = set()
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
 
     # -- the run ---------------------------------------------------------------
 
+    def counts_so_far(self) -> dict[str, Any]:
+        """What progress lines and phase rows report while the run is under way."""
+        return {"records": self.summary.records, "quarantined": self.summary.quarantined,
+                "stale": self.summary.stale, "posted": self.counts.posted,
+                "conflicts": self.summary.conflicts}
+
     def run(self, items: Iterable[Record | BadRecord]) -> None:
+        self.observer.phase("reading", self.counts_so_far())
         for chunk in _chunks(items, CHUNK):
             self._settle_chunk(chunk)
+            self.observer.progress(self.counts_so_far())
+            self.observer.phase("reading", self.counts_so_far())
         changes = Changes()
         actions = self.reconciler.top_up(changes)
+        self.observer.phase("posting", self.counts_so_far())
         self._write(changes, [])
         self.limits.release()
         if self.explain is not None and actions:
             self.explain.write(json.dumps({"after_last_record": "LIMIT room freed by this run",
                                            "actions": actions}, sort_keys=True) + "\n")
+        self.observer.phase("confirming", self.counts_so_far())
         self._confirm_due()
         versions = self.book.new_versions(self.granted_rules)
         if versions:
@@ -202,6 +224,7 @@ class Settlement:
         self._fold_counts()
 
     def _fold_counts(self) -> None:
+        self.reconciler.finish()
         c = self.counts
         for name in ("rewarded", "posted", "already_posted", "capped", "reversed", "superseded",
                      "adjusted", "moved", "retired"):
@@ -212,6 +235,8 @@ class Settlement:
         if self.strict:
             raise SettlementError(f"{bad.file}:{bad.line}: error: {bad.reason} (--strict)")
         self.summary.quarantined += 1
+        if len(self.summary.quarantine_notes) < MAX_NOTES:
+            self.summary.quarantine_notes.append(f"{bad.file}:{bad.line}: {bad.reason}")
         self.quarantine_rows.append(
             {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
              "raw": bad.raw, "reason": bad.reason}
@@ -225,6 +250,7 @@ class Settlement:
                 slot.update(line)
 
     def _settle_chunk(self, chunk: list[Record | BadRecord]) -> None:
+        self.observer.phase("evaluating", self.counts_so_far())
         records: list[tuple[Record, facts.Version, dict[str, Any] | None]] = []
         for item in chunk:
             self.input_hash.update(item.raw.encode("utf-8", "surrogateescape") + b"\n")
@@ -275,14 +301,16 @@ class Settlement:
             if ev is None:
                 continue
             evaluated.append(ev)
+            self._count_stale(rid, stale and previous is not None
+                              and previous.digest != digest)
             if stale:
-                self.summary.stale += 1
                 continue
             if previous is None or previous.digest != digest:
                 fact_rows.append(facts.fact_row(record, version, facts.snapshot_text(record),
                                                 digest, self.summary.run_id))
 
         self.limits.prefetch(self._limit_keys(evaluated, by_referral))
+        self.observer.phase("posting", self.counts_so_far())
         changes = Changes()
         for ev in evaluated:
             rid = ev.record.referral_id
@@ -294,6 +322,15 @@ class Settlement:
             for line in self.explain_lines:  # input order, decisions included
                 self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
             self.explain_lines = []
+
+    def _count_stale(self, rid: str, older: bool) -> None:
+        """``stale`` counts records that are not their referral's newest snapshot after the
+        run: older than the kept one when read, or superseded by a later record of this
+        input.  A rerun of the same input counts the same records."""
+        if older or rid in self.kept_here:
+            self.summary.stale += 1
+        else:
+            self.kept_here.add(rid)
 
     def _evaluate(self, record: Record, newest: Record, standing: Mapping[Key, Any],
                   stale: bool, slot: dict[str, Any] | None) -> Evaluated | None:
@@ -441,7 +478,7 @@ class Settlement:
             self.limits.add(self.book.live.get(p.request.rule_id or ""), p.request.user_id,
                             p.request.role or "", p.request.event_date, p.request.currency,
                             -p.request.amount)
-            if len(self.summary.conflict_notes) < 100:
+            if len(self.summary.conflict_notes) < MAX_NOTES:
                 self.summary.conflict_notes.append(
                     f"{entry.reference_id}: the ledger holds user {entry.user_id},"
                     f" {entry.amount} {entry.currency} {entry.entry_type} (not posted by"
@@ -495,6 +532,7 @@ def settle(
     allow_conflicts: bool = False,
     allow_future_as_of: bool = False,
     currency: str | None = None,
+    observer: RunObserver | None = None,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
 
@@ -506,10 +544,36 @@ def settle(
     header (unless ``allow_anonymous``), an unannounced rename (``renamed``
     announces one: old id -> new id), and, at the end, a run that met
     idempotency conflicts (unless ``allow_conflicts``).
+    ``observer`` is told each phase (``settlement.observe``).  A connection lost
+    during COMMIT itself raises OutcomeUnknown: the run may have committed.
     """
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
-    today = timeutil.today(timeutil.zone(program.timezone), started)
+    as_of = run_as_of(program, as_of, allow_future_as_of=allow_future_as_of, now=started)
+    observer = observer or RunObserver()
+    if conn.in_transaction():
+        raise SettlementError("settle owns its transaction: pass a connection outside one")
+    conn.info[RUN_INFO_KEY] = run_id
+    try:
+        summary = _settle_locked(
+            conn, program, records, as_of=as_of, started=started, input_name=input_name,
+            dry_run=dry_run, strict=strict, wait=wait, explain=explain, on_plan=on_plan,
+            run_id=run_id, renamed=renamed, allow_anonymous=allow_anonymous,
+            allow_conflicts=allow_conflicts, currency=currency, observer=observer,
+        )
+    finally:
+        conn.info.pop(RUN_INFO_KEY, None)
+    summary.duration_s = round((datetime.now(UTC) - started).total_seconds(), 3)
+    observer.phase("done", summary.as_json())
+    return summary
+
+
+def run_as_of(program: Program, as_of: date | None, *, allow_future_as_of: bool,
+              now: datetime) -> date:
+    """The run's as-of date: today in the program's time zone unless given; a date later
+    than tomorrow there would confirm holds that have not ended, so it is refused unless
+    ``allow_future_as_of``."""
+    today = timeutil.today(timeutil.zone(program.timezone), now)
     if as_of is None:
         as_of = today
     if as_of > today + timedelta(days=1) and not allow_future_as_of:
@@ -518,8 +582,31 @@ def settle(
             f" {program.timezone or 'UTC'}): it would confirm holds that have not ended;"
             " pass --allow-future-as-of if that is meant"
         )
-    if conn.in_transaction():
-        raise SettlementError("settle owns its transaction: pass a connection outside one")
+    return as_of
+
+
+def _settle_locked(
+    conn: sa.Connection,
+    program: Program,
+    records: Iterable[Record | BadRecord],
+    *,
+    as_of: date,
+    started: datetime,
+    input_name: str,
+    dry_run: bool,
+    strict: bool,
+    wait: bool,
+    explain: IO[str] | None,
+    on_plan: Callable[[PlannedReward], None] | None,
+    run_id: str,
+    renamed: Mapping[str, str] | None,
+    allow_anonymous: bool,
+    allow_conflicts: bool,
+    currency: str | None,
+    observer: RunObserver,
+) -> RunSummary:
+    """``settle``'s one transaction: locks, the run, the run log, COMMIT."""
+    observer.phase("locking", {})
     with settlement_transaction(conn, wait=wait) as tx:
         require_schema(conn)
         lock_settlement_run(conn, wait=wait)
@@ -532,10 +619,11 @@ def settle(
             book.aliases.update(renames)
         run = Settlement(
             conn, book, as_of=as_of, run_id=run_id, strict=strict, explain=explain,
-            on_plan=on_plan, dry_run=dry_run,
+            on_plan=on_plan, dry_run=dry_run, observer=observer,
         )
         run.run(records)
         summary = run.summary
+        observer.phase("checking", run.counts_so_far())
         if summary.conflicts and not allow_conflicts:
             raise SettlementError(
                 f"{summary.conflicts} idempotency conflict(s): "
@@ -561,8 +649,17 @@ def settle(
         )
         if renames:
             conn.execute(settlement_rule_renames.insert(), rename_rows(renames, run_id))
+        observer.phase("committing", summary.as_json())
+        if not dry_run:
+            observer.before_commit(conn, summary)
     if dry_run:
         tx.rollback()
-    else:
+        return summary
+    try:
         tx.commit()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        # The server may have received COMMIT before the connection went: nobody knows.
+        orig = e.orig if e.orig is not None else e
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise OutcomeUnknown(run_id, reason) from e
     return summary

@@ -83,6 +83,21 @@ class Backend:
         """Within the block, beginning a writing transaction waits at most ``timeout_ms``."""
         yield
 
+    # Whether another connection can write while a settlement run holds its locks (false
+    # where one write lock stands in for every lock).
+    writes_beside_a_run: ClassVar[bool] = True
+
+    def hold_marker(self, conn: Connection, namespace: int, key: int) -> None:
+        """Hold marker lock (namespace, key) for the connection's session, across commits."""
+
+    def release_marker(self, conn: Connection, namespace: int, key: int) -> None:
+        """Release what ``hold_marker`` took."""
+
+    def markers_held(self, conn: Connection, namespace: int) -> set[int] | None:
+        """The keys of ``namespace`` some session holds now (unsigned 32-bit), or None
+        where the database cannot tell."""
+        return None
+
     def is_overflow(self, error: sa.exc.DBAPIError) -> bool:
         """Whether ``error`` is a SUM that left 64 bits (PostgreSQL sums BIGINT as NUMERIC,
         so there it never is)."""
@@ -222,6 +237,8 @@ class SQLiteBackend(Backend):
             read_only = conn.get_execution_options().get("read_only", False)
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+    writes_beside_a_run = False
+
     def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
         # One lock stands in for every key: the database write lock, which BEGIN
         # IMMEDIATE took when the transaction began.
@@ -307,6 +324,21 @@ class PostgresBackend(Backend):
 
     def insert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
+
+    def hold_marker(self, conn: Connection, namespace: int, key: int) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :key)"), {"ns": namespace, "key": key})
+
+    def release_marker(self, conn: Connection, namespace: int, key: int) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
+                     {"ns": namespace, "key": key})
+
+    def markers_held(self, conn: Connection, namespace: int) -> set[int] | None:
+        """From ``pg_locks``: a two-int advisory lock shows its keys as classid, objid
+        (objsubid 2); a session that died released its locks."""
+        rows = conn.execute(sa.text(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND classid = :ns AND granted"), {"ns": namespace})
+        return {int(objid) for (objid,) in rows}
 
     def append_only_ddl(self, table: str) -> list[str]:
         # ledger_refuse_change() is migration 0001's.

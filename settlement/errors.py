@@ -29,6 +29,22 @@ class DatabaseUnavailable(ReferralError):
     """The database cannot be reached."""
 
 
+class OutcomeUnknown(DatabaseUnavailable):
+    """The connection was lost around COMMIT: the run may or may not have committed.
+
+    Rerunning is safe either way (a rerun of the same input posts nothing twice); the
+    next run's start looks the run id up in ``settlement_runs`` and says which it was.
+    """
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"outcome unknown for run {run_id}: {reason}; rerunning is safe")
+
+
+class RunNotFound(ReferralError):
+    """No settlement run has the given id (or id prefix), or the prefix names several."""
+
+
 class SchemaNotReady(ReferralError):
     """The database schema is missing or behind: run `referral db upgrade`."""
 

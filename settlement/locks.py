@@ -18,6 +18,17 @@ Two locks, each held until the end of the transaction that took it:
 Order: the run lock before the ledger lock, never the other way round, so two
 writers cannot deadlock.  Readers take neither (``settlement.db.READ_ONLY``).
 
+Run history (``settlement.runs``) is written outside the run's transaction, on a
+connection of its own, under two more locks that never wait behind a run:
+
+3. The run-history lock: the short transaction that writes a run's start row
+   (and settles what earlier runs left unfinished) is serialised by it, so two
+   starts do not both mark the same dead run aborted.
+4. A run's marker: held by the history connection from the run's start to its
+   end (PostgreSQL: a session-level advisory lock keyed by the run id), so that
+   anyone can tell a live run from one whose process died (``run_markers_held``).
+   SQLite has no such lock; there a run is live while its process is (host, pid).
+
 How a database holds them is its backend's business (``settlement.dialect``):
 PostgreSQL takes transaction-scoped advisory locks by key.  SQLite has one lock,
 the database write lock, which every writing transaction takes when it begins
@@ -28,6 +39,7 @@ and none with ``--no-wait``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -40,10 +52,24 @@ from settlement.errors import SettlementError
 # Advisory lock keys (PostgreSQL), fixed so that every process agrees on them.
 LEDGER_LOCK_KEY = 0x5EF_1ED6E2
 SETTLE_LOCK_KEY = 0x5E771E
+RUN_HISTORY_LOCK_KEY = 0x5E771E_0
+# Run markers: two-int advisory locks (namespace, 32 bits of the run id's digest).
+RUN_MARKER_NAMESPACE = 0x5E77
 # How long a SQLite settle waits for another one with --wait (a nightly run may be long).
 SQLITE_WAIT_MS = 6 * 3600 * 1000
 
 _BUSY = "another settlement run holds the lock (--no-wait)"
+
+
+def run_marker_key(run_id: str) -> int:
+    """The signed 32-bit key of a run's marker lock (any run id text maps to one)."""
+    value = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big")
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def lock_run_history(conn: Connection) -> None:
+    """Take the run-history lock for the rest of the caller's (short) transaction."""
+    backend(conn).transaction_lock(conn, RUN_HISTORY_LOCK_KEY, wait=True)
 
 
 def lock_ledger(conn: Connection) -> None:

@@ -135,7 +135,15 @@ class CappedKey:
 
 @dataclass
 class Counts:
-    """The run's reconciliation counters (``RunSummary`` shows them)."""
+    """The run's reconciliation counters (``RunSummary`` shows them).
+
+    Two kinds (README, "What the numbers mean").  What the input stands at after the
+    run, the same on a rerun of the same input: ``rewarded`` (referrals of the input
+    with something standing after the run) and ``capped`` (keys of the input left
+    below their entitlement by LIMIT after the run, counted by ``Reconciler.finish``).
+    What the run changed, zero on a rerun: ``posted``, ``reversed``, ``superseded``,
+    ``adjusted``, ``moved``.  ``already_posted`` counts keys that needed no change.
+    """
 
     rewarded: int = 0
     posted: int = 0
@@ -175,6 +183,8 @@ class Reconciler:
         self.capped: dict[tuple[Any, ...], list[CappedKey]] = defaultdict(list)
         self.capped_of: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self.freed: set[tuple[Any, ...]] = set()
+        # Referrals of the input something stands for, as their latest settlement left them.
+        self.standing_referrals: set[str] = set()
 
     def referral(self, ev: Evaluated, standing: Mapping[Key, Standing],
                  terminated: set[str], changes: Changes) -> None:
@@ -209,7 +219,9 @@ class Reconciler:
                 if exclusive and final > 0:
                     claims.setdefault(role, (priority, rule_id))
         if stands:
-            self.counts.rewarded += 1
+            self.standing_referrals.add(rid)
+        else:
+            self.standing_referrals.discard(rid)
 
     # -- one key ---------------------------------------------------------------
 
@@ -355,13 +367,7 @@ class Reconciler:
         room = self.limits.room(rule, user, ev.day)
         if amount <= room:
             return amount
-        self.counts.capped += 1
-        ref = reward_reference(*key)
-        note = (f"{ref}: {format_money(Money(requested, limit.amount.currency))} cut to "
-                f"{format_money(Money(held + room, limit.amount.currency))} by LIMIT "
-                f"{format_money(limit.amount)} PER {limit.per} PER {limit.period.upper()}")
-        if len(self.counts.capped_notes) < MAX_NOTES:
-            self.counts.capped_notes.append(note)
+        note = _capped_note(key, rule, requested, held + room)
         self._note(ev, key, "capped", note, amount=held + room, requested=requested)
         return room
 
@@ -419,6 +425,15 @@ class Reconciler:
                                              ev.day, ev.hold_from.get(rule.id)))
         self.capped_of[key.referral_id].append(bucket)
 
+    def finish(self) -> None:
+        """End of the run, after ``top_up``: the counters that describe where the input
+        stands (``rewarded``, ``capped``), so that a rerun reports the same."""
+        left = [c for keys in self.capped.values() for c in keys if c.have < c.want.amount]
+        self.counts.capped = len(left)
+        self.counts.capped_notes = [_capped_note(c.key, c.rule, c.want.amount, c.have)
+                                    for c in left[:MAX_NOTES]]
+        self.counts.rewarded = len(self.standing_referrals)
+
     def top_up(self, changes: Changes) -> list[dict[str, Any]]:
         """End of the run: keys this run capped get the room later reversals freed, in the
         order they were capped (first come, first served).  Returns explain actions."""
@@ -444,6 +459,8 @@ class Reconciler:
                                 "outcome": "posted", "kind": "increase", "old": c.have,
                                 "amount": delta, "user_id": c.user,
                                 "why": "LIMIT room freed later in the run"})
+                if c.have == 0:
+                    self.standing_referrals.add(c.key.referral_id)
                 c.have += delta
                 c.newest = request.reference_id
         return actions
@@ -479,6 +496,15 @@ class Reconciler:
                 if stored is not None:
                     return stored.program.rules[0].priority
         return 0
+
+
+def _capped_note(key: Key, rule: Rule, requested: int, granted: int) -> str:
+    limit = rule.limit
+    assert limit is not None
+    currency = limit.amount.currency
+    return (f"{reward_reference(*key)}: {format_money(Money(requested, currency))} cut to "
+            f"{format_money(Money(granted, currency))} by LIMIT {format_money(limit.amount)}"
+            f" PER {limit.per} PER {limit.period.upper()}")
 
 
 def _money(amount: int, like: Money) -> str:

@@ -23,8 +23,11 @@ history of where each person is paid; ``payout_batches``, ``payout_items`` and
 ``payout_covers`` say which batch an item belongs to, which payee it pays and
 which entries it settles.
 
-All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002 and
-0005).
+Run history (migration 0006): ``settlement_run_events``, written outside the run's
+transaction so that failed and killed runs leave a trace too.
+
+All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002, 0005 and
+0006).
 """
 
 from __future__ import annotations
@@ -192,6 +195,37 @@ settlement_quarantine = sa.Table(
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
 )
+
+# Run history (migration 0006): what every settle run did, failed and aborted ones too.
+# Written OUTSIDE the run's transaction (``settlement.runs``): a start row (status
+# ``running``, phase ``start``) committed before the run begins, phase rows while it runs
+# (PostgreSQL only: SQLite's one write lock is the run's), and an end row: ``succeeded``
+# inside the run's own transaction (atomic with it), ``failed``/``dry_run``/``unknown`` in
+# a separate one after the rollback.  No foreign key to ``settlement_runs``: a failed run
+# has no row there.
+RUN_STATUSES = ("running", "succeeded", "failed", "dry_run", "unknown", "aborted")
+settlement_run_events = sa.Table(
+    "settlement_run_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("as_of", sa.Date, nullable=True),
+    sa.Column("input_name", sa.Text, nullable=True),
+    sa.Column("input_size", sa.BigInteger, nullable=True),
+    sa.Column("input_digest", sa.CHAR(64), nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("pid", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # The counters so far (or at the end), as canonical JSON text: integers only.
+    sa.Column("counts", sa.Text, nullable=True),
+    sa.CheckConstraint("status IN ('running', 'succeeded', 'failed', 'dry_run', 'unknown', "
+                       "'aborted')", name="ck_settlement_run_events_status"),
+    sa.Index("ix_settlement_run_events_run", "run_id", "id"),
+)
+
 
 def _run_fk() -> sa.ForeignKey:
     return sa.ForeignKey("settlement_runs.run_id", deferrable=True, initially="DEFERRED")

@@ -110,6 +110,7 @@ def test_migrations_match_metadata(db_url) -> None:
     assert set(metadata.tables) == set(APPEND_ONLY_TABLES) | set(PAYOUT_TABLES) | {
         "settlement_runs", "settlement_quarantine", "settlement_facts",
         "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",
+        "settlement_run_events",
     }
     engine.dispose()
 

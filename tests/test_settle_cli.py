@@ -20,9 +20,9 @@ from settlement.locks import SETTLE_LOCK_KEY
 from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
-SUMMARY_KEYS = ["run_id", "records", "rewarded", "posted", "already_posted", "capped",
-                "reversed", "adjusted", "moved", "superseded", "stale", "retired", "conflicts",
-                "confirmed", "quarantined", "amount_posted"]
+SUMMARY_KEYS = ["run_id", "dry_run", "as_of", "duration_s", "records", "rewarded", "posted",
+                "already_posted", "capped", "reversed", "adjusted", "moved", "superseded",
+                "stale", "retired", "conflicts", "confirmed", "quarantined", "amount_posted"]
 
 
 @pytest.fixture

@@ -94,8 +94,9 @@ def entries(engine) -> dict[str, tuple[str, int, str]]:
 def test_settle_first_run_posts_the_hand_checked_entries(engine, program, tmp_path) -> None:
     summary = run(engine, program, write(tmp_path, "first.jsonl", FIRST))
 
-    assert summary.as_json() | {"run_id": None} == {
-        "run_id": None, "records": 8, "rewarded": 5, "posted": 11, "already_posted": 0,
+    assert summary.as_json() | {"run_id": None, "duration_s": None} == {
+        "run_id": None, "dry_run": False, "as_of": "2026-01-10", "duration_s": None,
+        "records": 8, "rewarded": 5, "posted": 11, "already_posted": 0,
         "capped": 1, "reversed": 0, "adjusted": 0, "moved": 0, "superseded": 0, "stale": 0,
         "retired": 0, "conflicts": 0, "confirmed": 0, "quarantined": 3,
         "amount_posted": {"INR": 190000},

@@ -18,6 +18,7 @@ from referral.cli.payees import payees
 from referral.cli.payout import payout
 from referral.cli.report import report
 from referral.cli.rules import rules
+from referral.cli.runs import quarantine, runs
 from referral.cli.settle import settle
 
 
@@ -29,5 +30,5 @@ def main() -> None:
 
 
 rules.add_command(draft_cmd)
-for command in (rules, db, ledger, settle, payees, payout, report, demo, lsp):
+for command in (rules, db, ledger, settle, runs, quarantine, payees, payout, report, demo, lsp):
     main.add_command(command)

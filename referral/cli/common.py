@@ -70,6 +70,25 @@ EXIT_CODES: dict[type[Exception], int] = {
 }
 
 
+# ctx.meta key: a command may set how its final error line is printed (``settle
+# --log-format json`` prints it as a JSON object); the default is ``error: <message>``.
+ERROR_PRINTER = "referral.error_printer"
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code ``Command.invoke`` gives an error (1 for one outside the table)."""
+    if isinstance(error, click.exceptions.Exit):
+        return error.exit_code
+    if isinstance(error, click.ClickException):
+        return error.exit_code
+    return next((code for kind, code in EXIT_CODES.items() if isinstance(error, kind)),
+                EXIT_FAILED)
+
+
+def _echo_error(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
 def error_message(error: Exception) -> str:
     """The text after ``error:`` (empty: the command has already said everything)."""
     if isinstance(error, sa.exc.OperationalError):
@@ -88,8 +107,8 @@ class Command(click.Command):
         except tuple(EXIT_CODES) as e:
             message = error_message(e)
             if message:
-                click.echo(f"error: {message}", err=True)
-            ctx.exit(next(code for kind, code in EXIT_CODES.items() if isinstance(e, kind)))
+                ctx.meta.get(ERROR_PRINTER, _echo_error)(message)
+            ctx.exit(exit_code_for(e))
 
 
 class Group(click.Group):
@@ -179,18 +198,24 @@ def load_rules(
     strict: bool = False,
     note: str | None = None,
     currency: str | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> LoadedProgram:
     """Load a rule program, printing its warnings; on errors print every diagnostic, one a line.
 
     Every command that reads rules reports them exactly as ``rules check`` does;
-    ``note`` is the last line then (``error: <note>``).  ``currency`` is ``--currency``.
+    ``note`` is the last line then (``error: <note>``).  ``currency`` is ``--currency``;
+    ``echo`` prints a diagnostic line (default: as it is, on stderr).
     """
+    def stderr(line: str) -> None:
+        click.echo(line, err=True)
+
+    echo = echo or stderr
     try:
         loaded = load_program(paths, strict=strict, currency=currency)
     except RuleError as e:
         for d in e.diagnostics:
-            click.echo(d.line(), err=True)
+            echo(d.line())
         raise ChecksFailed(note or "") from e
     for w in loaded.warnings:
-        click.echo(w.line(), err=True)
+        echo(w.line())
     return loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from typing import TextIO
@@ -12,11 +13,22 @@ from typing import TextIO
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import Command, currency_option, db_option, load_rules, optional_date
+from referral.cli.common import (
+    ERROR_PRINTER,
+    Command,
+    CommandInputError,
+    currency_option,
+    db_option,
+    exit_code_for,
+    load_rules,
+    optional_date,
+)
+from referral.cli.logs import LOG_FORMATS, command_logging, json_error_printer
 from settlement.batch import PlannedReward, RunSummary
-from settlement.batch import settle as settle_records
 from settlement.db import open_engine
+from settlement.metrics import RunMetrics, write_metrics
 from settlement.records import BadRecord, Record, read_records
+from settlement.runs import ProgressPolicy, settle_recorded
 
 SHOWN_CAPPED = 10
 
@@ -43,20 +55,47 @@ def _print_plan(p: PlannedReward) -> None:
     click.echo(line)
 
 
-def _print_summary(summary: RunSummary) -> None:
+def _print_summary(summary: RunSummary, verbose: bool) -> None:
+    """Counts; with -v, samples of what was capped and quarantined too."""
     data = summary.as_json()
     title = "dry run (nothing written)" if summary.dry_run else "settlement run"
-    click.echo(f"{title} {summary.run_id} as of {summary.as_of}")
+    click.echo(f"{title} {summary.run_id} as of {summary.as_of} ({summary.duration_s:.1f} s)")
     for key in RunSummary.COUNTERS:
         click.echo(f"  {key.replace('_', ' '):<15} {data[key]:>10}")
     for currency, amount in data["amount_posted"].items():
         click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency)):>10}")
-    for note in summary.capped_notes[:SHOWN_CAPPED]:
-        click.echo(f"  capped: {note}")
-    if summary.capped > SHOWN_CAPPED:
-        click.echo(f"  ... and {summary.capped - SHOWN_CAPPED} more capped (see --explain)")
+    if verbose:
+        _samples("capped", summary.capped_notes, summary.capped)
+        _samples("quarantined", summary.quarantine_notes, summary.quarantined,
+                 "(see `referral quarantine list`)")
     for note in summary.conflict_notes[:SHOWN_CAPPED]:
         click.echo(f"  conflict: {note}")
+
+
+def _samples(kind: str, notes: list[str], total: int, more: str = "(see --explain)") -> None:
+    for note in notes[:SHOWN_CAPPED]:
+        click.echo(f"  {kind}: {note}")
+    if total > min(len(notes), SHOWN_CAPPED):
+        click.echo(f"  ... and {total - min(len(notes), SHOWN_CAPPED)} more {kind} {more}")
+
+
+def _metrics_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--metrics-file``: a file in a directory that exists (checked before the run)."""
+    if value is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(directory) or os.path.isdir(value):
+        raise click.BadParameter(f"{value!r}: no such directory {directory!r}"
+                                 if not os.path.isdir(directory) else f"{value!r} is a directory")
+    return value
+
+
+def _write_metrics(path: str, metrics: RunMetrics) -> None:
+    try:
+        write_metrics(path, metrics)
+    except OSError as e:
+        raise CommandInputError(f"{path}: cannot write the metrics file: "
+                                f"{e.strerror or e}") from None
 
 
 def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
@@ -96,6 +135,18 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--allow-conflicts", is_flag=True,
               help="Settle the rest when a reference settlement would post is already taken "
                    "by another entry (counted as conflicts).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines on stderr: text, or one JSON object a line (every stderr line).")
+@click.option("-q", "--quiet", "quiet", is_flag=True,
+              help="Warnings and errors only; no summary unless --json.")
+@click.option("-v", "--verbose", "verbose", is_flag=True,
+              help="Debug log lines, and samples of capped and quarantined records.")
+@click.option("--progress-every", type=click.IntRange(min=1), default=10_000,
+              show_default=True, metavar="N",
+              help="Log progress every N records (or every 10 seconds).")
+@click.option("--metrics-file", callback=_metrics_path, metavar="PATH",
+              help="Write Prometheus text-format metrics here (atomically; also on failure), "
+                   "for node_exporter's textfile collector.")
 def settle(
     rule_paths: tuple[str, ...],
     records_path: str,
@@ -111,30 +162,68 @@ def settle(
     renamed: dict[str, str],
     allow_anonymous_rules: bool,
     allow_conflicts: bool,
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
+    progress_every: int,
+    metrics_file: str | None,
 ) -> None:
-    """Evaluate referral records against the rules and post ledger entries (one transaction)."""
+    """Evaluate referral records against the rules and post ledger entries (one transaction).
+
+    Every run leaves a row in the run history (`referral runs list`), failed ones too.
+    """
     if records_path != "-" and not os.path.isfile(records_path):
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
-    loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
-                        currency=currency)
-    engine = open_engine(db_url)
+    if quiet and verbose:
+        raise click.UsageError("-q and -v exclude each other")
+    if log_format == "json":
+        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
+    started = time.monotonic()
     try:
-        with engine.connect() as conn:
-            items = _with_progress(
-                read_records(records_path), records_path,
-                show=sys.stderr.isatty() and not as_json,
-            )
-            summary = settle_records(
-                conn, loaded.program, items, as_of=as_of, input_name=records_path,
-                dry_run=dry_run, strict=strict, wait=wait, explain=explain,
-                on_plan=_print_plan if dry_run and not as_json else None,
-                renamed=renamed, allow_anonymous=allow_anonymous_rules,
-                allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
-            )
-    finally:
-        engine.dispose()
+        summary = _run(rule_paths, records_path, db_url, as_of, allow_future_as_of, dry_run,
+                       strict, as_json, explain, wait, currency, renamed, allow_anonymous_rules,
+                       allow_conflicts, log_format, quiet, verbose, progress_every)
+    except BaseException as e:
+        if metrics_file is not None:
+            _write_metrics(metrics_file, RunMetrics(
+                exit_code=exit_code_for(e), duration_s=time.monotonic() - started,
+                dry_run=dry_run))
+        raise
+    if metrics_file is not None:
+        _write_metrics(metrics_file, RunMetrics(
+            exit_code=0, duration_s=summary.duration_s, dry_run=dry_run, finished=True,
+            records=summary.records, posted=summary.posted, quarantined=summary.quarantined,
+            amount_posted=summary.amount_posted))
     if as_json:
         click.echo(json.dumps(summary.as_json()))
-    else:
-        _print_summary(summary)
+    elif not quiet:
+        _print_summary(summary, verbose)
+
+
+def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: date | None,
+         allow_future_as_of: bool, dry_run: bool, strict: bool, as_json: bool,
+         explain: TextIO | None, wait: bool, currency: str | None, renamed: dict[str, str],
+         allow_anonymous_rules: bool, allow_conflicts: bool, log_format: str, quiet: bool,
+         verbose: bool, progress_every: int) -> RunSummary:
+    """Load the rules and settle, logging as asked; the summary."""
+    verbosity = 1 if verbose else -1 if quiet else 0
+    bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
+    with command_logging(log_format, verbosity) as diagnostic:
+        loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
+                            currency=currency, echo=diagnostic)
+        engine = open_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                items = _with_progress(read_records(records_path), records_path, show=bar)
+                summary = settle_recorded(
+                    conn, loaded.program, items, records_path=records_path, as_of=as_of,
+                    dry_run=dry_run, strict=strict, wait=wait, explain=explain,
+                    on_plan=_print_plan if dry_run and not as_json else None,
+                    renamed=renamed, allow_anonymous=allow_anonymous_rules,
+                    allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
+                    progress=ProgressPolicy(records=progress_every, log=not bar),
+                )
+        finally:
+            engine.dispose()
+    return summary
 
