@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -176,9 +177,33 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnost
             message = "unterminated string (a string ends with \" on the same line)"
         else:
             message = f"unexpected character {found!r}, {_expected(set(e.allowed or ()))}"
+    offset = e.pos_in_stream if isinstance(e, UnexpectedCharacters) else (
+        e.token.start_pos if isinstance(e, UnexpectedToken) and e.token.type != "$END" else None)
+    digit = _foreign_digit(text, offset) if offset is not None else None
+    if digit is not None:
+        assert offset is not None
+        char = text[offset + digit]
+        column += digit
+        message = (f"U+{ord(char):04X} {unicodedata.name(char, 'DIGIT')} is not an ASCII "
+                   "digit: numbers, amounts and dates are written with 0-9")
     return Diagnostic(
         "error", message, SourcePos(filename, line, column), caret_context(text, line, column)
     )
+
+
+# What may stand before the digits of a literal: a sign, a currency symbol or code, and
+# the digits, separators and spaces of the literal itself.
+_LITERAL_LEAD = re.compile(r"[-₹$€£¥A-Za-z0-9,.: \t]{0,24}")
+
+
+def _foreign_digit(text: str, offset: int) -> int | None:
+    """How far past ``offset`` a literal's first non-ASCII digit is (``₹1٥0``, ``₹𝟓𝟎𝟎``),
+    when the lexer stopped in a number written with another script's digits."""
+    lead = _LITERAL_LEAD.match(text, offset)
+    end = lead.end() if lead else offset
+    if end < len(text) and text[end].isdecimal() and "\n" not in text[offset:end]:
+        return end - offset
+    return None
 
 
 def _resume_offset(text: str, error_line: int, after: int) -> int | None:
