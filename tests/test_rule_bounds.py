@@ -118,7 +118,7 @@ def check(tmp_path, text: str):
     return CliRunner().invoke(main, ["rules", "check", str(path)]), str(path)
 
 
-def xtest_bounds_are_documented_in_the_readme():
+def test_bounds_are_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for figure in (MAX_NESTING, MAX_PHRASE_DEPTH, MAX_NUMBER_DIGITS, f"{MAX_DAYS:,}",
                    f"{MAX_PRIORITY:,}"):
