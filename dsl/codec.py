@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from dsl.bounds import MAX_NESTING
 from dsl.errors import ModelSchemaError, MoneyError, ReferralError, SourcePos
 from dsl.model import (
     SCHEMA_VERSION,
@@ -188,11 +189,14 @@ def rule_hash(rule: Rule) -> str:
 
 def program_from_json(data: Any, filename: str = "<json>") -> Program:
     """Validate ``data`` and build exactly the Program that ``program_to_json`` encoded."""
-    validate_model_json(data, filename)
     try:
+        validate_model_json(data, filename)
         return _program(data)
     except MoneyError as e:  # a well-formed code that is not ISO 4217
         raise ModelSchemaError(f"{filename}: {e.message}") from None
+    except RecursionError:  # validation and decoding recurse; check bounds what decodes
+        raise ModelSchemaError(f"{filename}: conditions nest too deep (at most "
+                               f"{MAX_NESTING} levels of AND, OR, NOT and lists)") from None
 
 
 def _program(data: dict[str, Any]) -> Program:

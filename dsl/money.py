@@ -68,7 +68,8 @@ def symbol_table(currency: str | None) -> dict[str, str]:
             table[sym] = currency
     return table
 
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+# ASCII digits only: \d would read any script's digits (₹1٥0 as ₹150).
+_NUMBER = r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?"
 _SYMBOL = "|".join(re.escape(s) for s in SYMBOLS)
 _MONEY_RE = re.compile(
     rf"^\s*(?:(?P<sym>{_SYMBOL})\s*(?P<n1>{_NUMBER})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -27,6 +28,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.tree import Meta
 
 import grammar
+from dsl.bounds import MAX_DAYS, MAX_NESTING, MAX_NUMBER_DIGITS, MAX_PRIORITY
 from dsl.errors import (
     Diagnostic,
     EvaluationError,
@@ -176,9 +178,33 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, filename: str) -> Diagnost
             message = "unterminated string (a string ends with \" on the same line)"
         else:
             message = f"unexpected character {found!r}, {_expected(set(e.allowed or ()))}"
+    offset = e.pos_in_stream if isinstance(e, UnexpectedCharacters) else (
+        e.token.start_pos if isinstance(e, UnexpectedToken) and e.token.type != "$END" else None)
+    digit = _foreign_digit(text, offset) if offset is not None else None
+    if digit is not None:
+        assert offset is not None
+        char = text[offset + digit]
+        column += digit
+        message = (f"U+{ord(char):04X} {unicodedata.name(char, 'DIGIT')} is not an ASCII "
+                   "digit: numbers, amounts and dates are written with 0-9")
     return Diagnostic(
         "error", message, SourcePos(filename, line, column), caret_context(text, line, column)
     )
+
+
+# What may stand before the digits of a literal: a sign, a currency symbol or code, and
+# the digits, separators and spaces of the literal itself.
+_LITERAL_LEAD = re.compile(r"[-₹$€£¥A-Za-z0-9,.: \t]{0,24}")
+
+
+def _foreign_digit(text: str, offset: int) -> int | None:
+    """How far past ``offset`` a literal's first non-ASCII digit is (``₹1٥0``, ``₹𝟓𝟎𝟎``),
+    when the lexer stopped in a number written with another script's digits."""
+    lead = _LITERAL_LEAD.match(text, offset)
+    end = lead.end() if lead else offset
+    if end < len(text) and text[end].isdecimal() and "\n" not in text[offset:end]:
+        return end - offset
+    return None
 
 
 def _resume_offset(text: str, error_line: int, after: int) -> int | None:
@@ -255,7 +281,30 @@ class _ToModel(Transformer):
             return "referrer"
         return role
 
+    def _digits_ok(self, tok: Token) -> bool:
+        """A number literal within ``MAX_NUMBER_DIGITS`` (checked before ``int()``, which
+        refuses thousands of digits with a ValueError)."""
+        digits = sum(ch in "0123456789" for ch in str(tok))
+        if digits <= MAX_NUMBER_DIGITS:
+            return True
+        self._error(f"a number has at most {MAX_NUMBER_DIGITS} digits, this one {digits}",
+                    self._pos(tok))
+        return False
+
+    def _int(self, tok: Token) -> int:
+        return int(tok) if self._digits_ok(tok) else 0
+
+    def _days(self, tok: Token, keyword: str, pos: SourcePos) -> int:
+        days = self._int(tok)
+        if days < 0:
+            self._error(f"{keyword} needs a number of days >= 0, got {days}", self._pos(tok))
+        elif days > MAX_DAYS:
+            self._error(f"{keyword} {days} DAYS is more than {MAX_DAYS:,} days (100 years)", pos)
+        return days
+
     def _money(self, tok: Token) -> Money:
+        if not self._digits_ok(tok):
+            return Money(0, "INR")
         text = str(tok)
         negative = text.startswith("-")
         try:
@@ -270,10 +319,10 @@ class _ToModel(Transformer):
         return _unquote(items[0])
 
     def integer(self, items: Sequence[Token]) -> int:
-        return int(items[0])
+        return self._int(items[0])
 
     def decimal(self, items: Sequence[Token]) -> Decimal:
-        return Decimal(str(items[0]))
+        return Decimal(str(items[0])) if self._digits_ok(items[0]) else Decimal(0)
 
     def money(self, items: Sequence[Token]) -> Money:
         return self._money(items[0])
@@ -321,10 +370,9 @@ class _ToModel(Transformer):
         return Compare(str(items[0]), "CONTAINS", items[1], self._pos(items[0]))
 
     def within(self, items: Sequence[Any], direction: Direction = "of") -> Within:
-        path, days, other = items
-        if int(days) < 0:
-            self._error(f"WITHIN needs a number of days >= 0, got {days}", self._pos(days))
-        return Within(str(path), int(days), str(other), self._pos(path), direction)
+        path, tok, other = items
+        days = self._days(tok, "WITHIN", self._pos(path))
+        return Within(str(path), days, str(other), self._pos(path), direction)
 
     def within_after(self, items: Sequence[Any]) -> Within:
         return self.within(items, "after")
@@ -361,7 +409,7 @@ class _ToModel(Transformer):
     @v_args(meta=True)
     def percent(self, meta: Meta, items: Sequence[Any]) -> PercentReward:
         tok, path = items[0], items[1]
-        percent = Decimal(str(tok).rstrip("%").strip())
+        percent = Decimal(str(tok).rstrip("%").strip()) if self._digits_ok(tok) else Decimal(1)
         to, cap = self._action_opts(items[2:])
         return PercentReward(percent, str(path), to, cap[0] if cap else None, pos=self._pos(tok))
 
@@ -393,7 +441,11 @@ class _ToModel(Transformer):
 
     @v_args(meta=True)
     def priority(self, meta: Meta, items: Sequence[Token]) -> _Clause:
-        return _Clause("priority", int(items[0]), self._meta_pos(meta))
+        priority = self._int(items[0])
+        if abs(priority) > MAX_PRIORITY:
+            self._error(f"PRIORITY must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, "
+                        f"got {priority}", self._meta_pos(meta))
+        return _Clause("priority", priority, self._meta_pos(meta))
 
     @v_args(meta=True)
     def exclusive(self, meta: Meta, items: Sequence[Any]) -> _Clause:
@@ -413,9 +465,7 @@ class _ToModel(Transformer):
 
     @v_args(meta=True)
     def hold(self, meta: Meta, items: Sequence[Token]) -> _Clause:
-        days = int(items[0])
-        if days < 0:
-            self._error(f"HOLD needs a number of days >= 0, got {days}", self._pos(items[0]))
+        days = self._days(items[0], "HOLD", self._meta_pos(meta))
         start = str(items[1]) if items[1] is not None else None
         return _Clause("hold", (days, start), self._meta_pos(meta))
 
@@ -617,6 +667,24 @@ def parse_partial(
     return program, diagnostics
 
 
+# The parse tree nodes that nest (the model's And, Or, Not and list values).
+_NESTING_NODES = frozenset({"and_expr", "or_expr", "negation", "list"})
+
+
+def _too_deep(statement: Tree) -> tuple[int, int] | None:
+    """Where a statement's conditions first nest beyond ``MAX_NESTING``, found without
+    recursion (LALR parsing is iterative; the transformer is not)."""
+    stack: list[tuple[Tree, int]] = [(statement, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_NODES:
+            depth += 1
+            if depth > MAX_NESTING:
+                return node.meta.line, node.meta.column
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+    return None
+
+
 def _parse_partial(
     text: str, filename: str, symbols: Mapping[str, str]
 ) -> tuple[Program, list[Diagnostic]]:
@@ -631,6 +699,12 @@ def _parse_partial(
     statements: list[tuple[Statement, int, int]] = []
     for tree in trees:
         for child in tree.children:
+            deep = _too_deep(child)
+            if deep is not None:  # refused before the (recursive) transformer sees it
+                transformer._error(
+                    f"conditions nest {MAX_NESTING + 1} deep here (at most {MAX_NESTING} "
+                    "levels of AND, OR, NOT and lists)", SourcePos(filename, *deep))
+                continue
             errors_before = len(transformer.errors)
             stmt = transformer.transform(child)
             if len(transformer.errors) == errors_before:  # a bad literal: leave it out

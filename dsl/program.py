@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dsl.bounds import MAX_NESTING, MAX_PHRASE_DEPTH, Expansion, expansion, phrase_expansions
 from dsl.codec import program_from_json
 from dsl.errors import (
     Diagnostic,
@@ -34,6 +35,7 @@ from dsl.model import (
     PhraseRef,
     Program,
     phrase_key,
+    walk,
 )
 from dsl.money import SYMBOLS, symbol_table
 from dsl.parser import parse_partial
@@ -115,6 +117,35 @@ class _Resolver:
         self.errors: list[Diagnostic] = []
         self._done: dict[str, Condition] = {}
         self._cyclic: set[str] = set()
+        self.expansions = phrase_expansions(self.defs)
+        # Phrases beyond a bound (dsl.bounds) are never expanded: the resolver recurses.
+        self._too_deep = {key for key, e in self.expansions.items() if _beyond(e)}
+        for key, d in self.defs.items():
+            e = self.expansions[key]
+            if e.phrases == MAX_PHRASE_DEPTH + 1:
+                self._error(f'phrase "{d.phrase}" is defined through {e.phrases} nested phrases '
+                            f"(at most {MAX_PHRASE_DEPTH})", d.source)
+            elif e.nesting > MAX_NESTING and not self._uses_too_deep(d.condition):
+                self._error(f'phrase "{d.phrase}": its condition nests {e.nesting} deep once '
+                            f"its phrases are expanded (at most {MAX_NESTING})", d.source)
+
+    def _uses_too_deep(self, cond: Condition) -> bool:
+        return any(isinstance(c, PhraseRef) and phrase_key(c.phrase) in self._too_deep
+                   for c in walk(cond))
+
+    def within_bounds(self, cond: Condition, owner: str, pos: SourcePos | None) -> bool:
+        """Whether ``cond`` expands within the bounds; says why not when the reason is
+        not a phrase already reported."""
+        if self._uses_too_deep(cond):
+            return False
+        found = expansion(cond, self.expansions)
+        if found.nesting <= MAX_NESTING:
+            return True
+        expanded = " once its phrases are expanded" if any(
+            isinstance(c, PhraseRef) for c in walk(cond)) else ""
+        self._error(f"{owner}: its condition nests {found.nesting} deep{expanded} "
+                    f"(at most {MAX_NESTING})", pos)
+        return False
 
     def _error(self, message: str, pos: SourcePos | None) -> None:
         self.errors.append(Diagnostic("error", message, pos))
@@ -122,6 +153,8 @@ class _Resolver:
     def definition(self, key: str, stack: tuple[str, ...] = ()) -> Condition | None:
         if key in self._done:
             return self._done[key]
+        if key in self._too_deep:
+            return None
         if key in stack:
             cycle = (*stack[stack.index(key):], key)
             chain = " -> ".join(f'"{self.defs[k].phrase}"' for k in cycle)
@@ -164,6 +197,10 @@ class _Resolver:
         return cond
 
 
+def _beyond(e: Expansion) -> bool:
+    return e.phrases > MAX_PHRASE_DEPTH or e.nesting > MAX_NESTING
+
+
 def _from_phrase(cond: Condition | None, phrase: str) -> Condition | None:
     """The expansion of ``phrase``, marked with it for display (``PhraseOrigin``)."""
     return None if cond is None else replace(cond, origin=PhraseOrigin(phrase))
@@ -182,6 +219,9 @@ def resolve_program(program: Program) -> tuple[Program, list[Diagnostic]]:
     resolver = _Resolver(program.definitions)
     rules = []
     for r in program.rules:
+        if not all(resolver.within_bounds(c, f"rule {r.id}", r.source) for c in r.conditions()):
+            rules.append(replace(r, condition=And(()), reverse_if=None))
+            continue
         cond = resolver.resolve(r.condition)
         rev = resolver.resolve(r.reverse_if) if r.reverse_if is not None else None
         rules.append(replace(r, condition=cond if cond is not None else And(()), reverse_if=rev))
@@ -302,6 +342,10 @@ def parse_files(paths: Sequence[str | Path], *, currency: str | None = None) -> 
         except UnicodeDecodeError as e:
             pos = SourcePos(str(path), 1, 1)
             diagnostics.append(Diagnostic("error", f"not UTF-8 text: {e.reason}", pos))
+        except (ValueError, RecursionError) as e:  # json's own limits: digits, nesting
+            reason = "nests too deep" if isinstance(e, RecursionError) else str(e).split(";")[0]
+            pos = SourcePos(str(path), 1, 1)
+            diagnostics.append(Diagnostic("error", f"not a readable JSON model: {reason}", pos))
     parsed, found = _parse_texts(texts, parse_partial, models.values(), currency)
     files = {path: models.get(path) or parsed[path] for path in order
              if path in models or path in parsed}

@@ -161,6 +161,9 @@ def _rule_values(rule: Rule) -> list[Diagnostic]:
         at = rule.limit.pos
         if rule.limit.amount.amount <= 0:
             err(f"LIMIT must be positive, got {rule.limit.amount}", at)
+        if rule.limit.amount.amount > MAX_MINOR_UNITS:  # a BIGINT sum is compared with it
+            err(f"LIMIT must be at most {MAX_MINOR_UNITS} minor units, got {rule.limit.amount}",
+                at)
         if currencies and rule.limit.amount.currency not in currencies:
             err(f"LIMIT is in {rule.limit.amount.currency} but the rule pays in "
                 f"{', '.join(sorted(currencies))}", at)

@@ -71,6 +71,11 @@ _INLINE_OPS = frozenset({"=", "!=", ">", ">=", "<", "<="})
 
 _FAST_TYPES: dict[type, str] = {str: "str", bool: "bool", int: "int"}
 
+# Groups nested deeper than this are the closure's: Python's parser refuses deeply
+# nested expressions (200 parentheses; "too complex" well before that for and/or).
+# dsl.bounds.MAX_NESTING bounds the closures' recursion.
+INLINE_DEPTH = 24
+
 # WITHIN n DAYS OF|AFTER|BEFORE: path's date - other's date lies in n * [low, high].
 _WINDOW: dict[str, tuple[int, int]] = {"of": (-1, 1), "after": (0, 1), "before": (-1, 0)}
 
@@ -154,12 +159,14 @@ class _Codegen:
             out += self._descendants(path)
         return out
 
-    def cond(self, c: Fallbacks, cond: Condition) -> str:
+    def cond(self, c: Fallbacks, cond: Condition, depth: int = 0) -> str:
+        if isinstance(cond, (And, Or, Not)) and depth >= INLINE_DEPTH:
+            return f"{self.const(c.condition(cond), '_cond')}(ctx, None, 0)"
         if isinstance(cond, (And, Or)):
             joiner = " and " if isinstance(cond, And) else " or "
-            return "(" + joiner.join(self.cond(c, item) for item in cond.items) + ")"
+            return "(" + joiner.join(self.cond(c, item, depth + 1) for item in cond.items) + ")"
         if isinstance(cond, Not):
-            return f"(not {self.cond(c, cond.item)})"
+            return f"(not {self.cond(c, cond.item, depth + 1)})"
         if isinstance(cond, Compare):
             fast = self.compare(c, cond)
             if fast is not None:

@@ -1,0 +1,312 @@
+"""Rules that cannot crash: what ``rules check`` accepts evaluates, and what it refuses
+is a positioned error (issue 18 items 7 and 8, and ASCII digits in literals)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.dot import program_to_dot
+from compiler.js import program_js
+from compiler.text import format_program
+from dsl.bounds import MAX_DAYS, MAX_NESTING, MAX_NUMBER_DIGITS, MAX_PHRASE_DEPTH, MAX_PRIORITY
+from dsl.codec import dumps, program_from_json
+from dsl.errors import EvaluationError, MoneyError, RuleError
+from dsl.evaluate import compile_program, nest_context
+from dsl.evaluate.codegen import INLINE_DEPTH
+from dsl.money import parse_money
+from dsl.parser import parse_text
+from dsl.program import check_texts, load_program
+from referral.cli import main
+
+
+def first_error(text: str) -> tuple[str, int, int]:
+    with pytest.raises(RuleError) as info:
+        parse_text(text, "f.rule")
+    d = info.value.diagnostics[0]
+    assert d.pos is not None
+    return d.message, d.pos.line, d.pos.column
+
+
+# ---------------------------------------------------------------- ASCII digits only
+
+@pytest.mark.parametrize(
+    ("literal", "digit", "col"),
+    [
+        ("₹1٥0", "U+0665 ARABIC-INDIC DIGIT FIVE", 19),
+        ("₹𝟓𝟎𝟎", "U+1D7D3 MATHEMATICAL BOLD DIGIT FIVE", 18),
+        ("INR ١٠٠", "U+0661 ARABIC-INDIC DIGIT ONE", 21),
+        ("१२", "U+0967 DEVANAGARI DIGIT ONE", 17),
+        ("1.٥", "U+0665 ARABIC-INDIC DIGIT FIVE", 19),
+        ("２０２６-01-01", "U+FF12 FULLWIDTH DIGIT TWO", 17),
+    ],
+)
+def test_literal_non_ascii_digit_refused_at_the_digit(literal, digit, col):
+    message, line, column = first_error(f"RULE a IF x.y = {literal} THEN ISSUE ₹5")
+    assert message == (f"{digit} is not an ASCII digit: numbers, amounts and dates are "
+                       "written with 0-9")
+    assert (line, column) == (1, col)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "RULE a IF x.y = 1 THEN ISSUE ₹٥",
+        "RULE a IF x.y = 1 THEN ISSUE ٥% OF x.z",
+        "RULE a IF x.y = 1 THEN ISSUE ₹5 HOLD ٣ DAYS",
+        "RULE a PRIORITY ٣ IF x.y = 1 THEN ISSUE ₹5",
+        "RULE a IF x.y WITHIN ٣ DAYS OF x.z THEN ISSUE ₹5",
+    ],
+)
+def test_every_number_position_refuses_non_ascii_digits(text):
+    message, _line, _col = first_error(text)
+    assert "is not an ASCII digit" in message
+
+
+def test_ascii_digits_and_unicode_strings_still_parse():
+    program = parse_text('RULE a IF x.y = ₹150 AND x.n = "١٥٠" THEN ISSUE ₹5', "f.rule")
+    assert program.rules[0].actions[0].amount.amount == 500
+
+
+@pytest.mark.parametrize("text", ["₹1٥0", "₹𝟓𝟎𝟎", "INR ١٠٠", "१२ INR"])
+def test_parse_money_refuses_non_ascii_digits(text):
+    with pytest.raises(MoneyError):
+        parse_money(text)
+
+
+# ---------------------------------------------------------------- bounds: nothing check
+# accepts can crash rules test or settlement; one beyond each bound is a positioned error
+
+def rule_text(cond: str, clauses: str = "", given: str = 'referee.x = 1') -> str:
+    return (f"RULE r1\n  IF {cond}\n  THEN ISSUE ₹500 REWARD TO referrer\n  {clauses}\n\n"
+            f'EXAMPLE "e"\n  GIVEN referrer.id = "u1", referee.id = "u2", {given}\n'
+            "  EXPECT ISSUE ₹500 TO referrer\n")
+
+
+def even_nots(n: int) -> str:
+    """``n`` nested NOTs around a true comparison; true when ``n`` is even."""
+    return "NOT " * n + "referee.x = 1"
+
+
+def groups(n: int) -> str:
+    """``n`` nested parenthesised AND/OR groups, true when referee.x = 1."""
+    cond = "referee.x = 1"
+    for i in range(n):
+        cond = f"({cond} OR referee.y = 2)" if i % 2 else f"({cond} AND referee.x >= 1)"
+    return cond
+
+
+def lists(n: int) -> str:
+    return "referee.tags CONTAINS 1 OR referee.x IN " + "[" * n + "1" + "]" * n
+
+
+def chain(n: int) -> str:
+    """A DEFINE chain: p1 is a comparison, each next phrase is the one before."""
+    lines = ['DEFINE "p1" AS referee.x = 1']
+    lines += [f'DEFINE "p{i}" AS "p{i - 1}"' for i in range(2, n + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def check(tmp_path, text: str):
+    path = tmp_path / "deep.rule"
+    path.write_text(text, encoding="utf-8")
+    return CliRunner().invoke(main, ["rules", "check", str(path)]), str(path)
+
+
+def test_bounds_are_documented_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for figure in (MAX_NESTING, MAX_PHRASE_DEPTH, MAX_NUMBER_DIGITS, f"{MAX_DAYS:,}",
+                   f"{MAX_PRIORITY:,}"):
+        assert str(figure) in readme
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line", "col"),
+    [
+        (rule_text(even_nots(MAX_NESTING + 1)),
+         f"conditions nest {MAX_NESTING + 1} deep here (at most {MAX_NESTING} levels of AND, "
+         "OR, NOT and lists)", 2, 6 + 4 * MAX_NESTING),
+        (rule_text(even_nots(600)), "conditions nest", 2, 6 + 4 * MAX_NESTING),
+        (rule_text(even_nots(5000)), "conditions nest", 2, 6 + 4 * MAX_NESTING),
+        # A group is placed at its first condition, a list at its bracket.
+        (rule_text(groups(MAX_NESTING + 1)), "conditions nest", 2, 7 + MAX_NESTING),
+        (rule_text(groups(300)), "conditions nest", 2, 7 + MAX_NESTING),
+        (rule_text(lists(MAX_NESTING)), "conditions nest", 2, 45 + MAX_NESTING),
+        (rule_text("referee.x = 1", "HOLD 3000000 DAYS"),
+         f"HOLD 3000000 DAYS is more than {MAX_DAYS:,} days", 4, 3),
+        (rule_text("referee.x = 1", f"HOLD {MAX_DAYS + 1} DAYS"), "HOLD", 4, 3),
+        (rule_text(f"referee.x WITHIN {MAX_DAYS + 1} DAYS OF referee.y"),
+         f"WITHIN {MAX_DAYS + 1} DAYS is more than {MAX_DAYS:,} days", 2, 6),
+        (rule_text("referee.x = " + "9" * 5000),
+         f"a number has at most {MAX_NUMBER_DIGITS} digits, this one 5000", 2, 18),
+        (rule_text("referee.x = " + "9" * (MAX_NUMBER_DIGITS + 1)), "a number has", 2, 18),
+        (rule_text("referee.x = 1." + "9" * MAX_NUMBER_DIGITS), "a number has", 2, 18),
+        (rule_text("referee.p = ₹" + "9" * 5000), "a number has", 2, 18),
+        (rule_text("referee.x = 1").replace("ISSUE ₹500 REWARD", "ISSUE 1." + "0" * 40 + "%"
+                                            " OF referee.p REWARD"), "a number has", 3, 14),
+        (f"RULE r1 PRIORITY {MAX_PRIORITY + 1} IF referee.x = 1 THEN ISSUE ₹5\n",
+         f"PRIORITY must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}", 1, 9),
+        (f"RULE r1 PRIORITY {'9' * 5000} IF referee.x = 1 THEN ISSUE ₹5\n",
+         "a number has", 1, 18),
+        (chain(MAX_PHRASE_DEPTH + 1) + rule_text(f'"p{MAX_PHRASE_DEPTH + 1}"'),
+         f'phrase "p{MAX_PHRASE_DEPTH + 1}" is defined through {MAX_PHRASE_DEPTH + 1} nested '
+         f"phrases (at most {MAX_PHRASE_DEPTH})", MAX_PHRASE_DEPTH + 1, 1),
+        (chain(3000) + rule_text('"p3000"'), 'phrase "p33" is defined through 33', 33, 1),
+        ('DEFINE "deep" AS ' + even_nots(40) + "\n" + rule_text('NOT ' * 30 + '"deep"'),
+         f"rule r1: its condition nests 70 deep once its phrases are expanded (at most "
+         f"{MAX_NESTING})", 2, 1),
+    ],
+)
+def test_check_refuses_beyond_each_bound(tmp_path, text, message, line, col):
+    result, path = check(tmp_path, text)
+    assert result.exit_code == 1, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{path}:{line}:{col}: error: {message}"), first
+    assert "Traceback" not in result.output
+
+
+def at_bounds_text() -> str:
+    """One program at every bound at once."""
+    digits = "9" * MAX_NUMBER_DIGITS
+    deepest_list = "[" * (MAX_NESTING - 2) + "1" + "]" * (MAX_NESTING - 2)
+    return (
+        chain(MAX_PHRASE_DEPTH)
+        + f"RULE deep PRIORITY {MAX_PRIORITY}\n"
+        f"  IF {'NOT ' * (MAX_NESTING - 1)}referee.x = 2\n"
+        f"  AND {groups(MAX_NESTING - 1)}\n  AND NOT referee.x = {digits}\n"
+        f"  AND (referee.x = 1 OR referee.l IN {deepest_list})\n"
+        f'  AND "p{MAX_PHRASE_DEPTH}"\n'
+        f"  AND referee.d WITHIN {MAX_DAYS} DAYS OF referral.d\n"
+        f"  THEN ISSUE ₹500 REWARD TO referrer\n  HOLD {MAX_DAYS} DAYS\n"
+        f"RULE low PRIORITY -{MAX_PRIORITY} IF referee.x = 1 THEN ISSUE ₹{digits[:16]} TO referee\n"
+        'EXAMPLE "at the bounds"\n'
+        '  GIVEN referrer.id = "u1", referee.id = "u2", referee.x = 1, referee.y = 2,\n'
+        "        referee.d = 2026-01-01, referral.d = 2025-12-01\n"
+        f"  EXPECT ISSUE ₹500 TO referrer AND ISSUE ₹{int(digits[:16]):,} TO referee\n"
+    )
+
+
+def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path):
+    text = at_bounds_text()
+    result, path = check(tmp_path, text)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["rules", "test", path])
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.stdout
+    program = load_program([path]).program
+    compiled = compile_program(program)
+    ctx = nest_context(pairs({"referrer.id": "u1", "referee.id": "u2", "referee.x": 1,
+                        "referee.y": 2, "referee.d": "2026-01-01", "referral.d": "2025-12-01"}))
+    fast, traced = compiled.evaluate(ctx), compiled.evaluate(ctx, trace=True)
+    assert [r.amount for r in fast.rewards] == [r.amount for r in traced.rewards]
+    assert [r.rule_id for r in fast.rewards] == ["deep", "low"]
+    # Every human-readable output of what check accepts.
+    unresolved = parse_text(text, path)
+    assert parse_text(format_program(unresolved), path) == unresolved
+    assert all(dot for dot in program_to_dot(program).values())
+    assert program_from_json(json.loads(dumps(program))) == program
+    assert program_js(program)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=True)
+@given(st.lists(st.sampled_from(["not", "and", "or", "list"]), min_size=MAX_NESTING,
+                max_size=MAX_NESTING))
+def test_fuzz_nesting_at_the_bound_evaluates_one_beyond_is_refused(kinds):
+    lists_deep = kinds.count("list")
+    cond = "referee.x IN " + "[" * lists_deep + "1" + "]" * lists_deep if lists_deep else (
+        "referee.x = 1")
+    for kind in (k for k in kinds if k != "list"):
+        cond = {"not": f"NOT {cond}", "and": f"({cond} AND referee.y = 2)",
+                "or": f"({cond} OR referee.y = 2)"}[kind]
+    program = load_texts(rule_text(cond))
+    compiled = compile_program(program)
+    for x in (1, [1], 2):
+        ctx = nest_context(pairs({"referrer.id": "u1", "referee.id": "u2", "referee.x": x,
+                            "referee.y": 2}))
+        assert outcome(compiled, ctx, trace=False) == outcome(compiled, ctx, trace=True)
+    assert program_to_dot(program)
+    with pytest.raises(RuleError, match="conditions nest"):
+        load_texts(rule_text(f"NOT {cond}"))
+
+
+def outcome(compiled, ctx, *, trace: bool):
+    """The rewards, or the record's error: the generated path and the closures agree."""
+    try:
+        return compiled.evaluate(ctx, trace=trace).rewards
+    except EvaluationError as e:
+        return str(e)
+
+
+def pairs(values: dict):
+    return values.items()
+
+
+def load_texts(text: str):
+    checked = check_texts({Path("f.rule"): text})
+    if checked.errors:
+        raise RuleError(checked.errors)
+    return checked.resolved
+
+
+def test_codegen_handles_the_deepest_condition_python_cannot_parse_inline():
+    program = load_texts(rule_text(even_nots(MAX_NESTING)) + rule_text(groups(MAX_NESTING))
+                         .replace("r1", "r2").replace('"e"', '"f"'))
+    compiled = compile_program(program)
+    ctx = nest_context(pairs({"referrer.id": "u1", "referee.id": "u2", "referee.x": 1}))
+    assert [r.rule_id for r in compiled.evaluate(ctx).rewards] == ["r1", "r2"]
+    # Beyond INLINE_DEPTH the generated code calls the closure of the group.
+    assert compiled.source.count("(not ") == INLINE_DEPTH
+    assert "_cond" in compiled.source
+
+
+def json_model(condition: dict, **rule: object) -> dict:
+    return {"schema_version": 1, "definitions": [], "examples": [],
+            "rules": [{"id": "r1", "condition": condition,
+                       "actions": [{"kind": "fixed", "to": "referrer",
+                                    "amount": {"amount": 500, "currency": "INR"}}], **rule}]}
+
+
+def nested_not(n: int) -> dict:
+    cond: dict = {"compare": {"path": "referee.x", "op": "=", "value": {"int": 1}}}
+    for _ in range(n):
+        cond = {"not": cond}
+    return cond
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (json_model(nested_not(MAX_NESTING + 1)),
+         f"rule r1: its condition nests {MAX_NESTING + 1} deep (at most {MAX_NESTING})"),
+        (json_model(nested_not(900)), "conditions nest too deep"),
+        (json_model(nested_not(1), hold_days=MAX_DAYS + 1), "hold_days"),
+        (json_model(nested_not(1), priority=MAX_PRIORITY + 1), "priority"),
+    ],
+)
+def test_json_model_beyond_a_bound_is_refused(tmp_path, model, message):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(model), encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_json_model_at_the_nesting_bound_loads(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(json_model(nested_not(MAX_NESTING))), encoding="utf-8")
+    assert load_program([path]).program.rules[0].id == "r1"
+
+
+def test_limit_beyond_a_ledger_amount_is_refused(tmp_path):
+    limit = f"LIMIT ₹{'9' * 20} PER referrer PER MONTH"
+    result, path = check(tmp_path, rule_text("referee.x = 1", limit))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{path}:4:9: error: rule r1: LIMIT must be at most "
+                                    f"{2**63 - 1} minor units")
