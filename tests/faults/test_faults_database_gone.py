@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,20 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 AS_OF = "2026-11-25"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-OUTCOMES: dict[str, str] = {}  # case -> the error line the CLI printed, for the figure
+CASES = ("127.0.0.1:1", "no-such-host.invalid:5432", "terminated", "cut")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one case's run did, recorded before the case asserts anything, so that the
+    figure checks what happened rather than trusting that the case passed."""
+
+    returncode: int | None
+    stderr: str
+    unchanged: bool | None  # the ledger after a mid-run cut (None: no ledger to keep)
+
+
+OUTCOMES: dict[str, Outcome] = {}
 
 
 class Proxy:
@@ -97,19 +111,24 @@ def test_unreachable_server_exit_3_one_line(url, names, tmp_path: Path) -> None:
         write_records(fh, 10, seed=1)
     proc = spawn(settle_args(RULES_DIR, records, url, AS_OF))
     _, err = proc.communicate(timeout=60)
+    OUTCOMES[names] = Outcome(proc.returncode, err, None)
     assert proc.returncode == 3, err
     line = one_line_error(err)
     assert line.startswith(f"error: cannot connect to PostgreSQL database test on {names}: ")
-    OUTCOMES[names] = line
 
 
-def cut_mid_run(proc, records: Path, cut) -> str:
+def cut_mid_run(case: str, proc, records: Path, cut, url: str, before: dict) -> str:
+    """Cut the run's connection a third into its input; record, then check, the outcome."""
     # Well into the input: chunks have been posted inside the run's transaction.
     assert wait_for_offset(proc, records, records.stat().st_size // 3), proc.communicate()
     cut()
     _, err = proc.communicate(timeout=120)
+    unchanged = ledger_state(url) == before
+    OUTCOMES[case] = Outcome(proc.returncode, err, unchanged)
     assert proc.returncode == 3, err
-    return one_line_error(err)
+    line = one_line_error(err)
+    assert unchanged, f"the ledger changed after the cut ({case})"
+    return line
 
 
 def test_backend_terminated_mid_run_exit_3_nothing_written(night) -> None:
@@ -128,7 +147,7 @@ def test_backend_terminated_mid_run_exit_3_nothing_written(night) -> None:
         assert killed == [True], killed  # exactly the run's one connection, inside its run
 
     try:
-        line = cut_mid_run(proc, records, terminate)
+        line = cut_mid_run("terminated", proc, records, terminate, url, before)
     finally:
         admin.dispose()
     assert line.startswith("error: database unavailable: ") and line.endswith(
@@ -139,8 +158,6 @@ def test_backend_terminated_mid_run_exit_3_nothing_written(night) -> None:
     assert any(why in line for why in (
         "terminating connection", "connection is lost", "server closed the connection"
     )), line
-    assert ledger_state(url) == before
-    OUTCOMES["terminated"] = line
 
 
 def test_connection_cut_mid_run_exit_3_nothing_written(night) -> None:
@@ -148,20 +165,32 @@ def test_connection_cut_mid_run_exit_3_nothing_written(night) -> None:
     proxy = Proxy((PG_HOST, PG_PORT))
     via_proxy = sa.make_url(url).set(host="127.0.0.1", port=proxy.port)
     proc = spawn(settle_args(RULES_DIR, records, via_proxy.render_as_string(False), AS_OF))
-    line = cut_mid_run(proc, records, proxy.cut)
+    line = cut_mid_run("cut", proc, records, proxy.cut, url, before)
     assert line.startswith("error: database unavailable: ") and line.endswith(
         "; nothing was written"), line
-    assert ledger_state(url) == before
-    OUTCOMES["cut"] = line
 
 
 def test_database_gone_figure(figure) -> None:
-    """Runs last in this module: sums up the cases above."""
-    if len(OUTCOMES) != 4:
-        pytest.skip(f"not every database-gone case ran and passed: {sorted(OUTCOMES)}")
+    """Runs last in this module: checks what each case above recorded (a case that did not
+    run, or ended otherwise, fails the figure) and sums them up."""
+    missing = [case for case in CASES if case not in OUTCOMES]
+    assert not missing, f"database-gone cases that did not run: {missing}"
+    lines: dict[str, str] = {}
+    for case in CASES:
+        got = OUTCOMES[case]
+        assert got.returncode == 3, f"{case}: exit {got.returncode}, not 3: {got.stderr}"
+        assert "Traceback" not in got.stderr, f"{case}: {got.stderr}"
+        out = got.stderr.strip().splitlines()
+        assert len(out) == 1 and out[0].startswith("error: "), f"{case}: {got.stderr}"
+        lines[case] = out[0]
+        if case in ("terminated", "cut"):
+            assert got.unchanged is True, f"{case}: the ledger changed after the cut"
+            assert "database unavailable" in out[0], f"{case}: {out[0]}"
+        else:
+            assert out[0].startswith("error: cannot connect to PostgreSQL"), f"{case}: {out[0]}"
     figure(
-        "database gone: 4/4 (closed port, unknown host, backend terminated mid-run, "
-        "connection cut mid-run by a proxy) exit 3, one line, no traceback, ledger unchanged "
-        "after the mid-run cuts; e.g. " + " | ".join(
-            OUTCOMES[k] for k in ("127.0.0.1:1", "terminated", "cut"))
+        f"database gone: {len(CASES)}/{len(CASES)} (closed port, unknown host, backend "
+        "terminated mid-run, connection cut mid-run by a proxy) exit 3, one line, no "
+        "traceback, ledger unchanged after the mid-run cuts; e.g. " + " | ".join(
+            lines[k] for k in ("127.0.0.1:1", "terminated", "cut"))
     )
