@@ -42,7 +42,12 @@ from settlement.dialect import backend
 from settlement.errors import SettlementError
 from settlement.ledger.reads import entry as entry_of
 from settlement.limits import LimitBook, applies, period_window
-from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
+from settlement.locks import (
+    DEFAULT_LOCK_TIMEOUT,
+    lock_ledger,
+    lock_settlement_run,
+    settlement_transaction,
+)
 from settlement.reconcile import (
     Changes,
     Counts,
@@ -487,6 +492,7 @@ def settle(
     dry_run: bool = False,
     strict: bool = False,
     wait: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     explain: IO[str] | None = None,
     on_plan: Callable[[PlannedReward], None] | None = None,
     run_id: str | None = None,
@@ -520,7 +526,7 @@ def settle(
         )
     if conn.in_transaction():
         raise SettlementError("settle owns its transaction: pass a connection outside one")
-    with settlement_transaction(conn, wait=wait) as tx:
+    with settlement_transaction(conn, wait=wait, lock_timeout=lock_timeout) as tx:
         require_schema(conn)
         lock_settlement_run(conn, wait=wait)
         # The ledger writer lock for the whole run: each chunk's lookups are then

@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from referral.cli import main
 from settlement import ledger
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
-from settlement.locks import SETTLE_LOCK_KEY
+from settlement.locks import LEDGER_LOCK_KEY, SETTLE_LOCK_KEY
 from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
@@ -117,18 +119,64 @@ def test_settle_missing_schema_says_to_upgrade(tmp_path, rules_dir, small_input)
     assert "referral db upgrade" in result.stderr
 
 
-def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir, small_input):
-    upgrade(db_url)
-    holder = open_engine(db_url)
+@contextmanager
+def held_settle_locks(url: str) -> Iterator[None]:
+    """What a running settle holds: the run lock and the ledger lock (SQLite: the write lock)."""
+    holder = open_engine(url)
     with holder.connect() as conn:
         tx = conn.begin()  # on SQLite: BEGIN IMMEDIATE holds the write lock
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY})
-        result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
-        tx.rollback()
+            for key in (SETTLE_LOCK_KEY, LEDGER_LOCK_KEY):
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            tx.rollback()
     holder.dispose()
-    assert result.exit_code == 1
-    assert "another settlement run holds the lock" in result.stderr
+
+
+def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir, small_input):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
+    assert result.exit_code == 75
+    assert result.stderr == ("error: another settlement run holds the lock (--no-wait);"
+                             " nothing was written, retry later\n")
+    assert snapshot(db_url) == set()
+
+
+def test_settle_wait_timeout_elapsed_exit_75(db_url, rules_dir, small_input):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(
+            main, settle_args(rules_dir, small_input, db_url, "--wait-timeout", "1"))
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr == ("error: another settlement run holds the lock (waited 1 s,"
+                             " --lock-timeout); nothing was written, retry later\n")
+    assert 0.9 <= waited < 10
+    assert snapshot(db_url) == set()
+
+
+@pytest.mark.parametrize("args", [
+    ["ledger", "credit", "u1", "₹5", "--reference", "hand:1"],
+    ["ledger", "confirm", "hand:0"],
+    ["ledger", "pay", "hand:0"],
+    ["ledger", "reverse", "hand:0", "--reason", "test"],
+    ["payout", "create", "--as-of", "2026-01-10"],
+])
+def test_hand_write_behind_a_held_settle_lock_exit_75_within_the_timeout(db_url, args):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, [*args, "--db", db_url, "--lock-timeout", "1"])
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr.startswith("error: another writer holds the ")
+    assert result.stderr.endswith(" (waited 1 s, --lock-timeout); nothing was written,"
+                                  " retry later\n")
+    assert 0.9 <= waited < 10
     assert snapshot(db_url) == set()
 
 
@@ -208,19 +256,19 @@ def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, bi
     engine.dispose()
 
 
-def test_settle_locked_sqlite_past_busy_timeout_exit_3_one_line(tmp_path, rules_dir, small_input):
+def test_settle_locked_sqlite_past_busy_timeout_exit_75_one_line(tmp_path, rules_dir, small_input):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     upgrade(url)
     holder = open_engine(url)
     with holder.connect() as conn:
         tx = conn.begin()  # BEGIN IMMEDIATE: the write lock
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("settlement.locks.SQLITE_WAIT_MS", 100)
-            result = CliRunner().invoke(main, settle_args(rules_dir, small_input, url))
+        result = CliRunner().invoke(
+            main, settle_args(rules_dir, small_input, url, "--lock-timeout", "0.1"))
         tx.rollback()
     holder.dispose()
-    assert result.exit_code == 3
-    assert result.stderr == "error: database unavailable: database is locked; nothing was written\n"
+    assert result.exit_code == 75
+    assert result.stderr == ("error: another settlement run holds the lock (waited 0.1 s,"
+                             " --lock-timeout); nothing was written, retry later\n")
 
 
 def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -> None:

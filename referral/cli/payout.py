@@ -19,6 +19,7 @@ from referral.cli.common import (
     business_date_option,
     db_option,
     db_transaction,
+    lock_timeout_option,
 )
 from settlement.payouts import (
     FORMATS,
@@ -59,6 +60,7 @@ def _describe(batch: Batch, locale: str) -> list[str]:
 @click.option("--by", "by", help="Who creates the batch (default: the OS user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the documented JSON object.")
 @locale_option
+@lock_timeout_option
 @db_option
 def create(as_of: date, currency: str | None, minimum: str | None, by: str | None,
            as_json: bool, locale: str | None, db_url: str) -> None:
@@ -89,6 +91,7 @@ def create(as_of: date, currency: str | None, minimum: str | None, by: str | Non
               help="Write the file here (default: standard output).")
 @click.option("--by", "by", help="Who exports (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def export(batch_id: str, fmt: str, output: Path | None, by: str | None, business_date: date,
            db_url: str) -> None:
@@ -117,6 +120,7 @@ def export(batch_id: str, fmt: str, output: Path | None, by: str | None, busines
                    "without it every sent item is paid.")
 @click.option("--by", "by", help="Who completes (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def complete(batch_id: str, results: Path | None, by: str | None, business_date: date,
              db_url: str) -> None:

@@ -12,7 +12,15 @@ from typing import TextIO
 import click
 
 from dsl.money import Money, format_money
-from referral.cli.common import Command, currency_option, db_option, load_rules, optional_date
+from referral.cli.common import (
+    Command,
+    command_lock_timeout,
+    currency_option,
+    db_option,
+    load_rules,
+    lock_timeout_option,
+    optional_date,
+)
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
@@ -86,7 +94,9 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
 @click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for a running settlement, or stop at once.")
+              help="Wait for a running settlement (up to --lock-timeout), or stop at once "
+                   "(exit 75).")
+@lock_timeout_option
 @currency_option
 @click.option("--renamed", multiple=True, callback=_renames, metavar="OLD=NEW",
               help="Rule OLD is now called NEW: carry its standing rewards over, pay nothing "
@@ -117,7 +127,7 @@ def settle(
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
     loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
                         currency=currency)
-    engine = open_engine(db_url)
+    engine = open_engine(db_url, must_exist=True)
     try:
         with engine.connect() as conn:
             items = _with_progress(
@@ -126,7 +136,8 @@ def settle(
             )
             summary = settle_records(
                 conn, loaded.program, items, as_of=as_of, input_name=records_path,
-                dry_run=dry_run, strict=strict, wait=wait, explain=explain,
+                dry_run=dry_run, strict=strict, wait=wait, lock_timeout=command_lock_timeout(),
+                explain=explain,
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
                 allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
