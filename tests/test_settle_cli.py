@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -284,3 +286,35 @@ def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["posted"] == 3
     assert ("reward:paid_bonus:r1:referee", "B", 15000, "pending") in snapshot(db_url)
+
+
+def _interrupt(process, *, after: float = 2.0) -> tuple[int, str]:
+    time.sleep(after)  # the child is importing, then blocked
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def test_settle_ctrl_c_while_reading_exit_130_one_line(db_url, rules_dir) -> None:
+    upgrade(db_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "referral", "settle", "--rules", str(rules_dir), "--records", "-",
+         "--db", db_url, "--as-of", "2026-01-10"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write(FIRST[0] + "\n")  # then stdin stays open: settle waits for more
+    process.stdin.flush()
+    code, stderr = _interrupt(process, after=4.0)
+    assert (code, stderr) == (130, "error: interrupted\n")
+    assert snapshot(db_url) == set()
+
+
+def test_settle_ctrl_c_mid_statement_on_postgresql_is_interrupted_not_unavailable(
+        pg_url, rules_dir, small_input) -> None:
+    upgrade(pg_url)
+    with held_settle_locks(pg_url):  # the child's statement waits for the run lock
+        process = spawn(settle_args(rules_dir, small_input, pg_url))
+        code, stderr = _interrupt(process, after=4.0)
+    assert code == 130, stderr
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("error: interrupted")
+    assert "unavailable" not in stderr
+    assert snapshot(pg_url) == set()
