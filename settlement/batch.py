@@ -36,7 +36,7 @@ from dsl.errors import EvaluationError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program
 from dsl.money import MAX_MINOR_UNITS
-from settlement import facts, ledger
+from settlement import facts, guards, ledger
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import SettlementError
@@ -182,6 +182,7 @@ class Settlement:
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
+        self.first_reasons: list[str] = []  # for a run refused as a whole (settlement.guards)
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
@@ -217,6 +218,8 @@ class Settlement:
         if self.strict:
             raise SettlementError(f"{bad.file}:{bad.line}: error: {bad.reason} (--strict)")
         self.summary.quarantined += 1
+        if len(self.first_reasons) < guards.SHOWN_REASONS:
+            self.first_reasons.append(f"{bad.file}:{bad.line}: {bad.reason}")
         self.quarantine_rows.append(
             {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
              "raw": bad.raw, "reason": bad.reason}
@@ -501,6 +504,9 @@ def settle(
     allow_conflicts: bool = False,
     allow_future_as_of: bool = False,
     currency: str | None = None,
+    max_quarantine: guards.QuarantineLimit | None = None,
+    allow_empty: bool = False,
+    backfill: bool = False,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
 
@@ -511,7 +517,11 @@ def settle(
     Refused before anything is written (SettlementError): rules without a RULE
     header (unless ``allow_anonymous``), an unannounced rename (``renamed``
     announces one: old id -> new id), and, at the end, a run that met
-    idempotency conflicts (unless ``allow_conflicts``).
+    idempotency conflicts (unless ``allow_conflicts``), an ``as_of`` before the newest
+    run's (unless ``backfill``).  Refused after reading, with nothing written
+    (InputRejected, ``settlement.guards``): an empty input (unless ``allow_empty``),
+    more quarantined records than ``max_quarantine`` allows (without it: all of them).
+    Lock waits end after ``lock_timeout`` seconds (LockBusy).
     """
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
@@ -532,6 +542,7 @@ def settle(
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
+        guards.check_as_of(conn, as_of, backfill=backfill)
         book = RuleBook.load(conn, program, program.default_currency(currency))
         renames = check_program(book, renamed or {}, allow_anonymous=allow_anonymous)
         if renames:
@@ -542,6 +553,9 @@ def settle(
         )
         run.run(records)
         summary = run.summary
+        guards.check_input(summary.records, summary.quarantined, run.first_reasons,
+                           input_name=input_name, max_quarantine=max_quarantine,
+                           allow_empty=allow_empty)
         if summary.conflicts and not allow_conflicts:
             raise SettlementError(
                 f"{summary.conflicts} idempotency conflict(s): "

@@ -24,6 +24,7 @@ from referral.cli.common import (
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
+from settlement.guards import QuarantineLimit
 from settlement.records import BadRecord, Record, read_records
 
 SHOWN_CAPPED = 10
@@ -79,6 +80,16 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     return out
 
 
+def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | None
+                      ) -> QuarantineLimit | None:
+    if value is None or isinstance(value, QuarantineLimit):
+        return value
+    try:
+        return QuarantineLimit.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command(cls=Command)
 @click.option("--rules", "rule_paths", multiple=True, required=True,
               type=click.Path(exists=True), help="Rule files or directories (repeatable).")
@@ -103,6 +114,16 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
                    "again (repeatable).")
 @click.option("--allow-anonymous-rules", is_flag=True,
               help="Settle rules without a RULE header (their ids come from file names).")
+@click.option("--max-quarantine", callback=_quarantine_limit, metavar="N|P%",
+              envvar="REFERRAL_MAX_QUARANTINE",
+              help="Fail (exit 4, nothing written) when more records than this are "
+                   "quarantined: a count or a percentage (default: fail only when all are; "
+                   "also REFERRAL_MAX_QUARANTINE).")
+@click.option("--allow-empty", is_flag=True,
+              help="Settle an input without records (it only confirms holds that ended); "
+                   "without it an empty input fails (exit 4).")
+@click.option("--backfill", is_flag=True,
+              help="Allow an --as-of before the newest run's (runs otherwise go forward).")
 @click.option("--allow-conflicts", is_flag=True,
               help="Settle the rest when a reference settlement would post is already taken "
                    "by another entry (counted as conflicts).")
@@ -121,6 +142,9 @@ def settle(
     renamed: dict[str, str],
     allow_anonymous_rules: bool,
     allow_conflicts: bool,
+    max_quarantine: QuarantineLimit | None,
+    allow_empty: bool,
+    backfill: bool,
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
     if records_path != "-" and not os.path.isfile(records_path):
@@ -141,6 +165,7 @@ def settle(
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
                 allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
+                max_quarantine=max_quarantine, allow_empty=allow_empty, backfill=backfill,
             )
     finally:
         engine.dispose()
