@@ -504,8 +504,7 @@ def settle(
     allow_conflicts: bool = False,
     allow_future_as_of: bool = False,
     currency: str | None = None,
-    max_quarantine: guards.QuarantineLimit | None = None,
-    allow_empty: bool = False,
+    input_guards: guards.InputGuards | None = None,
     backfill: bool = False,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
@@ -519,8 +518,9 @@ def settle(
     announces one: old id -> new id), and, at the end, a run that met
     idempotency conflicts (unless ``allow_conflicts``), an ``as_of`` before the newest
     run's (unless ``backfill``).  Refused after reading, with nothing written
-    (InputRejected, ``settlement.guards``): an empty input (unless ``allow_empty``),
-    more quarantined records than ``max_quarantine`` allows (without it: all of them).
+    (InputRejected, ``settlement.guards``), as ``input_guards`` say: an empty input,
+    more quarantine than allowed.  The CLI always passes them; None (a library
+    caller, a test of one case) checks neither.
     Lock waits end after ``lock_timeout`` seconds (LockBusy).
     """
     run_id = run_id or uuid.uuid4().hex
@@ -553,9 +553,9 @@ def settle(
         )
         run.run(records)
         summary = run.summary
-        guards.check_input(summary.records, summary.quarantined, run.first_reasons,
-                           input_name=input_name, max_quarantine=max_quarantine,
-                           allow_empty=allow_empty)
+        if input_guards is not None:
+            guards.check_input(summary.records, summary.quarantined, run.first_reasons,
+                               input_name=input_name, guards=input_guards)
         if summary.conflicts and not allow_conflicts:
             raise SettlementError(
                 f"{summary.conflicts} idempotency conflict(s): "

@@ -58,12 +58,22 @@ class QuarantineLimit:
         return f"{self.percent}%" if self.percent is not None else str(self.count)
 
 
+@dataclass(frozen=True)
+class InputGuards:
+    """When a run fails as a whole: ``max_quarantine`` (None: only when every record was
+    quarantined) and whether an empty input is allowed."""
+
+    max_quarantine: QuarantineLimit | None = None
+    allow_empty: bool = False
+
+
 def check_input(records: int, quarantined: int, reasons: list[str], *, input_name: str,
-                max_quarantine: QuarantineLimit | None, allow_empty: bool) -> None:
+                guards: InputGuards) -> None:
     """Refuse (InputRejected) an empty input, or more quarantine than allowed; without
     a limit, a run in which every record was quarantined."""
+    max_quarantine = guards.max_quarantine
     if records == 0:
-        if not allow_empty:
+        if not guards.allow_empty:
             raise InputRejected(
                 f"{input_name}: no records; nothing was written (--allow-empty settles an"
                 " empty input, which only confirms the holds that ended)")

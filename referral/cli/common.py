@@ -27,8 +27,10 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dsl import timeutil
 from dsl.errors import ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
+from referral import config
 from settlement.db import READ_ONLY, database_error, open_engine, require_schema
 from settlement.errors import (
     DatabaseUnavailable,
@@ -111,6 +113,60 @@ def _debugging(ctx: click.Context) -> bool:
 DEBUG_KEY = "referral.debug"
 
 
+class ConfiguredOption(click.Option):
+    """An option whose default the configuration may set (``referral.config``)."""
+
+    def __init__(self, *args: Any, config_key: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config_key = config_key
+
+
+def default_map(command: click.Command, cfg: config.Config) -> dict[str, Any]:
+    """click's ``default_map`` for ``command`` and its sub-commands: the configured
+    options' values from the environment or the file (a flag still wins)."""
+    out: dict[str, Any] = {}
+    for param in command.params:
+        key = getattr(param, "config_key", None)
+        if key is not None and param.name and cfg.settings[key].source != "default":
+            out[param.name] = cfg.value(key)
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            sub_map = default_map(sub, cfg)
+            if sub_map:
+                out[name] = sub_map
+    return out
+
+
+class _ConfigUnusable(click.ClickException):
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _configure(command: click.Command, ctx: click.Context) -> None:
+    """At the root of a command line: read the configuration once, as the defaults."""
+    if ctx.parent is not None:
+        return
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        raise _ConfigUnusable(str(e)) from None
+    ctx.meta[CONFIG_KEY] = cfg
+    if ctx.default_map is None:
+        ctx.default_map = default_map(command, cfg)
+
+
+CONFIG_KEY = "referral.config"
+
+
+def current_config() -> config.Config:
+    """The configuration of the running command line (read now outside one)."""
+    ctx = click.get_current_context(silent=True)
+    cfg = ctx.meta.get(CONFIG_KEY) if ctx is not None else None
+    return cfg if cfg is not None else config.load()
+
+
 class Command(click.Command):
     """A ``referral`` command: errors of the project's tree end it with their exit code,
     and its ``--help`` lists the exit codes."""
@@ -118,6 +174,10 @@ class Command(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _configure(self, ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -149,10 +209,26 @@ class Group(click.Group):
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _configure(self, ctx)
+        return super().parse_args(ctx, args)
+
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
-    """``--as-of`` callback: an ISO date, today when not given."""
-    return optional_date(ctx, param, value) or date.today()
+    """``--as-of`` callback: an ISO date, today when not given (in the configured time
+    zone, else the machine's)."""
+    return optional_date(ctx, param, value) or configured_today()
+
+
+def configured_today() -> date:
+    """Today in the configured ``timezone`` (the machine's local date without one)."""
+    name = current_config().value("timezone")
+    if name is None:
+        return date.today()
+    try:
+        return timeutil.today(timeutil.zone(name))
+    except ReferralError as e:
+        raise click.BadParameter(f"timezone (configured): {e}") from None
 
 
 def optional_date(ctx: click.Context, param: click.Parameter, value: str | None
@@ -211,7 +287,8 @@ def lock_timeout_option(f: F) -> F:
     return click.option(
         "--lock-timeout", "--wait-timeout", "lock_timeout", type=click.FloatRange(min=0),
         default=DEFAULT_LOCK_TIMEOUT, show_default=True, metavar="SECONDS",
-        envvar="REFERRAL_LOCK_TIMEOUT", expose_value=False, callback=_keep_lock_timeout,
+        cls=ConfiguredOption, config_key="lock_timeout", expose_value=False,
+        callback=_keep_lock_timeout,
         help="Wait at most this long for another writer's lock, then stop (exit 75; "
              "also REFERRAL_LOCK_TIMEOUT).",
     )(f)
@@ -239,10 +316,11 @@ def db_option(f: F) -> F:
     return click.option(
         "--db",
         "db_url",
-        envvar="REFERRAL_DB_URL",
+        cls=ConfiguredOption,
+        config_key="db_url",
         default=DEFAULT_DB_URL,
         show_default=True,
-        help="Database URL (also REFERRAL_DB_URL).",
+        help="Database URL (also REFERRAL_DB_URL, db_url in referral.toml).",
     )(f)
 
 
@@ -253,7 +331,7 @@ paths_argument = click.argument(
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 
 currency_option = click.option(
-    "--currency", default=None, metavar="CODE",
+    "--currency", default=None, metavar="CODE", cls=ConfiguredOption, config_key="currency",
     help="The program's currency, that of bare integer amounts (default: its CURRENCY, "
          "else the only currency of its money literals).",
 )
@@ -280,3 +358,8 @@ def load_rules(
     for w in loaded.warnings:
         click.echo(w.line(), err=True)
     return loaded
+
+
+locale_option = click.option(
+    "--locale", cls=ConfiguredOption, config_key="locale",
+    help="Locale of amounts (default REFERRAL_LOCALE, locale in referral.toml, else en_IN).")

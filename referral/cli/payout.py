@@ -19,6 +19,7 @@ from referral.cli.common import (
     business_date_option,
     db_option,
     db_transaction,
+    locale_option,
     lock_timeout_option,
 )
 from settlement.payouts import (
@@ -32,9 +33,6 @@ from settlement.payouts import (
     read_results,
 )
 from settlement.reports import format_amount, resolve_locale
-
-locale_option = click.option("--locale", help="Locale of amounts (default REFERRAL_LOCALE, "
-                             "else en_IN).")
 
 
 @click.group(cls=Group)

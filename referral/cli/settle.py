@@ -14,6 +14,7 @@ import click
 from dsl.money import Money, format_money
 from referral.cli.common import (
     Command,
+    ConfiguredOption,
     command_lock_timeout,
     currency_option,
     db_option,
@@ -24,7 +25,7 @@ from referral.cli.common import (
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
-from settlement.guards import QuarantineLimit
+from settlement.guards import InputGuards, QuarantineLimit
 from settlement.records import BadRecord, Record, read_records
 
 SHOWN_CAPPED = 10
@@ -92,7 +93,9 @@ def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | N
 
 @click.command(cls=Command)
 @click.option("--rules", "rule_paths", multiple=True, required=True,
-              type=click.Path(exists=True), help="Rule files or directories (repeatable).")
+              type=click.Path(exists=True), cls=ConfiguredOption, config_key="rules",
+              help="Rule files or directories (repeatable; also REFERRAL_RULES, rules in "
+                   "referral.toml).")
 @click.option("--records", "records_path", required=True,
               help="JSON Lines or CSV file of referral records; - reads stdin.")
 @db_option
@@ -115,7 +118,7 @@ def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--allow-anonymous-rules", is_flag=True,
               help="Settle rules without a RULE header (their ids come from file names).")
 @click.option("--max-quarantine", callback=_quarantine_limit, metavar="N|P%",
-              envvar="REFERRAL_MAX_QUARANTINE",
+              cls=ConfiguredOption, config_key="max_quarantine",
               help="Fail (exit 4, nothing written) when more records than this are "
                    "quarantined: a count or a percentage (default: fail only when all are; "
                    "also REFERRAL_MAX_QUARANTINE).")
@@ -165,7 +168,7 @@ def settle(
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
                 allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
-                max_quarantine=max_quarantine, allow_empty=allow_empty, backfill=backfill,
+                input_guards=InputGuards(max_quarantine, allow_empty), backfill=backfill,
             )
     finally:
         engine.dispose()
