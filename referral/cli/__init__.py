@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from referral.cli.common import DEBUG_KEY, EXIT_CODES_HELP, Group
+from referral.cli.config import config
 from referral.cli.db import db
 from referral.cli.demo import demo
 from referral.cli.draft import draft_cmd
@@ -33,5 +34,5 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 rules.add_command(draft_cmd)
-for command in (rules, db, ledger, settle, payees, payout, report, demo, lsp):
+for command in (rules, db, ledger, settle, payees, payout, report, demo, lsp, config):
     main.add_command(command)
