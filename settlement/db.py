@@ -10,8 +10,10 @@ schema is owned by the Alembic migrations shipped inside this package.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from alembic import command
@@ -125,6 +127,50 @@ def head_revision() -> str:
 
 def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One shipped migration: its revision, the one it follows, its first doc line."""
+
+    revision: str
+    down_revision: str | None
+    doc: str
+
+
+def history() -> list[Migration]:
+    """The shipped migrations, oldest first."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    out = []
+    for rev in reversed(list(script.walk_revisions())):
+        down = rev.down_revision
+        assert down is None or isinstance(down, str), "the migrations are one line"
+        out.append(Migration(rev.revision, down, (rev.doc or "").strip().splitlines()[0]
+                             if rev.doc else ""))
+    return out
+
+
+def offline_sql(url: str, *, from_revision: str | None = None) -> str:
+    """The SQL ``upgrade`` would run on ``url``'s kind of database, from ``from_revision``
+    (None: an empty database) to head, without connecting: for a DBA to review.
+
+    PostgreSQL only: SQLite alters a table by rebuilding it, which alembic can only
+    plan against the live database.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise SchemaNotReady(
+            "db upgrade --sql writes PostgreSQL's SQL; SQLite's migrations rebuild tables and"
+            " need the database itself (run `referral db upgrade`)")
+    if from_revision is not None and from_revision not in {m.revision for m in history()}:
+        raise SchemaNotReady(f"unknown revision {from_revision!r} (see `referral db history`)")
+    buffer = io.StringIO()
+    cfg = _alembic_config()
+    cfg.output_buffer = buffer
+    cfg.set_main_option("sqlalchemy.url", parsed.render_as_string(hide_password=True))
+    target = f"{from_revision}:head" if from_revision else "head"
+    command.upgrade(cfg, target, sql=True)
+    return buffer.getvalue()
 
 
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:

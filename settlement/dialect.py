@@ -557,7 +557,10 @@ def of_error(error: sa.exc.DBAPIError) -> Backend | None:
 
 def backend(conn: Connection) -> Backend:
     """The connection's backend: chosen on first use, then kept in ``conn.info``."""
-    chosen = conn.info.get(_INFO_KEY)
+    info = getattr(conn, "info", None)
+    if info is None:  # alembic's offline MockConnection (``db upgrade --sql``)
+        return for_name(conn.dialect.name)
+    chosen = info.get(_INFO_KEY)
     if chosen is None:
         chosen = conn.info[_INFO_KEY] = for_name(conn.dialect.name)
     return cast(Backend, chosen)
