@@ -161,6 +161,7 @@ class Settlement:
         explain: IO[str] | None,
         on_plan: Callable[[PlannedReward], None] | None,
         dry_run: bool,
+        explain_all: bool = False,
     ) -> None:
         self.conn = conn
         self.book = book
@@ -174,6 +175,7 @@ class Settlement:
         self.tz = timeutil.zone(program.timezone)
         self.strict = strict
         self.explain = explain
+        self.explain_all = explain_all
         self.on_plan = on_plan
         self.summary = RunSummary(run_id=run_id, as_of=as_of, dry_run=dry_run)
         self.counts = Counts()
@@ -300,7 +302,8 @@ class Settlement:
         self.limits.release()
         if self.explain is not None:
             for line in self.explain_lines:  # input order, decisions included
-                self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+                if self.explain_all or _explains_something(line):
+                    self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
             self.explain_lines = []
 
     def _evaluate(self, record: Record, newest: Record, standing: Mapping[Key, Any],
@@ -330,11 +333,19 @@ class Settlement:
                 explain["stale"] = (f"not newer than the kept snapshot ({newest.file}:"
                                     f"{newest.line}), which is settled instead")
             for outcome in evaluation.outcomes:
-                rules.append({
-                    "rule_id": outcome.rule_id, "matched": outcome.matched,
-                    "reverse": outcome.reverse, "trace": outcome.trace,
-                    "suppressed_by": outcome.suppressed_by,
-                })
+                if self.explain_all:
+                    rules.append({
+                        "rule_id": outcome.rule_id, "matched": outcome.matched,
+                        "reverse": outcome.reverse, "trace": outcome.trace,
+                        "suppressed_by": outcome.suppressed_by,
+                    })
+                elif outcome.matched or outcome.reverse or outcome.suppressed_by:
+                    # What decided, without the trace (a rule that did not apply decided
+                    # nothing; --explain-all keeps both).
+                    rules.append({"rule_id": outcome.rule_id, "matched": outcome.matched,
+                                  **({"reverse": True} if outcome.reverse else {}),
+                                  **({"suppressed_by": outcome.suppressed_by}
+                                     if outcome.suppressed_by else {})})
         return Evaluated(newest, evaluation, day, hold_from, retired, stale, explain)
 
     def _check_sums(self, evaluation: Evaluation) -> None:
@@ -465,6 +476,15 @@ class Settlement:
         )
 
 
+def _explains_something(line: Mapping[str, Any]) -> bool:
+    """Whether an explain line says why something was decided: a rule that matched, was
+    suppressed or reversed, an action on the ledger (posted, capped, reversed...), a
+    quarantine, a stale snapshot.  A record no rule applied to, with nothing standing,
+    decided nothing (``--explain-all`` writes it anyway)."""
+    return bool(line.get("rules") or line.get("actions") or "quarantined" in line
+                or "stale" in line)
+
+
 def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:
     """Chunks in which each referral_id appears at most once.
 
@@ -497,6 +517,7 @@ def settle(
     wait: bool = True,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     explain: IO[str] | None = None,
+    explain_all: bool = False,
     on_plan: Callable[[PlannedReward], None] | None = None,
     run_id: str | None = None,
     renamed: Mapping[str, str] | None = None,
@@ -549,7 +570,7 @@ def settle(
             book.aliases.update(renames)
         run = Settlement(
             conn, book, as_of=as_of, run_id=run_id, strict=strict, explain=explain,
-            on_plan=on_plan, dry_run=dry_run,
+            on_plan=on_plan, dry_run=dry_run, explain_all=explain_all,
         )
         run.run(records)
         summary = run.summary

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from referral.cli.common import (
     locale_option,
     lock_timeout_option,
 )
+from referral.cli.output import atomic_file
 from settlement.payouts import (
     FORMATS,
     Batch,
@@ -101,10 +100,8 @@ def export(batch_id: str, fmt: str, output: Path | None, by: str | None, busines
             click.echo(result.text, nl=False)
         else:
             # Written before the transaction commits: a file on disk for every sent mark.
-            fd, tmp = tempfile.mkstemp(dir=output.parent or Path("."), prefix=".payout-")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with atomic_file(output, newline="") as fh:
                 fh.write(result.text)
-            os.replace(tmp, output)
     note = f"; {result.left_out} other items are paid by another format" if result.left_out \
         else ""
     click.echo(f"{batch_id}: {result.items} items in the {fmt} file, {result.marked_sent} "

@@ -6,14 +6,16 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import date
-from typing import TextIO
+from pathlib import Path
 
 import click
 
 from dsl.money import Money, format_money
 from referral.cli.common import (
     Command,
+    CommandInputError,
     ConfiguredOption,
     command_lock_timeout,
     currency_option,
@@ -22,6 +24,7 @@ from referral.cli.common import (
     lock_timeout_option,
     optional_date,
 )
+from referral.cli.output import atomic_file
 from settlement.batch import PlannedReward, RunSummary
 from settlement.batch import settle as settle_records
 from settlement.db import open_engine
@@ -81,6 +84,24 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     return out
 
 
+def _check_records_path(path: str) -> None:
+    """Refuse before any work what reading the records would fail on: no such file, a
+    closed standard input, a path that cannot be stored (the run log keeps it as text)."""
+    if path == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandInputError("--records -: standard input is closed; nothing was read")
+        return
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise CommandInputError(
+            f"--records '{shown}': the path is not valid UTF-8 (the run log stores it);"
+            " rename the file, or pipe it: --records - < FILE") from None
+    if not os.path.isfile(path):
+        raise click.BadParameter(f"{path!r} is not a file", param_hint="--records")
+
+
 def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | None
                       ) -> QuarantineLimit | None:
     if value is None or isinstance(value, QuarantineLimit):
@@ -106,7 +127,13 @@ def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; write nothing.")
 @click.option("--strict", is_flag=True, help="Abort with nothing written on any bad record.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
-@click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
+@click.option("--explain", "explain_path", metavar="FILE",
+              type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write a JSON line per record whose rules decided something: matched, "
+                   "capped, suppressed, reversed or failed (renamed into place when the run "
+                   "ends; - is stdout).")
+@click.option("--explain-all", is_flag=True,
+              help="With --explain: every record and every rule, with the full trace.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for a running settlement (up to --lock-timeout), or stop at once "
                    "(exit 75).")
@@ -139,7 +166,8 @@ def settle(
     dry_run: bool,
     strict: bool,
     as_json: bool,
-    explain: TextIO | None,
+    explain_path: Path | None,
+    explain_all: bool,
     wait: bool,
     currency: str | None,
     renamed: dict[str, str],
@@ -150,13 +178,15 @@ def settle(
     backfill: bool,
 ) -> None:
     """Evaluate referral records against the rules and post ledger entries (one transaction)."""
-    if records_path != "-" and not os.path.isfile(records_path):
-        raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
+    _check_records_path(records_path)
     loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
                         currency=currency)
+    if explain_all and explain_path is None:
+        raise click.UsageError("--explain-all goes with --explain FILE")
     engine = open_engine(db_url, must_exist=True)
+    explaining = atomic_file(explain_path) if explain_path is not None else nullcontext(None)
     try:
-        with engine.connect() as conn:
+        with explaining as explain, engine.connect() as conn:
             items = _with_progress(
                 read_records(records_path), records_path,
                 show=sys.stderr.isatty() and not as_json,
@@ -164,7 +194,7 @@ def settle(
             summary = settle_records(
                 conn, loaded.program, items, as_of=as_of, input_name=records_path,
                 dry_run=dry_run, strict=strict, wait=wait, lock_timeout=command_lock_timeout(),
-                explain=explain,
+                explain=explain, explain_all=explain_all,
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
                 allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
