@@ -161,7 +161,7 @@ class Settlement:
         explain: IO[str] | None,
         on_plan: Callable[[PlannedReward], None] | None,
         dry_run: bool,
-        explain_all: bool = False,
+        explain_only_decisions: bool = False,
     ) -> None:
         self.conn = conn
         self.book = book
@@ -175,7 +175,7 @@ class Settlement:
         self.tz = timeutil.zone(program.timezone)
         self.strict = strict
         self.explain = explain
-        self.explain_all = explain_all
+        self.explain_all = not explain_only_decisions
         self.on_plan = on_plan
         self.summary = RunSummary(run_id=run_id, as_of=as_of, dry_run=dry_run)
         self.counts = Counts()
@@ -517,7 +517,7 @@ def settle(
     wait: bool = True,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     explain: IO[str] | None = None,
-    explain_all: bool = False,
+    explain_only_decisions: bool = False,
     on_plan: Callable[[PlannedReward], None] | None = None,
     run_id: str | None = None,
     renamed: Mapping[str, str] | None = None,
@@ -542,7 +542,9 @@ def settle(
     (InputRejected, ``settlement.guards``), as ``input_guards`` say: an empty input,
     more quarantine than allowed.  The CLI always passes them; None (a library
     caller, a test of one case) checks neither.
-    Lock waits end after ``lock_timeout`` seconds (LockBusy).
+    Lock waits end after ``lock_timeout`` seconds (LockBusy).  ``explain`` gets a JSON
+    line per record with every rule's trace, or with ``explain_only_decisions`` only
+    the records and rules that decided something (``settle --explain``), no traces.
     """
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
@@ -563,14 +565,13 @@ def settle(
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
-        guards.check_as_of(conn, as_of, backfill=backfill)
         book = RuleBook.load(conn, program, program.default_currency(currency))
         renames = check_program(book, renamed or {}, allow_anonymous=allow_anonymous)
         if renames:
             book.aliases.update(renames)
         run = Settlement(
             conn, book, as_of=as_of, run_id=run_id, strict=strict, explain=explain,
-            on_plan=on_plan, dry_run=dry_run, explain_all=explain_all,
+            on_plan=on_plan, dry_run=dry_run, explain_only_decisions=explain_only_decisions,
         )
         run.run(records)
         summary = run.summary
@@ -583,6 +584,9 @@ def settle(
                 + "; ".join(summary.conflict_notes[:3])
                 + "; nothing was written (--allow-conflicts settles the rest)"
             )
+        # Read under the run lock, next to the write it guards (the run log is the run's
+        # last write: the fault suite's kill gate locks it, so nothing earlier reads it).
+        guards.check_as_of(conn, as_of, backfill=backfill)
         head = ledger.head(conn)
         conn.execute(
             settlement_runs.insert(),

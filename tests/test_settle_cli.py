@@ -224,10 +224,12 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
     assert len(expected) > 1000
 
     explain = tmp_path / "explain.jsonl"
-    proc = spawn(settle_args(rules_dir, big_input, db_url, "--explain", str(explain)))
+    proc = spawn(settle_args(rules_dir, big_input, db_url, "--explain", str(explain),
+                             "--explain-all"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if explain.exists() and explain.stat().st_size > 2_000_000:  # well into the input
+        written = list(tmp_path.glob(".explain.jsonl.*.tmp"))  # renamed when the run ends
+        if written and written[0].stat().st_size > 2_000_000:  # well into the input
             break
         time.sleep(0.05)
     assert proc.poll() is None, "settle finished before it could be killed; use a bigger input"
@@ -235,6 +237,7 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
     proc.wait()
 
     assert snapshot(db_url) == set()
+    assert not explain.exists()  # no line says "posted" for what was rolled back
     rerun = spawn(settle_args(rules_dir, big_input, db_url, "--json"))
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
@@ -244,7 +247,8 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
 @pytest.mark.slow
 def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, big_input) -> None:
     upgrade(pg_url)
-    procs = [spawn(settle_args(rules_dir, big_input, pg_url, "--json")) for _ in range(2)]
+    procs = [spawn(settle_args(rules_dir, big_input, pg_url, "--json", "--lock-timeout", "600"))
+             for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     summaries = [json.loads(out) for out, _ in results]

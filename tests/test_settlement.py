@@ -198,8 +198,7 @@ def test_settle_refunded_before_any_payment_pays_nothing(engine, program, tmp_pa
 def test_settle_hold_confirms_on_the_right_date(engine, program, tmp_path, as_of, confirmed):
     # Settled on the day the first referral was made: each hold counts from its event date.
     run(engine, program, write(tmp_path, "first.jsonl", FIRST), as_of="2026-01-01")
-    later = run(engine, program, write(tmp_path, "empty.jsonl", []), as_of=as_of,
-                allow_empty=True)
+    later = run(engine, program, write(tmp_path, "empty.jsonl", []), as_of=as_of)
     assert later.confirmed == confirmed
     statuses = entries(engine)
     assert (statuses["reward:paid_bonus:r1:referrer"][2] == "confirmed") == (confirmed >= 2)
@@ -209,8 +208,7 @@ def test_settle_hold_confirms_on_the_right_date(engine, program, tmp_path, as_of
 def test_settle_hold_never_confirms_a_reversed_reward(engine, program, tmp_path) -> None:
     run(engine, program, write(tmp_path, "first.jsonl", FIRST[:1]))
     run(engine, program, write(tmp_path, "refund.jsonl", [rec("r1", "A", "B", refunded=True)]))
-    later = run(engine, program, write(tmp_path, "empty.jsonl", []), as_of="2026-03-01",
-                allow_empty=True)
+    later = run(engine, program, write(tmp_path, "empty.jsonl", []), as_of="2026-03-01")
     assert later.confirmed == 0
     assert entries(engine)["reward:paid_bonus:r1:referrer"][2] == "reversed"
 

@@ -194,7 +194,7 @@ def settle(
             summary = settle_records(
                 conn, loaded.program, items, as_of=as_of, input_name=records_path,
                 dry_run=dry_run, strict=strict, wait=wait, lock_timeout=command_lock_timeout(),
-                explain=explain, explain_all=explain_all,
+                explain=explain, explain_only_decisions=not explain_all,
                 on_plan=_print_plan if dry_run and not as_json else None,
                 renamed=renamed, allow_anonymous=allow_anonymous_rules,
                 allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
