@@ -183,3 +183,10 @@ def test_read_command_never_creates_a_database_file(tmp_path, monkeypatch):
     assert result.stderr == (f"error: SQLite database {tmp_path / 'referral.db'} does not exist;"
                              " run `referral db upgrade` to create it (or check --db)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_readme_exit_code_table_lists_every_code():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {int(line.split("|")[1]) for line in readme.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert set(EXIT_CODE_MEANINGS) <= rows
