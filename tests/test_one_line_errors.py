@@ -186,3 +186,27 @@ def test_output_into_a_missing_directory_is_one_line(rules_dir, tmp_path) -> Non
     out = tmp_path / "no" / "model.json"
     result = CliRunner().invoke(main, ["rules", "compile", str(rules_dir), "-o", str(out)])
     assert one_line(result, 1) == f"error: {out}: cannot write: No such file or directory\n"
+
+
+def test_payout_export_on_a_full_disk_marks_nothing_sent(db_url, tmp_path, monkeypatch) -> None:
+    def cli(*args: str):
+        return CliRunner().invoke(main, [*args, "--db", db_url])
+
+    upgrade(db_url)
+    payees = tmp_path / "payees.csv"
+    payees.write_text("user_id,method,email\nu1,paypal,u1@example.com\n")
+    cli("ledger", "credit", "u1", "₹700", "--reference", "a", "--confirmed", "--date",
+        "2026-11-02")
+    assert cli("payees", "import", str(payees)).exit_code == 0
+    assert cli("payout", "create", "--as-of", "2026-11-30").exit_code == 0
+    out = tmp_path / "payout.csv"
+    monkeypatch.setattr("referral.cli.output._open", _Full)
+    full = cli("payout", "export", "2026-11-30-INR", "--format", "paypal", "-o", str(out))
+    assert one_line(full, 1) == (f"error: {out}: cannot write: No space left on device;"
+                                 " the file was not written\n")
+    assert not out.exists() and leftovers(tmp_path) == []
+    shown = json.loads(cli("payout", "show", "2026-11-30-INR", "--json").stdout)
+    assert shown["items"][0]["status"] == "created"  # the sent marks were rolled back
+    monkeypatch.undo()
+    again = cli("payout", "export", "2026-11-30-INR", "--format", "paypal", "-o", str(out))
+    assert again.exit_code == 0 and out.read_text().startswith("u1@example.com,700.00,INR,")
