@@ -337,7 +337,8 @@ class PostgresBackend(Backend):
 
     def set_lock_timeout(self, conn: Connection, seconds: float) -> None:
         """``SET LOCAL lock_timeout``: the advisory locks, row and table locks all wait in
-        the server's lock manager, which honours it; it ends with the transaction."""
+        the server's lock manager, which honours it; it ends with the transaction.  Never
+        0, which PostgreSQL reads as "wait forever": a zero timeout is 1 ms."""
         milliseconds = max(1, round(seconds * 1000))
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
 

@@ -50,10 +50,10 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _TIMEOUT_KEY = "settlement.lock_timeout"
 
 
-def _busy(what: str, conn: Connection) -> str:
-    timeout = conn.info.get(_TIMEOUT_KEY)
-    waited = "--no-wait" if not timeout else f"waited {timeout:g} s, --lock-timeout"
-    return f"{what} ({waited}); nothing was written, retry later"
+def _busy(what: str, waited: float | None) -> str:
+    """``waited``: the lock timeout that ran out (None or 0: the caller did not wait)."""
+    how = f"waited {waited:g} s, --lock-timeout" if waited else "--no-wait"
+    return f"{what} ({how}); nothing was written, retry later"
 
 
 def lock_ledger(conn: Connection) -> None:
@@ -62,24 +62,27 @@ def lock_ledger(conn: Connection) -> None:
         backend(conn).transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
     except sa.exc.OperationalError as e:
         if backend(conn).is_lock_busy(e):
-            raise LockBusy(_busy("another writer holds the ledger lock", conn)) from e
+            raise LockBusy(_busy("another writer holds the ledger lock",
+                                 conn.info.get(_TIMEOUT_KEY))) from e
         raise
 
 
-def _begin(conn: Connection, lock_timeout: float, what: str) -> RootTransaction:
-    """Begin a writing transaction whose lock waits end after ``lock_timeout`` seconds."""
+def _begin(conn: Connection, lock_timeout: float, what: str, *, begin_wait: float | None = None
+           ) -> RootTransaction:
+    """Begin a writing transaction whose lock waits end after ``lock_timeout`` seconds;
+    beginning itself (SQLite's write lock) waits ``begin_wait`` (default the same)."""
     db = backend(conn)
+    begin_wait = lock_timeout if begin_wait is None else begin_wait
     conn.info[_TIMEOUT_KEY] = lock_timeout
-    with db.writer_wait(conn, round(lock_timeout * 1000)):
+    with db.writer_wait(conn, round(begin_wait * 1000)):
         try:
             tx = conn.begin()
         except sa.exc.OperationalError as e:
             if db.is_lock_busy(e):
-                raise LockBusy(_busy(what, conn)) from e
+                raise LockBusy(_busy(what, begin_wait)) from e
             raise
     try:
-        if lock_timeout:
-            db.set_lock_timeout(conn, lock_timeout)
+        db.set_lock_timeout(conn, lock_timeout)
     except BaseException:
         tx.rollback()
         raise
@@ -124,9 +127,10 @@ def settlement_transaction(conn: Connection, *, wait: bool,
     the block, and an exception inside rolls it back.
 
     On SQLite beginning it takes the run lock, waiting ``lock_timeout`` seconds if
-    ``wait``, else not at all.
+    ``wait``, else not at all; on PostgreSQL ``lock_settlement_run`` does.  Every other
+    lock wait of the run ends after ``lock_timeout`` seconds.
     """
-    tx = _begin(conn, lock_timeout if wait else 0, _RUN_BUSY)
+    tx = _begin(conn, lock_timeout, _RUN_BUSY, begin_wait=lock_timeout if wait else 0)
     try:
         yield tx
     except BaseException:
@@ -140,7 +144,7 @@ def lock_settlement_run(conn: Connection, *, wait: bool) -> None:
         taken = backend(conn).transaction_lock(conn, SETTLE_LOCK_KEY, wait=wait)
     except sa.exc.OperationalError as e:
         if backend(conn).is_lock_busy(e):
-            raise LockBusy(_busy(_RUN_BUSY, conn)) from e
+            raise LockBusy(_busy(_RUN_BUSY, conn.info.get(_TIMEOUT_KEY))) from e
         raise
     if not taken:
-        raise LockBusy(_busy(_RUN_BUSY, conn))
+        raise LockBusy(_busy(_RUN_BUSY, None))

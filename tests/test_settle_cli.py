@@ -322,3 +322,16 @@ def test_settle_ctrl_c_mid_statement_on_postgresql_is_interrupted_not_unavailabl
     assert len(stderr.splitlines()) == 1 and stderr.startswith("error: interrupted")
     assert "unavailable" not in stderr
     assert snapshot(pg_url) == set()
+
+
+def test_hand_write_with_a_zero_lock_timeout_does_not_wait(db_url) -> None:
+    """0 means "do not wait", never PostgreSQL's "lock_timeout = 0: wait forever"."""
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, ["ledger", "credit", "u1", "₹5", "--reference", "h:1",
+                                           "--db", db_url, "--lock-timeout", "0"])
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr.endswith(" (--no-wait); nothing was written, retry later\n")
+    assert waited < 5
