@@ -54,7 +54,7 @@ EXIT_CODE_MEANINGS = {
     EXIT_USAGE: "usage (bad options, an unusable database URL)",
     EXIT_DB_UNAVAILABLE: "database unavailable (nothing was written)",
     EXIT_INPUT_REJECTED: "quarantine threshold exceeded or empty input (nothing was written)",
-    EXIT_LOCK_BUSY: "lock busy: another writer holds it (--no-wait, --lock-timeout); retry later",
+    EXIT_LOCK_BUSY: "lock busy: another writer holds it (--no-wait, --lock-timeout), retry later",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
