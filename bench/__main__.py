@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import ROOT, Databases, machine, pg_available
 from settlement.demo import write_records
 
-PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare", "money")
+PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare", "money", "explain")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-records", type=int, default=50_000)
     p.add_argument("--money-records", type=int,
                    help="records settled before the payout run (default 1,000,000)")
+    p.add_argument("--explain-records", type=int, default=2_000,
+                   help="records settled with --explain and --explain-all (default 2,000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     p.add_argument("--merge", action="store_true",
                    help="keep the other parts' results from the results.json beside --out")
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             report.log("PostgreSQL is not reachable: PostgreSQL parts skipped")
             parts -= {"settle", "memory", "profile", "compare", "money"}
         dbs = Databases(tmp) if parts & {"settle", "sqlite", "memory", "profile",
-                                           "compare", "money"} else None
+                                           "compare", "money", "explain"} else None
         try:
             run_settlement(report, args, parts, dbs, records, settle_n, sizes)
         finally:
@@ -159,6 +161,12 @@ def run_settlement(report: Report, args: argparse.Namespace, parts: set[str],
     if "sqlite" in parts:
         report.data["settle_sqlite"] = settling.bench_settle_sqlite(
             dbs, records(settle_n), settle_n, args.sqlite_reps or args.settle_reps, report.log)
+        report.save()
+    if "explain" in parts:
+        from bench.explain import bench_explain
+
+        n = args.explain_records
+        report.data["explain"] = bench_explain(dbs, records(n), n, report.log)
         report.save()
     if "money" in parts:
         from bench.money import bench_money_pg
@@ -324,6 +332,10 @@ def render(d: dict[str, Any]) -> str:
         from bench.money import render_money
 
         lines += render_money(d["money"])
+    if d.get("explain"):
+        from bench.explain import render_explain
+
+        lines += render_explain(d["explain"])
     notes = d.get("notes")
     if notes:
         lines += ["", "## Notes", "", *notes]

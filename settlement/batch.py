@@ -36,13 +36,18 @@ from dsl.errors import EvaluationError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program
 from dsl.money import MAX_MINOR_UNITS
-from settlement import facts, ledger
+from settlement import facts, guards, ledger
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import OutcomeUnknown, SettlementError
 from settlement.ledger.reads import entry as entry_of
 from settlement.limits import LimitBook, applies, period_window
-from settlement.locks import lock_ledger, lock_settlement_run, settlement_transaction
+from settlement.locks import (
+    DEFAULT_LOCK_TIMEOUT,
+    lock_ledger,
+    lock_settlement_run,
+    settlement_transaction,
+)
 from settlement.observe import RunObserver
 from settlement.reconcile import (
     Changes,
@@ -164,6 +169,7 @@ class Settlement:
         on_plan: Callable[[PlannedReward], None] | None,
         dry_run: bool,
         observer: RunObserver | None = None,
+        explain_only_decisions: bool = False,
     ) -> None:
         self.conn = conn
         self.observer = observer or RunObserver()
@@ -178,6 +184,7 @@ class Settlement:
         self.tz = timeutil.zone(program.timezone)
         self.strict = strict
         self.explain = explain
+        self.explain_all = not explain_only_decisions
         self.on_plan = on_plan
         self.summary = RunSummary(run_id=run_id, as_of=as_of, dry_run=dry_run)
         self.counts = Counts()
@@ -186,6 +193,7 @@ class Settlement:
         self.actor = f"settle:{run_id}"
         self.input_hash = hashlib.sha256()
         self.quarantine_rows: list[dict[str, Any]] = []
+        self.first_reasons: list[str] = []  # for a run refused as a whole (settlement.guards)
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
         # Referrals one of whose records of this input is their newest snapshot.
@@ -237,6 +245,8 @@ class Settlement:
         self.summary.quarantined += 1
         if len(self.summary.quarantine_notes) < MAX_NOTES:
             self.summary.quarantine_notes.append(f"{bad.file}:{bad.line}: {bad.reason}")
+        if len(self.first_reasons) < guards.SHOWN_REASONS:
+            self.first_reasons.append(f"{bad.file}:{bad.line}: {bad.reason}")
         self.quarantine_rows.append(
             {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
              "raw": bad.raw, "reason": bad.reason}
@@ -320,7 +330,8 @@ class Settlement:
         self.limits.release()
         if self.explain is not None:
             for line in self.explain_lines:  # input order, decisions included
-                self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+                if self.explain_all or _explains_something(line):
+                    self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
             self.explain_lines = []
 
     def _count_stale(self, rid: str, older: bool) -> None:
@@ -359,11 +370,19 @@ class Settlement:
                 explain["stale"] = (f"not newer than the kept snapshot ({newest.file}:"
                                     f"{newest.line}), which is settled instead")
             for outcome in evaluation.outcomes:
-                rules.append({
-                    "rule_id": outcome.rule_id, "matched": outcome.matched,
-                    "reverse": outcome.reverse, "trace": outcome.trace,
-                    "suppressed_by": outcome.suppressed_by,
-                })
+                if self.explain_all:
+                    rules.append({
+                        "rule_id": outcome.rule_id, "matched": outcome.matched,
+                        "reverse": outcome.reverse, "trace": outcome.trace,
+                        "suppressed_by": outcome.suppressed_by,
+                    })
+                elif outcome.matched or outcome.reverse or outcome.suppressed_by:
+                    # What decided, without the trace (a rule that did not apply decided
+                    # nothing; --explain-all keeps both).
+                    rules.append({"rule_id": outcome.rule_id, "matched": outcome.matched,
+                                  **({"reverse": True} if outcome.reverse else {}),
+                                  **({"suppressed_by": outcome.suppressed_by}
+                                     if outcome.suppressed_by else {})})
         return Evaluated(newest, evaluation, day, hold_from, retired, stale, explain)
 
     def _check_sums(self, evaluation: Evaluation) -> None:
@@ -494,6 +513,15 @@ class Settlement:
         )
 
 
+def _explains_something(line: Mapping[str, Any]) -> bool:
+    """Whether an explain line says why something was decided: a rule that matched, was
+    suppressed or reversed, an action on the ledger (posted, capped, reversed...), a
+    quarantine, a stale snapshot.  A record no rule applied to, with nothing standing,
+    decided nothing (``--explain-all`` writes it anyway)."""
+    return bool(line.get("rules") or line.get("actions") or "quarantined" in line
+                or "stale" in line)
+
+
 def _chunks(items: Iterable[Record | BadRecord], size: int) -> Iterator[list[Record | BadRecord]]:
     """Chunks in which each referral_id appears at most once.
 
@@ -524,7 +552,9 @@ def settle(
     dry_run: bool = False,
     strict: bool = False,
     wait: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     explain: IO[str] | None = None,
+    explain_only_decisions: bool = False,
     on_plan: Callable[[PlannedReward], None] | None = None,
     run_id: str | None = None,
     renamed: Mapping[str, str] | None = None,
@@ -533,6 +563,8 @@ def settle(
     allow_future_as_of: bool = False,
     currency: str | None = None,
     observer: RunObserver | None = None,
+    input_guards: guards.InputGuards | None = None,
+    backfill: bool = False,
 ) -> RunSummary:
     """Settle ``records`` against ``program`` in ONE transaction on ``conn``.
 
@@ -543,7 +575,14 @@ def settle(
     Refused before anything is written (SettlementError): rules without a RULE
     header (unless ``allow_anonymous``), an unannounced rename (``renamed``
     announces one: old id -> new id), and, at the end, a run that met
-    idempotency conflicts (unless ``allow_conflicts``).
+    idempotency conflicts (unless ``allow_conflicts``), an ``as_of`` before the newest
+    run's (unless ``backfill``).  Refused after reading, with nothing written
+    (InputRejected, ``settlement.guards``), as ``input_guards`` say: an empty input,
+    more quarantine than allowed.  The CLI always passes them; None (a library
+    caller, a test of one case) checks neither.
+    Lock waits end after ``lock_timeout`` seconds (LockBusy).  ``explain`` gets a JSON
+    line per record with every rule's trace, or with ``explain_only_decisions`` only
+    the records and rules that decided something (``settle --explain``), no traces.
     ``observer`` is told each phase (``settlement.observe``).  A connection lost
     during COMMIT itself raises OutcomeUnknown: the run may have committed.
     """
@@ -557,9 +596,11 @@ def settle(
     try:
         summary = _settle_locked(
             conn, program, records, as_of=as_of, started=started, input_name=input_name,
-            dry_run=dry_run, strict=strict, wait=wait, explain=explain, on_plan=on_plan,
+            dry_run=dry_run, strict=strict, wait=wait, lock_timeout=lock_timeout,
+            explain=explain, explain_only_decisions=explain_only_decisions, on_plan=on_plan,
             run_id=run_id, renamed=renamed, allow_anonymous=allow_anonymous,
             allow_conflicts=allow_conflicts, currency=currency, observer=observer,
+            input_guards=input_guards, backfill=backfill,
         )
     finally:
         conn.info.pop(RUN_INFO_KEY, None)
@@ -596,7 +637,9 @@ def _settle_locked(
     dry_run: bool,
     strict: bool,
     wait: bool,
+    lock_timeout: float,
     explain: IO[str] | None,
+    explain_only_decisions: bool,
     on_plan: Callable[[PlannedReward], None] | None,
     run_id: str,
     renamed: Mapping[str, str] | None,
@@ -604,10 +647,12 @@ def _settle_locked(
     allow_conflicts: bool,
     currency: str | None,
     observer: RunObserver,
+    input_guards: guards.InputGuards | None,
+    backfill: bool,
 ) -> RunSummary:
     """``settle``'s one transaction: locks, the run, the run log, COMMIT."""
     observer.phase("locking", {})
-    with settlement_transaction(conn, wait=wait) as tx:
+    with settlement_transaction(conn, wait=wait, lock_timeout=lock_timeout) as tx:
         require_schema(conn)
         lock_settlement_run(conn, wait=wait)
         # The ledger writer lock for the whole run: each chunk's lookups are then
@@ -620,9 +665,13 @@ def _settle_locked(
         run = Settlement(
             conn, book, as_of=as_of, run_id=run_id, strict=strict, explain=explain,
             on_plan=on_plan, dry_run=dry_run, observer=observer,
+            explain_only_decisions=explain_only_decisions,
         )
         run.run(records)
         summary = run.summary
+        if input_guards is not None:
+            guards.check_input(summary.records, summary.quarantined, run.first_reasons,
+                               input_name=input_name, guards=input_guards)
         observer.phase("checking", run.counts_so_far())
         if summary.conflicts and not allow_conflicts:
             raise SettlementError(
@@ -630,6 +679,9 @@ def _settle_locked(
                 + "; ".join(summary.conflict_notes[:3])
                 + "; nothing was written (--allow-conflicts settles the rest)"
             )
+        # Read under the run lock, next to the write it guards (the run log is the run's
+        # last write: the fault suite's kill gate locks it, so nothing earlier reads it).
+        guards.check_as_of(conn, as_of, backfill=backfill)
         head = ledger.head(conn)
         conn.execute(
             settlement_runs.insert(),

@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from settlement.errors import DatabaseUnavailable, SchemaNotReady
+from settlement.errors import InvalidDatabaseURL, SchemaNotReady
 from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
 
 if TYPE_CHECKING:
@@ -101,6 +101,24 @@ class Backend:
     def is_overflow(self, error: sa.exc.DBAPIError) -> bool:
         """Whether ``error`` is a SUM that left 64 bits (PostgreSQL sums BIGINT as NUMERIC,
         so there it never is)."""
+        return False
+
+    def set_lock_timeout(self, conn: Connection, seconds: float) -> None:
+        """In the caller's transaction, any wait for a lock (the run lock, the ledger lock,
+        a row) ends after ``seconds`` with an error ``is_lock_busy`` recognises."""
+
+    # -- errors -----------------------------------------------------------------
+
+    def owns(self, error: sa.exc.DBAPIError) -> bool:
+        """Whether ``error`` came from this database's driver."""
+        return False
+
+    def is_lock_busy(self, error: sa.exc.DBAPIError) -> bool:
+        """Whether ``error`` is a lock wait that timed out (or was not allowed to wait)."""
+        return False
+
+    def is_cancelled(self, error: sa.exc.DBAPIError) -> bool:
+        """Whether ``error`` is a statement the driver cancelled on Ctrl-C."""
         return False
 
     # -- schema -----------------------------------------------------------------
@@ -257,6 +275,18 @@ class SQLiteBackend(Backend):
     def insert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
+    def owns(self, error: sa.exc.DBAPIError) -> bool:
+        import sqlite3
+
+        return isinstance(error.orig, sqlite3.Error)
+
+    def is_lock_busy(self, error: sa.exc.DBAPIError) -> bool:
+        # The busy timeout (writer_wait) elapsed while another writer held the database.
+        return getattr(error.orig, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}
+
+    def is_cancelled(self, error: sa.exc.DBAPIError) -> bool:
+        return getattr(error.orig, "sqlite_errorname", "") == "SQLITE_INTERRUPT"
+
     def append_only_ddl(self, table: str) -> list[str]:
         return [
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}"
@@ -321,6 +351,24 @@ class PostgresBackend(Backend):
         return bool(
             conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar()
         )
+
+    def set_lock_timeout(self, conn: Connection, seconds: float) -> None:
+        """``SET LOCAL lock_timeout``: the advisory locks, row and table locks all wait in
+        the server's lock manager, which honours it; it ends with the transaction.  Never
+        0, which PostgreSQL reads as "wait forever": a zero timeout is 1 ms."""
+        milliseconds = max(1, round(seconds * 1000))
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+
+    def owns(self, error: sa.exc.DBAPIError) -> bool:
+        import psycopg
+
+        return isinstance(error.orig, psycopg.Error)
+
+    def is_lock_busy(self, error: sa.exc.DBAPIError) -> bool:
+        return getattr(error.orig, "sqlstate", None) == "55P03"  # lock_not_available
+
+    def is_cancelled(self, error: sa.exc.DBAPIError) -> bool:
+        return getattr(error.orig, "sqlstate", None) == "57014"  # query_canceled
 
     def insert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
@@ -530,14 +578,22 @@ def for_name(name: str) -> Backend:
     try:
         return BACKENDS[name]
     except KeyError:
-        raise DatabaseUnavailable(
-            f"unsupported database {name!r}: use PostgreSQL or SQLite"
+        raise InvalidDatabaseURL(
+            f"unsupported database {name!r} ({', '.join(BACKENDS)})"
         ) from None
+
+
+def of_error(error: sa.exc.DBAPIError) -> Backend | None:
+    """The backend whose driver raised ``error`` (None: neither, e.g. a test's stand-in)."""
+    return next((b for b in BACKENDS.values() if b.owns(error)), None)
 
 
 def backend(conn: Connection) -> Backend:
     """The connection's backend: chosen on first use, then kept in ``conn.info``."""
-    chosen = conn.info.get(_INFO_KEY)
+    info = getattr(conn, "info", None)
+    if info is None:  # alembic's offline MockConnection (``db upgrade --sql``)
+        return for_name(conn.dialect.name)
+    chosen = info.get(_INFO_KEY)
     if chosen is None:
         chosen = conn.info[_INFO_KEY] = for_name(conn.dialect.name)
     return cast(Backend, chosen)

@@ -68,3 +68,28 @@ class PayoutError(LedgerError):
 
 class ReportError(ReferralError):
     """A report that cannot be made as asked (an unknown locale, an empty period...)."""
+
+
+class InvalidDatabaseURL(ReferralError):
+    """A database URL that cannot be parsed or names a database this program does not
+    support: a usage error, not an unavailable database."""
+
+
+class LockBusy(ReferralError):
+    """Another writer holds a lock this command needs, past the wait allowed
+    (``--no-wait``, ``--lock-timeout``); nothing was written and retrying later is safe."""
+
+
+class InputRejected(SettlementError):
+    """The input as a whole fails the run's thresholds (more quarantined records than
+    ``--max-quarantine`` allows, or no records at all): nothing was written."""
+
+
+class Interrupted(ReferralError):
+    """The command was interrupted (Ctrl-C) while the database ran a statement, which the
+    driver then cancelled; the transaction was rolled back."""
+
+
+class DatabaseRefused(ReferralError):
+    """The database refused a statement (a value too long or too large for its column, a
+    read-only transaction, a constraint): nothing of the transaction was written."""

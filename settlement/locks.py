@@ -32,9 +32,14 @@ connection of its own, under two more locks that never wait behind a run:
 How a database holds them is its backend's business (``settlement.dialect``):
 PostgreSQL takes transaction-scoped advisory locks by key.  SQLite has one lock,
 the database write lock, which every writing transaction takes when it begins
-(BEGIN IMMEDIATE) and which stands in for both; there, waiting is the busy
-timeout: 30 s for any writer, ``SQLITE_WAIT_MS`` for a settle with ``--wait``
-and none with ``--no-wait``.
+(BEGIN IMMEDIATE) and which stands in for both.
+
+Liveness: no writer waits forever.  Every writing transaction begun here has a
+lock timeout (``--lock-timeout``, ``DEFAULT_LOCK_TIMEOUT`` seconds): SQLite's busy
+timeout while BEGIN IMMEDIATE waits, PostgreSQL's ``lock_timeout`` for every lock
+wait of the transaction (advisory, row, table).  A wait that runs out is
+``LockBusy`` (exit 75): nothing was written, and retrying later is safe.
+``--no-wait`` on settle is a timeout of zero.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RootTransaction
 
 from settlement.dialect import backend
-from settlement.errors import SettlementError
+from settlement.errors import LockBusy
 
 # Advisory lock keys (PostgreSQL), fixed so that every process agrees on them.
 LEDGER_LOCK_KEY = 0x5EF_1ED6E2
@@ -55,10 +60,15 @@ SETTLE_LOCK_KEY = 0x5E771E
 RUN_HISTORY_LOCK_KEY = 0x5E771E_0
 # Run markers: two-int advisory locks (namespace, 32 bits of the run id's digest).
 RUN_MARKER_NAMESPACE = 0x5E77
-# How long a SQLite settle waits for another one with --wait (a nightly run may be long).
-SQLITE_WAIT_MS = 6 * 3600 * 1000
+# How long a writer waits for a lock unless told otherwise (--lock-timeout).
+DEFAULT_LOCK_TIMEOUT = 30.0
+_TIMEOUT_KEY = "settlement.lock_timeout"
 
-_BUSY = "another settlement run holds the lock (--no-wait)"
+
+def _busy(what: str, waited: float | None) -> str:
+    """``waited``: the lock timeout that ran out (None or 0: the caller did not wait)."""
+    how = f"waited {waited:g} s, --lock-timeout" if waited else "--no-wait"
+    return f"{what} ({how}); nothing was written, retry later"
 
 
 def run_marker_key(run_id: str) -> int:
@@ -74,7 +84,50 @@ def lock_run_history(conn: Connection) -> None:
 
 def lock_ledger(conn: Connection) -> None:
     """Take the ledger writer lock for the rest of the caller's transaction."""
-    backend(conn).transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
+    try:
+        backend(conn).transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
+    except sa.exc.OperationalError as e:
+        if backend(conn).is_lock_busy(e):
+            raise LockBusy(_busy("another writer holds the ledger lock",
+                                 conn.info.get(_TIMEOUT_KEY))) from e
+        raise
+
+
+def _begin(conn: Connection, lock_timeout: float, what: str, *, begin_wait: float | None = None
+           ) -> RootTransaction:
+    """Begin a writing transaction whose lock waits end after ``lock_timeout`` seconds;
+    beginning itself (SQLite's write lock) waits ``begin_wait`` (default the same)."""
+    db = backend(conn)
+    begin_wait = lock_timeout if begin_wait is None else begin_wait
+    conn.info[_TIMEOUT_KEY] = lock_timeout
+    with db.writer_wait(conn, round(begin_wait * 1000)):
+        try:
+            tx = conn.begin()
+        except sa.exc.OperationalError as e:
+            if db.is_lock_busy(e):
+                raise LockBusy(_busy(what, begin_wait)) from e
+            raise
+    try:
+        db.set_lock_timeout(conn, lock_timeout)
+    except BaseException:
+        tx.rollback()
+        raise
+    return tx
+
+
+@contextmanager
+def write_transaction(conn: Connection, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+                      ) -> Iterator[RootTransaction]:
+    """A writing command's one transaction, committed at the end of the block (rolled
+    back by an exception), whose lock waits end after ``lock_timeout`` seconds."""
+    tx = _begin(conn, lock_timeout, "another writer holds the database")
+    try:
+        yield tx
+    except BaseException:
+        tx.rollback()
+        raise
+    if tx.is_active:
+        tx.commit()
 
 
 @contextmanager
@@ -84,33 +137,40 @@ def writing(conn: Connection) -> Iterator[None]:
         lock_ledger(conn)
         yield
     else:
-        with conn.begin():
+        with write_transaction(conn):
             lock_ledger(conn)
             yield
 
 
+_RUN_BUSY = "another settlement run holds the lock"
+
+
 @contextmanager
-def settlement_transaction(conn: Connection, *, wait: bool) -> Iterator[RootTransaction]:
+def settlement_transaction(conn: Connection, *, wait: bool,
+                           lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+                           ) -> Iterator[RootTransaction]:
     """Begin a settlement run's transaction; the caller commits or rolls it back after
     the block, and an exception inside rolls it back.
 
-    On SQLite beginning it takes the run lock, waiting as ``wait`` says.
+    On SQLite beginning it takes the run lock, waiting ``lock_timeout`` seconds if
+    ``wait``, else not at all; on PostgreSQL ``lock_settlement_run`` does.  Every other
+    lock wait of the run ends after ``lock_timeout`` seconds.
     """
-    with backend(conn).writer_wait(conn, SQLITE_WAIT_MS if wait else 0):
-        try:
-            tx = conn.begin()
-        except sa.exc.OperationalError as e:
-            if not wait and "locked" in str(e.orig):
-                raise SettlementError(_BUSY) from e
-            raise
-        try:
-            yield tx
-        except BaseException:
-            tx.rollback()
-            raise
+    tx = _begin(conn, lock_timeout, _RUN_BUSY, begin_wait=lock_timeout if wait else 0)
+    try:
+        yield tx
+    except BaseException:
+        tx.rollback()
+        raise
 
 
 def lock_settlement_run(conn: Connection, *, wait: bool) -> None:
     """Take the settlement run lock (before the ledger lock; see the module docstring)."""
-    if not backend(conn).transaction_lock(conn, SETTLE_LOCK_KEY, wait=wait):
-        raise SettlementError(_BUSY)
+    try:
+        taken = backend(conn).transaction_lock(conn, SETTLE_LOCK_KEY, wait=wait)
+    except sa.exc.OperationalError as e:
+        if backend(conn).is_lock_busy(e):
+            raise LockBusy(_busy(_RUN_BUSY, conn.info.get(_TIMEOUT_KEY))) from e
+        raise
+    if not taken:
+        raise LockBusy(_busy(_RUN_BUSY, None))

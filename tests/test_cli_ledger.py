@@ -38,6 +38,7 @@ def test_db_upgrade_reports_revision_and_repeats(db_url) -> None:
 
 
 def test_ledger_command_without_schema_says_run_upgrade(db_url) -> None:
+    open_engine(db_url).dispose()  # an empty database (on SQLite: an empty file)
     result = run(db_url, "ledger", "balance", "u1")
     assert result.exit_code == 1
     assert result.stderr == "error: database schema is missing; run `referral db upgrade`\n"

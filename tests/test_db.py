@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
 from settlement.dialect import backend
-from settlement.errors import DatabaseUnavailable, SchemaNotReady
+from settlement.errors import DatabaseUnavailable, InvalidDatabaseURL, SchemaNotReady
 from settlement.tables import APPEND_ONLY_TABLES, PAYOUT_TABLES, UTCDateTime, metadata
 
 
@@ -42,9 +42,29 @@ def test_open_engine_unopenable_sqlite_file(tmp_path) -> None:
 
 
 def test_open_engine_unsupported_database_is_one_line() -> None:
-    with pytest.raises(DatabaseUnavailable) as err:
+    with pytest.raises(InvalidDatabaseURL) as err:
         open_engine("mysql://u:s3cret@h/db")
-    assert str(err.value) == "unsupported database 'mysql': use PostgreSQL or SQLite"
+    assert str(err.value) == "unsupported database 'mysql' (sqlite, postgresql)"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("nonsense", "invalid database URL 'nonsense': Could not parse SQLAlchemy URL"),
+    ("postgresql://u:s3cret@h:abc/db", "invalid database URL (unparsable): invalid literal"),
+    ("postgresql://u:s3cret@h:99999/db",
+     "invalid database URL 'postgresql://u:***@h:99999/db': port 99999 is not in"),
+])
+def test_open_engine_unparsable_url_is_a_usage_error(url, message) -> None:
+    with pytest.raises(InvalidDatabaseURL) as err:
+        open_engine(url)
+    assert str(err.value).startswith(message)
+    assert "s3cret" not in str(err.value)
+
+
+def test_open_engine_must_exist_refuses_a_missing_sqlite_file(tmp_path) -> None:
+    path = tmp_path / "nowhere.db"
+    with pytest.raises(SchemaNotReady, match=f"SQLite database {path} does not exist"):
+        open_engine(f"sqlite:///{path}", must_exist=True)
+    assert not path.exists()
 
 
 def test_backend_is_chosen_once_per_connection(db_url) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ from referral.cli import main
 from settlement import ledger
 from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
-from settlement.locks import SETTLE_LOCK_KEY
+from settlement.locks import LEDGER_LOCK_KEY, SETTLE_LOCK_KEY
 from tests.faults.helpers import spawn
 from tests.test_settlement import FIRST, RULES
 
@@ -117,18 +121,64 @@ def test_settle_missing_schema_says_to_upgrade(tmp_path, rules_dir, small_input)
     assert "referral db upgrade" in result.stderr
 
 
-def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir, small_input):
-    upgrade(db_url)
-    holder = open_engine(db_url)
+@contextmanager
+def held_settle_locks(url: str) -> Iterator[None]:
+    """What a running settle holds: the run lock and the ledger lock (SQLite: the write lock)."""
+    holder = open_engine(url)
     with holder.connect() as conn:
         tx = conn.begin()  # on SQLite: BEGIN IMMEDIATE holds the write lock
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK_KEY})
-        result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
-        tx.rollback()
+            for key in (SETTLE_LOCK_KEY, LEDGER_LOCK_KEY):
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            tx.rollback()
     holder.dispose()
-    assert result.exit_code == 1
-    assert "another settlement run holds the lock" in result.stderr
+
+
+def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir, small_input):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
+    assert result.exit_code == 75
+    assert result.stderr == ("error: another settlement run holds the lock (--no-wait);"
+                             " nothing was written, retry later\n")
+    assert snapshot(db_url) == set()
+
+
+def test_settle_wait_timeout_elapsed_exit_75(db_url, rules_dir, small_input):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(
+            main, settle_args(rules_dir, small_input, db_url, "--wait-timeout", "1"))
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr == ("error: another settlement run holds the lock (waited 1 s,"
+                             " --lock-timeout); nothing was written, retry later\n")
+    assert 0.9 <= waited < 10
+    assert snapshot(db_url) == set()
+
+
+@pytest.mark.parametrize("args", [
+    ["ledger", "credit", "u1", "₹5", "--reference", "hand:1"],
+    ["ledger", "confirm", "hand:0"],
+    ["ledger", "pay", "hand:0"],
+    ["ledger", "reverse", "hand:0", "--reason", "test"],
+    ["payout", "create", "--as-of", "2026-01-10"],
+])
+def test_hand_write_behind_a_held_settle_lock_exit_75_within_the_timeout(db_url, args):
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, [*args, "--db", db_url, "--lock-timeout", "1"])
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr.startswith("error: another writer holds the ")
+    assert result.stderr.endswith(" (waited 1 s, --lock-timeout); nothing was written,"
+                                  " retry later\n")
+    assert 0.9 <= waited < 10
     assert snapshot(db_url) == set()
 
 
@@ -174,10 +224,12 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
     assert len(expected) > 1000
 
     explain = tmp_path / "explain.jsonl"
-    proc = spawn(settle_args(rules_dir, big_input, db_url, "--explain", str(explain)))
+    proc = spawn(settle_args(rules_dir, big_input, db_url, "--explain", str(explain),
+                             "--explain-all"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if explain.exists() and explain.stat().st_size > 2_000_000:  # well into the input
+        written = list(tmp_path.glob(".explain.jsonl.*.tmp"))  # renamed when the run ends
+        if written and written[0].stat().st_size > 2_000_000:  # well into the input
             break
         time.sleep(0.05)
     assert proc.poll() is None, "settle finished before it could be killed; use a bigger input"
@@ -185,6 +237,7 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
     proc.wait()
 
     assert snapshot(db_url) == set()
+    assert not explain.exists()  # no line says "posted" for what was rolled back
     rerun = spawn(settle_args(rules_dir, big_input, db_url, "--json"))
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
@@ -194,7 +247,8 @@ def test_settle_kill_9_leaves_ledger_unchanged_and_rerun_matches(
 @pytest.mark.slow
 def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, big_input) -> None:
     upgrade(pg_url)
-    procs = [spawn(settle_args(rules_dir, big_input, pg_url, "--json")) for _ in range(2)]
+    procs = [spawn(settle_args(rules_dir, big_input, pg_url, "--json", "--lock-timeout", "600"))
+             for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     summaries = [json.loads(out) for out, _ in results]
@@ -208,19 +262,19 @@ def test_settle_two_concurrent_runs_post_every_reward_once(pg_url, rules_dir, bi
     engine.dispose()
 
 
-def test_settle_locked_sqlite_past_busy_timeout_exit_3_one_line(tmp_path, rules_dir, small_input):
+def test_settle_locked_sqlite_past_busy_timeout_exit_75_one_line(tmp_path, rules_dir, small_input):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     upgrade(url)
     holder = open_engine(url)
     with holder.connect() as conn:
         tx = conn.begin()  # BEGIN IMMEDIATE: the write lock
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("settlement.locks.SQLITE_WAIT_MS", 100)
-            result = CliRunner().invoke(main, settle_args(rules_dir, small_input, url))
+        result = CliRunner().invoke(
+            main, settle_args(rules_dir, small_input, url, "--lock-timeout", "0.1"))
         tx.rollback()
     holder.dispose()
-    assert result.exit_code == 3
-    assert result.stderr == "error: database unavailable: database is locked; nothing was written\n"
+    assert result.exit_code == 75
+    assert result.stderr == ("error: another settlement run holds the lock (waited 0.1 s,"
+                             " --lock-timeout); nothing was written, retry later\n")
 
 
 def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -> None:
@@ -236,3 +290,48 @@ def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["posted"] == 3
     assert ("reward:paid_bonus:r1:referee", "B", 15000, "pending") in snapshot(db_url)
+
+
+def _interrupt(process, *, after: float = 2.0) -> tuple[int, str]:
+    time.sleep(after)  # the child is importing, then blocked
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def test_settle_ctrl_c_while_reading_exit_130_one_line(db_url, rules_dir) -> None:
+    upgrade(db_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "referral", "settle", "--rules", str(rules_dir), "--records", "-",
+         "--db", db_url, "--as-of", "2026-01-10"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write(FIRST[0] + "\n")  # then stdin stays open: settle waits for more
+    process.stdin.flush()
+    code, stderr = _interrupt(process, after=4.0)
+    assert (code, stderr) == (130, "error: interrupted\n")
+    assert snapshot(db_url) == set()
+
+
+def test_settle_ctrl_c_mid_statement_on_postgresql_is_interrupted_not_unavailable(
+        pg_url, rules_dir, small_input) -> None:
+    upgrade(pg_url)
+    with held_settle_locks(pg_url):  # the child's statement waits for the run lock
+        process = spawn(settle_args(rules_dir, small_input, pg_url))
+        code, stderr = _interrupt(process, after=4.0)
+    assert code == 130, stderr
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("error: interrupted")
+    assert "unavailable" not in stderr
+    assert snapshot(pg_url) == set()
+
+
+def test_hand_write_with_a_zero_lock_timeout_does_not_wait(db_url) -> None:
+    """0 means "do not wait", never PostgreSQL's "lock_timeout = 0: wait forever"."""
+    upgrade(db_url)
+    with held_settle_locks(db_url):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, ["ledger", "credit", "u1", "₹5", "--reference", "h:1",
+                                           "--db", db_url, "--lock-timeout", "0"])
+        waited = time.monotonic() - started
+    assert result.exit_code == 75, result.output
+    assert result.stderr.endswith(" (--no-wait); nothing was written, retry later\n")
+    assert waited < 5

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from referral.cli.common import EXIT_CODES_HELP, Group
+from referral.cli.common import DEBUG_KEY, EXIT_CODES_HELP, Group
+from referral.cli.config import config
 from referral.cli.db import db
 from referral.cli.demo import demo
 from referral.cli.draft import draft_cmd
@@ -25,10 +26,15 @@ from referral.cli.settle import settle
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="referral-rewards")
-def main() -> None:
+@click.option("--debug", is_flag=True, envvar="REFERRAL_DEBUG",
+              help="Show the traceback of an error instead of its one line.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Referral rewards: rules that decide, a ledger that records."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 rules.add_command(draft_cmd)
-for command in (rules, db, ledger, settle, runs, quarantine, payees, payout, report, demo, lsp):
+for command in (rules, db, ledger, settle, runs, quarantine, payees, payout, report, demo, lsp,
+                config):
     main.add_command(command)

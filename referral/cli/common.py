@@ -7,7 +7,11 @@ code ``EXIT_CODES`` gives its class, as alembic's ``CommandLine.run_cmd``
 catches its root error once.  Every command of the ``referral`` tree is a
 ``Command``, so the map holds however it is run: the console script,
 ``python -m referral``, or ``CliRunner`` on the group or on one command.
-Usage errors stay click's own (exit 2, click's formatting).
+Usage errors stay click's own (exit 2, click's formatting); a database URL that
+cannot be used is one too.  Driver errors are first turned into the project's
+tree (``settlement.db.database_error``: lock busy, interrupted, unavailable,
+refused), so no command prints a traceback for what a user can cause;
+``--debug`` (on the ``referral`` group) re-raises instead, to show it.
 """
 
 from __future__ import annotations
@@ -17,28 +21,41 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dsl import timeutil
 from dsl.errors import ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
-from settlement.db import READ_ONLY, open_engine, require_schema
-from settlement.errors import DatabaseUnavailable
+from referral import config
+from settlement.db import READ_ONLY, database_error, open_engine, require_schema
+from settlement.errors import (
+    DatabaseUnavailable,
+    InputRejected,
+    Interrupted,
+    InvalidDatabaseURL,
+    LockBusy,
+)
+from settlement.locks import DEFAULT_LOCK_TIMEOUT, write_transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DB_URL = "sqlite:///referral.db"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB_UNAVAILABLE = 0, 1, 2, 3
+EXIT_INPUT_REJECTED, EXIT_LOCK_BUSY, EXIT_INTERRUPTED = 4, 75, 130
 
 EXIT_CODE_MEANINGS = {
     EXIT_OK: "ok",
     EXIT_FAILED: "invalid input, a refused operation or a check that found problems",
-    EXIT_USAGE: "usage",
+    EXIT_USAGE: "usage (bad options, an unusable database URL)",
     EXIT_DB_UNAVAILABLE: "database unavailable (nothing was written)",
+    EXIT_INPUT_REJECTED: "quarantine threshold exceeded or empty input (nothing was written)",
+    EXIT_LOCK_BUSY: "lock busy: another writer holds it (--no-wait, --lock-timeout), retry later",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
 EXIT_CODES_HELP = "Exit codes: " + "; ".join(
@@ -60,12 +77,19 @@ class ChecksFailed(ReferralError):
         super().__init__(message)
 
 
-# First match wins: subclasses before their base.  ``OperationalError``: the server
-# went away mid-command, or SQLite stayed locked past its busy timeout; the
-# transaction was rolled back, so nothing was written.
-EXIT_CODES: dict[type[Exception], int] = {
+class CommandOutputError(ReferralError):
+    """A file the command writes that cannot be written (a full disk, no permission)."""
+
+
+# First match wins: subclasses before their base.  Driver errors reach this table
+# already translated by ``database_error``; ``KeyboardInterrupt`` is Ctrl-C.
+EXIT_CODES: dict[type[BaseException], int] = {
+    KeyboardInterrupt: EXIT_INTERRUPTED,
+    Interrupted: EXIT_INTERRUPTED,
+    InvalidDatabaseURL: EXIT_USAGE,
     DatabaseUnavailable: EXIT_DB_UNAVAILABLE,
-    sa.exc.OperationalError: EXIT_DB_UNAVAILABLE,
+    LockBusy: EXIT_LOCK_BUSY,
+    InputRejected: EXIT_INPUT_REJECTED,
     ReferralError: EXIT_FAILED,
 }
 
@@ -89,26 +113,104 @@ def _echo_error(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
-def error_message(error: Exception) -> str:
+def error_message(error: BaseException) -> str:
     """The text after ``error:`` (empty: the command has already said everything)."""
-    if isinstance(error, sa.exc.OperationalError):
-        orig = error.orig
-        reason = str(orig).strip().splitlines()[0] if orig is not None else str(error)
-        return f"database unavailable: {reason}; nothing was written"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
     return str(error)
 
 
+def _debugging(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().meta.get(DEBUG_KEY))
+
+
+DEBUG_KEY = "referral.debug"
+
+
+class ConfiguredOption(click.Option):
+    """An option whose default the configuration may set (``referral.config``)."""
+
+    def __init__(self, *args: Any, config_key: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config_key = config_key
+
+
+def default_map(command: click.Command, cfg: config.Config) -> dict[str, Any]:
+    """click's ``default_map`` for ``command`` and its sub-commands: the configured
+    options' values from the environment or the file (a flag still wins)."""
+    out: dict[str, Any] = {}
+    for param in command.params:
+        key = getattr(param, "config_key", None)
+        if key is not None and param.name and cfg.settings[key].source != "default":
+            out[param.name] = cfg.value(key)
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            sub_map = default_map(sub, cfg)
+            if sub_map:
+                out[name] = sub_map
+    return out
+
+
+class _ConfigUnusable(click.ClickException):
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _configure(command: click.Command, ctx: click.Context) -> None:
+    """At the root of a command line: read the configuration once, as the defaults."""
+    if ctx.parent is not None:
+        return
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        raise _ConfigUnusable(str(e)) from None
+    ctx.meta[CONFIG_KEY] = cfg
+    if ctx.default_map is None:
+        ctx.default_map = default_map(command, cfg)
+
+
+CONFIG_KEY = "referral.config"
+
+
+def current_config() -> config.Config:
+    """The configuration of the running command line (read now outside one)."""
+    ctx = click.get_current_context(silent=True)
+    cfg = ctx.meta.get(CONFIG_KEY) if ctx is not None else None
+    return cfg if cfg is not None else config.load()
+
+
 class Command(click.Command):
-    """A ``referral`` command: errors of the project's tree end it with their exit code."""
+    """A ``referral`` command: errors of the project's tree end it with their exit code,
+    and its ``--help`` lists the exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _configure(self, ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except sa.exc.DBAPIError as e:
+            if _debugging(ctx):
+                raise
+            _fail(ctx, database_error(e))
         except tuple(EXIT_CODES) as e:
-            message = error_message(e)
-            if message:
-                ctx.meta.get(ERROR_PRINTER, _echo_error)(message)
-            ctx.exit(exit_code_for(e))
+            if _debugging(ctx) and not isinstance(e, KeyboardInterrupt):
+                raise
+            _fail(ctx, e)
+
+
+def _fail(ctx: click.Context, error: BaseException) -> NoReturn:
+    message = error_message(error)
+    if message:
+        ctx.meta.get(ERROR_PRINTER, _echo_error)(message)
+    ctx.exit(exit_code_for(error))
 
 
 class Group(click.Group):
@@ -117,10 +219,30 @@ class Group(click.Group):
     command_class = Command
     group_class = type
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _configure(self, ctx)
+        return super().parse_args(ctx, args)
+
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
-    """``--as-of`` callback: an ISO date, today when not given."""
-    return optional_date(ctx, param, value) or date.today()
+    """``--as-of`` callback: an ISO date, today when not given (in the configured time
+    zone, else the machine's)."""
+    return optional_date(ctx, param, value) or configured_today()
+
+
+def configured_today() -> date:
+    """Today in the configured ``timezone`` (the machine's local date without one)."""
+    name = current_config().value("timezone")
+    if name is None:
+        return date.today()
+    try:
+        return timeutil.today(timeutil.zone(name))
+    except ReferralError as e:
+        raise click.BadParameter(f"timezone (configured): {e}") from None
 
 
 def optional_date(ctx: click.Context, param: click.Parameter, value: str | None
@@ -135,19 +257,55 @@ def optional_date(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 @contextmanager
-def db_transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connection]:
+def db_transaction(db_url: str, *, read_only: bool = False,
+                   lock_timeout: float | None = None) -> Iterator[Connection]:
     """Open the database, check its schema, and run the block in one transaction; a
-    read-only one does not queue behind a running settlement."""
-    engine = open_engine(db_url)
+    read-only one does not queue behind a running settlement, a writing one waits
+    for locks at most ``lock_timeout`` seconds (default: the command's
+    ``--lock-timeout``).  A missing SQLite file is an error, never created here."""
+    engine = open_engine(db_url, must_exist=True)
     try:
         with engine.connect() as conn:
             if read_only:
                 conn.execution_options(**READ_ONLY)
-            with conn.begin():
+                with conn.begin():
+                    require_schema(conn)
+                    yield conn
+                return
+            timeout = command_lock_timeout() if lock_timeout is None else lock_timeout
+            with write_transaction(conn, lock_timeout=timeout):
                 require_schema(conn)
                 yield conn
     finally:
         engine.dispose()
+
+
+_LOCK_TIMEOUT_KEY = "referral.lock_timeout"
+
+
+def command_lock_timeout() -> float:
+    """The running command's ``--lock-timeout`` (the default outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get(_LOCK_TIMEOUT_KEY) if ctx is not None else None
+    return DEFAULT_LOCK_TIMEOUT if value is None else float(value)
+
+
+def _keep_lock_timeout(ctx: click.Context, param: click.Parameter, value: float | None
+                       ) -> float | None:
+    ctx.meta[_LOCK_TIMEOUT_KEY] = value
+    return value
+
+
+def lock_timeout_option(f: F) -> F:
+    """``--lock-timeout``: how long a writing command waits for a lock (then exit 75)."""
+    return click.option(
+        "--lock-timeout", "--wait-timeout", "lock_timeout", type=click.FloatRange(min=0),
+        default=DEFAULT_LOCK_TIMEOUT, show_default=True, metavar="SECONDS",
+        cls=ConfiguredOption, config_key="lock_timeout", expose_value=False,
+        callback=_keep_lock_timeout,
+        help="Wait at most this long for another writer's lock, then stop (exit 75; "
+             "also REFERRAL_LOCK_TIMEOUT).",
+    )(f)
 
 
 def business_date_option(f: F) -> F:
@@ -172,10 +330,11 @@ def db_option(f: F) -> F:
     return click.option(
         "--db",
         "db_url",
-        envvar="REFERRAL_DB_URL",
+        cls=ConfiguredOption,
+        config_key="db_url",
         default=DEFAULT_DB_URL,
         show_default=True,
-        help="Database URL (also REFERRAL_DB_URL).",
+        help="Database URL (also REFERRAL_DB_URL, db_url in referral.toml).",
     )(f)
 
 
@@ -186,7 +345,7 @@ paths_argument = click.argument(
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 
 currency_option = click.option(
-    "--currency", default=None, metavar="CODE",
+    "--currency", default=None, metavar="CODE", cls=ConfiguredOption, config_key="currency",
     help="The program's currency, that of bare integer amounts (default: its CURRENCY, "
          "else the only currency of its money literals).",
 )
@@ -219,3 +378,8 @@ def load_rules(
     for w in loaded.warnings:
         echo(w.line())
     return loaded
+
+
+locale_option = click.option(
+    "--locale", cls=ConfiguredOption, config_key="locale",
+    help="Locale of amounts (default REFERRAL_LOCALE, locale in referral.toml, else en_IN).")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from referral.cli.common import Group, db_option
-from settlement.db import upgrade
+from settlement.db import (
+    current_revision,
+    head_revision,
+    history,
+    offline_sql,
+    open_engine,
+    upgrade,
+)
 
 
 @click.group(cls=Group)
@@ -14,7 +21,44 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the SQL instead of running it (PostgreSQL; for a DBA to review).")
+@click.option("--from", "from_revision", metavar="REV",
+              help="With --sql: the revision the database is at (default: an empty one).")
 @db_option
-def db_upgrade(db_url: str) -> None:
+def db_upgrade(as_sql: bool, from_revision: str | None, db_url: str) -> None:
     """Create or upgrade the schema to the code's revision (safe to repeat)."""
+    if from_revision is not None and not as_sql:
+        raise click.UsageError("--from goes with --sql")
+    if as_sql:
+        click.echo(offline_sql(db_url, from_revision=from_revision), nl=False)
+        return
     click.echo(f"database schema at revision {upgrade(db_url)}")
+
+
+@db.command("current")
+@db_option
+def db_current(db_url: str) -> None:
+    """The database's schema revision, and whether it is the one the code needs."""
+    engine = open_engine(db_url, must_exist=True)
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current is None:
+        click.echo(f"no schema (the code needs {head}); run `referral db upgrade`")
+    elif current == head:
+        click.echo(f"{current} (head)")
+    else:
+        click.echo(f"{current} (the code needs {head}; run `referral db upgrade`)")
+
+
+@db.command("history")
+def db_history() -> None:
+    """The shipped migrations, newest first."""
+    head = head_revision()
+    for m in reversed(history()):
+        mark = " (head)" if m.revision == head else ""
+        click.echo(f"{m.down_revision or '<base>'} -> {m.revision}{mark}, {m.doc}")

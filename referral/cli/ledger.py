@@ -21,6 +21,7 @@ from referral.cli.common import (
     business_date_option,
     db_option,
     db_transaction,
+    lock_timeout_option,
     optional_date,
 )
 from settlement import audit
@@ -58,6 +59,7 @@ def ledger() -> None:
 @click.option("--reference", "reference", required=True, help="Idempotency key of the credit.")
 @click.option("--confirmed", is_flag=True, help="Post as confirmed instead of pending.")
 @business_date_option
+@lock_timeout_option
 @db_option
 def credit(user: str, amount: str, reference: str, confirmed: bool, business_date: date,
            db_url: str) -> None:
@@ -82,6 +84,7 @@ def _move(move: Callable[..., TransitionResult], ref: str, business_date: date,
 @ledger.command()
 @click.argument("ref")
 @business_date_option
+@lock_timeout_option
 @db_option
 def confirm(ref: str, business_date: date, db_url: str) -> None:
     """Move a pending credit to confirmed."""
@@ -91,6 +94,7 @@ def confirm(ref: str, business_date: date, db_url: str) -> None:
 @ledger.command()
 @click.argument("ref")
 @business_date_option
+@lock_timeout_option
 @db_option
 def pay(ref: str, business_date: date, db_url: str) -> None:
     """Mark one confirmed credit paid by hand (a single correction; `payout` pays people)."""
@@ -105,6 +109,7 @@ def pay(ref: str, business_date: date, db_url: str) -> None:
 @click.option("--reason", required=True, help="Why they are approved (kept on every move).")
 @click.option("--by", "by", help="Who approves (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def approve(rule_id: str, until: date | None, user_id: str | None, reason: str, by: str | None,
             business_date: date, db_url: str) -> None:
@@ -158,6 +163,7 @@ def _iso(day: date | None) -> str | None:
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the entry is reversed (kept in history).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def reverse(ref: str, reason: str, business_date: date, db_url: str) -> None:
     """Reverse an entry with a debit reversal:REF (a paid entry becomes a clawback)."""

@@ -14,6 +14,7 @@ from referral.cli.common import (
     business_date_option,
     db_option,
     db_transaction,
+    lock_timeout_option,
 )
 from settlement.errors import PayeeImportError
 from settlement.payees import import_payees, payee_history
@@ -28,6 +29,7 @@ def payees() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--by", "by", help="Who imports (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def import_cmd(file: Path, by: str | None, business_date: date, db_url: str) -> None:
     """Import payees from FILE (CSV with a header, or JSON Lines): user_id, method (bank, upi,

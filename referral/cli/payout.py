@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +17,10 @@ from referral.cli.common import (
     business_date_option,
     db_option,
     db_transaction,
+    locale_option,
+    lock_timeout_option,
 )
+from referral.cli.output import atomic_file
 from settlement.payouts import (
     FORMATS,
     Batch,
@@ -31,9 +32,6 @@ from settlement.payouts import (
     read_results,
 )
 from settlement.reports import format_amount, resolve_locale
-
-locale_option = click.option("--locale", help="Locale of amounts (default REFERRAL_LOCALE, "
-                             "else en_IN).")
 
 
 @click.group(cls=Group)
@@ -59,6 +57,7 @@ def _describe(batch: Batch, locale: str) -> list[str]:
 @click.option("--by", "by", help="Who creates the batch (default: the OS user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the documented JSON object.")
 @locale_option
+@lock_timeout_option
 @db_option
 def create(as_of: date, currency: str | None, minimum: str | None, by: str | None,
            as_json: bool, locale: str | None, db_url: str) -> None:
@@ -89,6 +88,7 @@ def create(as_of: date, currency: str | None, minimum: str | None, by: str | Non
               help="Write the file here (default: standard output).")
 @click.option("--by", "by", help="Who exports (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def export(batch_id: str, fmt: str, output: Path | None, by: str | None, business_date: date,
            db_url: str) -> None:
@@ -100,10 +100,8 @@ def export(batch_id: str, fmt: str, output: Path | None, by: str | None, busines
             click.echo(result.text, nl=False)
         else:
             # Written before the transaction commits: a file on disk for every sent mark.
-            fd, tmp = tempfile.mkstemp(dir=output.parent or Path("."), prefix=".payout-")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with atomic_file(output, newline="") as fh:
                 fh.write(result.text)
-            os.replace(tmp, output)
     note = f"; {result.left_out} other items are paid by another format" if result.left_out \
         else ""
     click.echo(f"{batch_id}: {result.items} items in the {fmt} file, {result.marked_sent} "
@@ -117,6 +115,7 @@ def export(batch_id: str, fmt: str, output: Path | None, by: str | None, busines
                    "without it every sent item is paid.")
 @click.option("--by", "by", help="Who completes (default: the OS user).")
 @business_date_option
+@lock_timeout_option
 @db_option
 def complete(batch_id: str, results: Path | None, by: str | None, business_date: date,
              db_url: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from referral.cli.common import Group, as_of_date, db_option, db_transaction
+from referral.cli.common import Group, as_of_date, db_option, db_transaction, locale_option
 from settlement.reports import (
     FIGURES,
     GROUPINGS,
@@ -25,8 +25,6 @@ from settlement.reports import (
 from settlement.reports.activity import FIGURES as ACTIVITY_FIGURES
 from settlement.reports.html import build_report
 
-locale_option = click.option("--locale", help="Locale of amounts (default REFERRAL_LOCALE, "
-                             "else en_IN).")
 as_json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 as_csv_option = click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per line.")
 

@@ -34,6 +34,7 @@ from referral.cli.common import (
     strict_option,
 )
 from referral.cli.formatting import check_json, format_report, github_annotation
+from referral.cli.output import atomic_file
 from settlement.impact import diff_programs
 
 CHECK_FORMATS = ("text", "json", "github")
@@ -230,7 +231,8 @@ def compile_cmd(paths: tuple[Path, ...], output: Path | None, strict: bool) -> N
     if output is None:
         click.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    with atomic_file(output) as fh:
+        fh.write(text)
     click.echo(f"wrote {output} ({len(loaded.program.rules)} rules)")
 
 

@@ -7,8 +7,10 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import date
-from typing import TextIO
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,15 +19,20 @@ from referral.cli.common import (
     ERROR_PRINTER,
     Command,
     CommandInputError,
+    ConfiguredOption,
+    command_lock_timeout,
     currency_option,
     db_option,
     exit_code_for,
     load_rules,
+    lock_timeout_option,
     optional_date,
 )
 from referral.cli.logs import LOG_FORMATS, command_logging, json_error_printer
+from referral.cli.output import atomic_file
 from settlement.batch import PlannedReward, RunSummary
 from settlement.db import open_engine
+from settlement.guards import InputGuards, QuarantineLimit
 from settlement.metrics import RunMetrics, write_metrics
 from settlement.records import BadRecord, Record, read_records
 from settlement.runs import ProgressPolicy, settle_recorded
@@ -110,9 +117,39 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     return out
 
 
+def _check_records_path(path: str) -> None:
+    """Refuse before any work what reading the records would fail on: no such file, a
+    closed standard input, a path that cannot be stored (the run log keeps it as text)."""
+    if path == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandInputError("--records -: standard input is closed; nothing was read")
+        return
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise CommandInputError(
+            f"--records '{shown}': the path is not valid UTF-8 (the run log stores it);"
+            " rename the file, or pipe it: --records - < FILE") from None
+    if not os.path.isfile(path):
+        raise click.BadParameter(f"{path!r} is not a file", param_hint="--records")
+
+
+def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | None
+                      ) -> QuarantineLimit | None:
+    if value is None or isinstance(value, QuarantineLimit):
+        return value
+    try:
+        return QuarantineLimit.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command(cls=Command)
 @click.option("--rules", "rule_paths", multiple=True, required=True,
-              type=click.Path(exists=True), help="Rule files or directories (repeatable).")
+              type=click.Path(exists=True), cls=ConfiguredOption, config_key="rules",
+              help="Rule files or directories (repeatable; also REFERRAL_RULES, rules in "
+                   "referral.toml).")
 @click.option("--records", "records_path", required=True,
               help="JSON Lines or CSV file of referral records; - reads stdin.")
 @db_option
@@ -123,15 +160,33 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; write nothing.")
 @click.option("--strict", is_flag=True, help="Abort with nothing written on any bad record.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON summary object.")
-@click.option("--explain", type=click.File("w"), help="Write a JSON line per record: why.")
+@click.option("--explain", "explain_path", metavar="FILE",
+              type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write a JSON line per record whose rules decided something: matched, "
+                   "capped, suppressed, reversed or failed (renamed into place when the run "
+                   "ends; - is stdout).")
+@click.option("--explain-all", is_flag=True,
+              help="With --explain: every record and every rule, with the full trace.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for a running settlement, or stop at once.")
+              help="Wait for a running settlement (up to --lock-timeout), or stop at once "
+                   "(exit 75).")
+@lock_timeout_option
 @currency_option
 @click.option("--renamed", multiple=True, callback=_renames, metavar="OLD=NEW",
               help="Rule OLD is now called NEW: carry its standing rewards over, pay nothing "
                    "again (repeatable).")
 @click.option("--allow-anonymous-rules", is_flag=True,
               help="Settle rules without a RULE header (their ids come from file names).")
+@click.option("--max-quarantine", callback=_quarantine_limit, metavar="N|P%",
+              cls=ConfiguredOption, config_key="max_quarantine",
+              help="Fail (exit 4, nothing written) when more records than this are "
+                   "quarantined: a count or a percentage (default: fail only when all are; "
+                   "also REFERRAL_MAX_QUARANTINE).")
+@click.option("--allow-empty", is_flag=True,
+              help="Settle an input without records (it only confirms holds that ended); "
+                   "without it an empty input fails (exit 4).")
+@click.option("--backfill", is_flag=True,
+              help="Allow an --as-of before the newest run's (runs otherwise go forward).")
 @click.option("--allow-conflicts", is_flag=True,
               help="Settle the rest when a reference settlement would post is already taken "
                    "by another entry (counted as conflicts).")
@@ -156,12 +211,16 @@ def settle(
     dry_run: bool,
     strict: bool,
     as_json: bool,
-    explain: TextIO | None,
+    explain_path: Path | None,
+    explain_all: bool,
     wait: bool,
     currency: str | None,
     renamed: dict[str, str],
     allow_anonymous_rules: bool,
     allow_conflicts: bool,
+    max_quarantine: QuarantineLimit | None,
+    allow_empty: bool,
+    backfill: bool,
     log_format: str,
     quiet: bool,
     verbose: bool,
@@ -172,17 +231,25 @@ def settle(
 
     Every run leaves a row in the run history (`referral runs list`), failed ones too.
     """
-    if records_path != "-" and not os.path.isfile(records_path):
-        raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
+    _check_records_path(records_path)
     if quiet and verbose:
         raise click.UsageError("-q and -v exclude each other")
+    if explain_all and explain_path is None:
+        raise click.UsageError("--explain-all goes with --explain FILE")
     if log_format == "json":
         click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
     started = time.monotonic()
     try:
-        summary = _run(rule_paths, records_path, db_url, as_of, allow_future_as_of, dry_run,
-                       strict, as_json, explain, wait, currency, renamed, allow_anonymous_rules,
-                       allow_conflicts, log_format, quiet, verbose, progress_every)
+        summary = _run(
+            rule_paths, records_path, db_url, log_format=log_format, quiet=quiet,
+            verbose=verbose, as_json=as_json, explain_path=explain_path, currency=currency,
+            as_of=as_of, dry_run=dry_run, strict=strict, wait=wait,
+            lock_timeout=command_lock_timeout(), explain_only_decisions=not explain_all,
+            renamed=renamed, allow_anonymous=allow_anonymous_rules,
+            allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
+            input_guards=InputGuards(max_quarantine, allow_empty), backfill=backfill,
+            progress_every=progress_every,
+        )
     except BaseException as e:
         if metrics_file is not None:
             _write_metrics(metrics_file, RunMetrics(
@@ -200,28 +267,25 @@ def settle(
         _print_summary(summary, verbose)
 
 
-def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: date | None,
-         allow_future_as_of: bool, dry_run: bool, strict: bool, as_json: bool,
-         explain: TextIO | None, wait: bool, currency: str | None, renamed: dict[str, str],
-         allow_anonymous_rules: bool, allow_conflicts: bool, log_format: str, quiet: bool,
-         verbose: bool, progress_every: int) -> RunSummary:
-    """Load the rules and settle, logging as asked; the summary."""
+def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, *, log_format: str,
+         quiet: bool, verbose: bool, as_json: bool, explain_path: Path | None,
+         currency: str | None, progress_every: int, **options: Any) -> RunSummary:
+    """Load the rules and settle, logging as asked; the summary.  ``options`` go to
+    ``settlement.batch.settle``."""
     verbosity = 1 if verbose else -1 if quiet else 0
     bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
     with command_logging(log_format, verbosity) as diagnostic:
         loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
                             currency=currency, echo=diagnostic)
-        engine = open_engine(db_url)
+        engine = open_engine(db_url, must_exist=True)
+        explaining = atomic_file(explain_path) if explain_path is not None else nullcontext(None)
         try:
-            with engine.connect() as conn:
+            with explaining as explain, engine.connect() as conn:
                 items = _with_progress(read_records(records_path), records_path, show=bar)
                 summary = settle_recorded(
-                    conn, loaded.program, items, records_path=records_path, as_of=as_of,
-                    dry_run=dry_run, strict=strict, wait=wait, explain=explain,
-                    on_plan=_print_plan if dry_run and not as_json else None,
-                    renamed=renamed, allow_anonymous=allow_anonymous_rules,
-                    allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
-                    progress=ProgressPolicy(records=progress_every, log=not bar),
+                    conn, loaded.program, items, records_path=records_path, explain=explain,
+                    on_plan=_print_plan if options["dry_run"] and not as_json else None,
+                    progress=ProgressPolicy(records=progress_every, log=not bar), **options,
                 )
         finally:
             engine.dispose()

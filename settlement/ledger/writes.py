@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dsl.errors import MoneyError
-from dsl.money import Money, exponent, format_money
+from dsl.money import MAX_MINOR_UNITS, Money, exponent, format_money
 from settlement.dialect import backend
 from settlement.errors import EntryNotFound, IdempotencyConflict, IllegalTransition, LedgerError
 from settlement.ledger.hashing import GENESIS_HASH, HASHED_COLUMNS, entry_hash
@@ -98,6 +98,10 @@ def _describe(user_id: str, amount: int, currency: str, entry_type: str) -> str:
     return f"user {user_id}, {format_money(Money(amount, currency))} {entry_type}"
 
 
+# The length of ledger_entries' reference_id and user_id (VARCHAR(255); SQLite: a trigger).
+MAX_ID_LENGTH = 255
+
+
 def _validate(req: CreditRequest, *, reserved: bool) -> None:
     if not req.reference_id or not req.reference_id.strip():
         raise LedgerError("a ledger entry needs a non-empty reference")
@@ -120,6 +124,17 @@ def _validate(req: CreditRequest, *, reserved: bool) -> None:
             f"credit {req.reference_id!r}: amount must be a positive number of minor units,"
             f" got {req.amount!r}"
         )
+    if req.amount > MAX_MINOR_UNITS:  # the column is a 64-bit BIGINT on both databases
+        raise LedgerError(
+            f"credit {req.reference_id!r}: {req.amount} minor units is more than the ledger"
+            f" holds (at most {MAX_MINOR_UNITS})"
+        )
+    for name, value in (("reference", req.reference_id), ("user id", req.user_id)):
+        if len(value) > MAX_ID_LENGTH:
+            raise LedgerError(
+                f"credit {req.reference_id[:60]!r}: the {name} is {len(value)} characters; at most"
+                f" {MAX_ID_LENGTH}"
+            )
     try:
         exponent(req.currency)
     except MoneyError as e:

@@ -35,6 +35,20 @@ def run_migrations() -> None:
         engine.dispose()
 
 
+def run_migrations_offline() -> None:
+    """``referral db upgrade --sql``: the SQL for a DBA to review, no connection made.
+
+    The dialect comes from the URL (``settlement.db.offline_sql`` sets it); the
+    migrations that ask ``op.get_bind()`` for its dialect get alembic's mock one.
+    """
+    url = config.get_main_option("sqlalchemy.url") or "sqlite:///referral.db"
+    context.configure(url=url, target_metadata=metadata, literal_binds=True,
+                      dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported; run `referral db upgrade`")
-run_migrations()
+    run_migrations_offline()
+else:
+    run_migrations()

@@ -77,3 +77,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(f"# fault suite, FAULTS_SCALE={scale}\n" + "\n".join(FIGURES) + "\n",
                              encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def patient_writers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faults queue settles behind each other and hold locks on purpose: each waits as long
+    as a whole run may take, not the default 30 s (``--lock-timeout``)."""
+    monkeypatch.setenv("REFERRAL_LOCK_TIMEOUT", "900")
