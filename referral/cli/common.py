@@ -51,7 +51,7 @@ EXIT_INPUT_REJECTED, EXIT_LOCK_BUSY, EXIT_INTERRUPTED = 4, 75, 130
 EXIT_CODE_MEANINGS = {
     EXIT_OK: "ok",
     EXIT_FAILED: "invalid input, a refused operation or a check that found problems",
-    EXIT_USAGE: "usage (bad options, an unusable database URL)",
+    EXIT_USAGE: "usage (bad options, an unusable database URL or configuration file)",
     EXIT_DB_UNAVAILABLE: "database unavailable (nothing was written)",
     EXIT_INPUT_REJECTED: "quarantine threshold exceeded or empty input (nothing was written)",
     EXIT_LOCK_BUSY: "lock busy: another writer holds it (--no-wait, --lock-timeout), retry later",
