@@ -32,7 +32,7 @@ from settlement.errors import (
     LockBusy,
     SchemaNotReady,
 )
-from settlement.locks import lock_ledger
+from settlement.locks import DEFAULT_LOCK_TIMEOUT, lock_ledger, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +173,15 @@ def offline_sql(url: str, *, from_revision: str | None = None) -> str:
     return buffer.getvalue()
 
 
-def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:
-    """Apply the shipped migrations up to head (idempotent); returns the revision reached."""
+def upgrade(engine_or_url: Engine | str, revision: str = "head", *,
+            lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
+    """Apply the shipped migrations up to head (idempotent); returns the revision reached.
+    Behind another writer it waits at most ``lock_timeout`` seconds (LockBusy)."""
     engine = open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         cfg = _alembic_config()
-        with engine.connect() as conn, backend(conn).schema_changes(conn), conn.begin():
+        with engine.connect() as conn, backend(conn).schema_changes(conn), \
+                write_transaction(conn, lock_timeout=lock_timeout):
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)

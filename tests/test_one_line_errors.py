@@ -210,3 +210,11 @@ def test_payout_export_on_a_full_disk_marks_nothing_sent(db_url, tmp_path, monke
     monkeypatch.undo()
     again = cli("payout", "export", "2026-11-30-INR", "--format", "paypal", "-o", str(out))
     assert again.exit_code == 0 and out.read_text().startswith("u1@example.com,700.00,INR,")
+
+
+def test_a_file_the_command_cannot_write_is_one_line(rules_dir, tmp_path) -> None:
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / "afile" / "sub"
+    result = CliRunner().invoke(main, ["rules", "render", str(rules_dir), "--format", "dot",
+                                       "-o", str(target)])
+    assert one_line(result, 1) == f"error: {target}: Not a directory\n"

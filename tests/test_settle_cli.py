@@ -167,6 +167,7 @@ def test_settle_wait_timeout_elapsed_exit_75(db_url, rules_dir, small_input):
     ["ledger", "pay", "hand:0"],
     ["ledger", "reverse", "hand:0", "--reason", "test"],
     ["payout", "create", "--as-of", "2026-01-10"],
+    ["db", "upgrade"],
 ])
 def test_hand_write_behind_a_held_settle_lock_exit_75_within_the_timeout(db_url, args):
     upgrade(db_url)

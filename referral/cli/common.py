@@ -51,7 +51,7 @@ EXIT_INPUT_REJECTED, EXIT_LOCK_BUSY, EXIT_INTERRUPTED = 4, 75, 130
 EXIT_CODE_MEANINGS = {
     EXIT_OK: "ok",
     EXIT_FAILED: "invalid input, a refused operation or a check that found problems",
-    EXIT_USAGE: "usage (bad options, an unusable database URL)",
+    EXIT_USAGE: "usage (bad options, an unusable database URL or configuration file)",
     EXIT_DB_UNAVAILABLE: "database unavailable (nothing was written)",
     EXIT_INPUT_REJECTED: "quarantine threshold exceeded or empty input (nothing was written)",
     EXIT_LOCK_BUSY: "lock busy: another writer holds it (--no-wait, --lock-timeout), retry later",
@@ -91,6 +91,9 @@ EXIT_CODES: dict[type[BaseException], int] = {
     LockBusy: EXIT_LOCK_BUSY,
     InputRejected: EXIT_INPUT_REJECTED,
     ReferralError: EXIT_FAILED,
+    # A file the command could not read or write (a full disk, a missing directory...).
+    # A broken pipe (``| head``) is not: it stays Python's own, quiet on exit.
+    OSError: EXIT_FAILED,
 }
 
 
@@ -117,6 +120,9 @@ def error_message(error: BaseException) -> str:
     """The text after ``error:`` (empty: the command has already said everything)."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
+    if isinstance(error, OSError) and not isinstance(error, ReferralError):
+        cause = error.strerror or str(error)
+        return f"{error.filename}: {cause}" if error.filename else cause
     return str(error)
 
 
@@ -200,6 +206,8 @@ class Command(click.Command):
             if _debugging(ctx):
                 raise
             _fail(ctx, database_error(e))
+        except BrokenPipeError:
+            raise
         except tuple(EXIT_CODES) as e:
             if _debugging(ctx) and not isinstance(e, KeyboardInterrupt):
                 raise

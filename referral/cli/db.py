@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from referral.cli.common import Group, db_option
+from referral.cli.common import Group, command_lock_timeout, db_option, lock_timeout_option
 from settlement.db import (
     current_revision,
     head_revision,
@@ -25,6 +25,7 @@ def db() -> None:
               help="Print the SQL instead of running it (PostgreSQL; for a DBA to review).")
 @click.option("--from", "from_revision", metavar="REV",
               help="With --sql: the revision the database is at (default: an empty one).")
+@lock_timeout_option
 @db_option
 def db_upgrade(as_sql: bool, from_revision: str | None, db_url: str) -> None:
     """Create or upgrade the schema to the code's revision (safe to repeat)."""
@@ -33,7 +34,8 @@ def db_upgrade(as_sql: bool, from_revision: str | None, db_url: str) -> None:
     if as_sql:
         click.echo(offline_sql(db_url, from_revision=from_revision), nl=False)
         return
-    click.echo(f"database schema at revision {upgrade(db_url)}")
+    reached = upgrade(db_url, lock_timeout=command_lock_timeout())
+    click.echo(f"database schema at revision {reached}")
 
 
 @db.command("current")
