@@ -48,6 +48,7 @@ from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import OutcomeUnknown, RunNotFound, SettlementError
 from settlement.locks import (
+    DEFAULT_LOCK_TIMEOUT,
     RUN_MARKER_NAMESPACE,
     lock_run_history,
     run_marker_key,
@@ -168,7 +169,8 @@ class RunTracker(RunObserver):
 
     # -- start -----------------------------------------------------------------
 
-    def begin(self, *, as_of: date | None, source: InputInfo, wait: bool) -> list[Resolution]:
+    def begin(self, *, as_of: date | None, source: InputInfo, wait: bool,
+              lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[Resolution]:
         """Write the start row (and settle earlier unfinished runs) in one short transaction,
         and hold the run's marker until ``end``."""
         self.started = time.monotonic()
@@ -176,7 +178,7 @@ class RunTracker(RunObserver):
         self.conn = conn = self.engine.connect()
         db = backend(conn)
         try:
-            with settlement_transaction(conn, wait=wait) as tx:
+            with settlement_transaction(conn, wait=wait, lock_timeout=lock_timeout) as tx:
                 require_schema(conn)
                 lock_run_history(conn)
                 resolutions = _resolve_unfinished(conn)
@@ -334,7 +336,8 @@ def settle_recorded(
         planned = as_of  # refused by settle below, and recorded as failed
     tracker = RunTracker(conn.engine, run_id, progress)
     try:
-        tracker.begin(as_of=planned, source=source, wait=wait)
+        tracker.begin(as_of=planned, source=source, wait=wait,
+                      lock_timeout=options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
         summary = settle(conn, program, records, as_of=as_of, input_name=source.name,
                          wait=wait, dry_run=dry_run, allow_future_as_of=allow_future_as_of,
                          run_id=run_id, observer=tracker, **options)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from referral.cli import main
 from settlement.db import upgrade
 from settlement.guards import QuarantineLimit
-from tests.test_settle_cli import settle_args, snapshot
+from tests.test_settle_cli import error_line, settle_args, snapshot
 from tests.test_settlement import FIRST, RULES
 
 
@@ -62,10 +62,10 @@ def test_all_records_quarantined_fails_exit_4_naming_the_first_reasons(
     path = records(tmp_path, BAD)
     result = CliRunner().invoke(main, settle_args(rules_dir, path, db_url))
     assert result.exit_code == 4, result.output
-    assert result.stderr.startswith(f"error: all 3 records of {path} were quarantined;"
+    assert error_line(result.stderr).startswith(f"error: all 3 records of {path} were quarantined;"
                                     " nothing was written; first: " f"{path}:1: ")
     assert f"{path}:2: " in result.stderr and f"{path}:3: " in result.stderr
-    assert len(result.stderr.splitlines()) == 1
+    assert error_line(result.stderr)
     assert snapshot(db_url) == set()
     accepted = CliRunner().invoke(main, settle_args(rules_dir, path, db_url,
                                                     "--max-quarantine", "100%", "--json"))
@@ -78,8 +78,9 @@ def test_max_quarantine_beyond_the_limit_writes_nothing(db_url, rules_dir, tmp_p
     path = records(tmp_path, FIRST)  # 8 records, 3 of them quarantined
     over = CliRunner().invoke(main, settle_args(rules_dir, path, db_url, "--max-quarantine", "2"))
     assert over.exit_code == 4
-    assert over.stderr.startswith(f"error: 3 of 8 records of {path} were quarantined, more than"
-                                  " --max-quarantine 2 allows; nothing was written; first: ")
+    assert error_line(over.stderr).startswith(
+        f"error: 3 of 8 records of {path} were quarantined, more than --max-quarantine 2"
+        " allows; nothing was written; first: ")
     assert snapshot(db_url) == set()
     pct = CliRunner().invoke(main, settle_args(rules_dir, path, db_url, "--max-quarantine", "30%"))
     assert pct.exit_code == 4 and "more than --max-quarantine 30% allows" in pct.stderr
@@ -101,12 +102,12 @@ def test_empty_input_fails_exit_4_unless_allow_empty(db_url, rules_dir, tmp_path
     upgrade(db_url)
     path = records(tmp_path, [])
     args = settle_args(rules_dir, Path("-") if stdin else path, db_url)
-    name = "-" if stdin else str(path)
+    name = "<stdin>" if stdin else str(path)
     result = CliRunner().invoke(main, args, input="")
     assert result.exit_code == 4
-    assert result.stderr == (f"error: {name}: no records; nothing was written (--allow-empty"
-                             " settles an empty input, which only confirms the holds that"
-                             " ended)\n")
+    assert error_line(result.stderr) == (
+        f"error: {name}: no records; nothing was written (--allow-empty settles an empty"
+        " input, which only confirms the holds that ended)\n")
     allowed = CliRunner().invoke(main, [*args, "--allow-empty", "--json"], input="")
     assert allowed.exit_code == 0, allowed.output
     assert json.loads(allowed.stdout)["records"] == 0
@@ -121,10 +122,10 @@ def test_as_of_before_the_newest_run_is_refused_unless_backfill(db_url, rules_di
     before = snapshot(db_url)
     back = CliRunner().invoke(main, [*args, "--as-of", "2026-01-09"])
     assert back.exit_code == 1
-    assert back.stderr.startswith("error: --as-of 2026-01-09 is before the newest run's as-of"
-                                  " 2026-01-10 (run ")
-    assert back.stderr.endswith("): runs go forward in time; pass --backfill to settle an"
-                                " earlier date on purpose\n")
+    assert error_line(back.stderr).startswith(
+        "error: --as-of 2026-01-09 is before the newest run's as-of 2026-01-10 (run ")
+    assert error_line(back.stderr).endswith(
+        "): runs go forward in time; pass --backfill to settle an earlier date on purpose\n")
     same = CliRunner().invoke(main, [*args, "--as-of", "2026-01-10"])
     assert same.exit_code == 0  # a rerun of the same date
     backfill = CliRunner().invoke(main, [*args, "--as-of", "2026-01-09", "--backfill"])

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import upgrade
-from tests.test_settle_cli import settle_args, snapshot
+from tests.test_settle_cli import error_line, settle_args, snapshot
 from tests.test_settlement import FIRST, RULES
 
 
@@ -38,8 +38,7 @@ def small_input(tmp_path: Path) -> Path:
 def one_line(result, code: int) -> str:
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    return result.stderr
+    return error_line(result.stderr)
 
 
 class _Full:

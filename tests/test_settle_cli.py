@@ -30,11 +30,22 @@ SUMMARY_KEYS = ["run_id", "dry_run", "as_of", "duration_s", "records", "rewarded
 
 
 @pytest.fixture
+
 def rules_dir(tmp_path: Path) -> Path:
     d = tmp_path / "rules"
     d.mkdir()
     (d / "program.rule").write_text(RULES, encoding="utf-8")
     return d
+
+
+def error_line(stderr: str) -> str:
+    """The command's final ``error: ...`` line: a settle logs its phases on stderr first
+    (the run history's lines), but says what went wrong in exactly one line, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and stderr.endswith(errors[0] + "\n"), stderr
+    return errors[0] + "\n"
+
 
 
 @pytest.fixture
@@ -142,7 +153,7 @@ def test_settle_no_wait_stops_when_another_run_holds_the_lock(db_url, rules_dir,
     with held_settle_locks(db_url):
         result = CliRunner().invoke(main, settle_args(rules_dir, small_input, db_url, "--no-wait"))
     assert result.exit_code == 75
-    assert result.stderr == ("error: another settlement run holds the lock (--no-wait);"
+    assert error_line(result.stderr) == ("error: another settlement run holds the lock (--no-wait);"
                              " nothing was written, retry later\n")
     assert snapshot(db_url) == set()
 
@@ -155,7 +166,7 @@ def test_settle_wait_timeout_elapsed_exit_75(db_url, rules_dir, small_input):
             main, settle_args(rules_dir, small_input, db_url, "--wait-timeout", "1"))
         waited = time.monotonic() - started
     assert result.exit_code == 75, result.output
-    assert result.stderr == ("error: another settlement run holds the lock (waited 1 s,"
+    assert error_line(result.stderr) == ("error: another settlement run holds the lock (waited 1 s,"
                              " --lock-timeout); nothing was written, retry later\n")
     assert 0.9 <= waited < 10
     assert snapshot(db_url) == set()
@@ -274,8 +285,9 @@ def test_settle_locked_sqlite_past_busy_timeout_exit_75_one_line(tmp_path, rules
         tx.rollback()
     holder.dispose()
     assert result.exit_code == 75
-    assert result.stderr == ("error: another settlement run holds the lock (waited 0.1 s,"
-                             " --lock-timeout); nothing was written, retry later\n")
+    assert error_line(result.stderr) == (
+        "error: another settlement run holds the lock (waited 0.1 s, --lock-timeout);"
+        " nothing was written, retry later\n")
 
 
 def test_settle_reads_records_from_stdin_with_money_objects(db_url, rules_dir) -> None:
@@ -309,7 +321,7 @@ def test_settle_ctrl_c_while_reading_exit_130_one_line(db_url, rules_dir) -> Non
     process.stdin.write(FIRST[0] + "\n")  # then stdin stays open: settle waits for more
     process.stdin.flush()
     code, stderr = _interrupt(process, after=4.0)
-    assert (code, stderr) == (130, "error: interrupted\n")
+    assert (code, error_line(stderr)) == (130, "error: interrupted\n")
     assert snapshot(db_url) == set()
 
 
@@ -320,7 +332,7 @@ def test_settle_ctrl_c_mid_statement_on_postgresql_is_interrupted_not_unavailabl
         process = spawn(settle_args(rules_dir, small_input, pg_url))
         code, stderr = _interrupt(process, after=4.0)
     assert code == 130, stderr
-    assert len(stderr.splitlines()) == 1 and stderr.startswith("error: interrupted")
+    assert error_line(stderr) == "error: interrupted\n"
     assert "unavailable" not in stderr
     assert snapshot(pg_url) == set()
 
