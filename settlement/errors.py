@@ -52,3 +52,11 @@ class PayoutError(LedgerError):
 
 class ReportError(ReferralError):
     """A report that cannot be made as asked (an unknown locale, an empty period...)."""
+
+
+class RecordsFileError(SettlementError):
+    """A records file that cannot be read as a whole: nothing of it is settled.
+
+    A broken JSON array or gzip stream (nothing after the break can be delimited)
+    or a CSV header naming a column twice; one bad record is quarantined instead.
+    """

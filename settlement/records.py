@@ -8,17 +8,21 @@ holds more than one record in memory.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import re
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO, cast
 
 from dsl.errors import EvaluationError
 from dsl.evaluate import nest_context
+from settlement.errors import RecordsFileError
 
 REQUIRED_FIELDS = ("referral_id", "referrer.id", "referee.id")
 # Ids end up in ledger references, VARCHAR(255): "reward:<rule id>:<referral_id>:<role>".
@@ -213,40 +217,205 @@ def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
             yield Record(name, start, raw, data, "csv")
 
 
-def detect_format(path: str, first_line: str) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
+class _Text:
+    """A text stream read in chunks, with the line and column of a position in it.
+
+    Only the text from the current element on is held: consumed text is dropped,
+    so a JSON array of any size is read in flat memory.
+    """
+
+    def __init__(self, text: str, stream: TextIO, name: str) -> None:
+        self.buf, self.pos, self.stream, self.name = text, 0, stream, name
+        self.eof = False
+        self.line, self.base, self.line_start = 1, 0, 0  # base: offset of buf[0] in the file
+
+    def fill(self, at_least: int = 0) -> bool:
+        """Read more text (at least ``at_least`` characters when there are); False at the end."""
+        if self.eof:
+            return False
+        if self.pos > READ_SIZE:
+            self.base += self.pos
+            self.buf, self.pos = self.buf[self.pos:], 0
+        chunk = self.stream.read(max(READ_SIZE, at_least))
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def advance(self, to: int) -> None:
+        newlines = self.buf.count("\n", self.pos, to)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.base + self.buf.rfind("\n", self.pos, to) + 1
+        self.pos = to
+
+    def skip_space(self) -> str:
+        """The next character after whitespace ("" at the end of the text)."""
+        while True:
+            m = _SPACE.match(self.buf, self.pos)
+            self.advance(m.end() if m else self.pos)
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.fill():
+                return ""
+
+    def where(self, pos: int | None = None) -> str:
+        pos = self.pos if pos is None else pos
+        line, start = self.line, self.line_start
+        newlines = self.buf.count("\n", self.pos, pos)
+        if newlines:
+            line += newlines
+            start = self.base + self.buf.rfind("\n", self.pos, pos) + 1
+        return f"line {line} column {self.base + pos - start + 1}"
+
+    def error(self, message: str, pos: int | None = None) -> RecordsFileError:
+        return RecordsFileError(
+            f"{self.name}: not a valid JSON array at {self.where(pos)}: {message};"
+            " nothing after it can be read, so nothing of the file is settled"
+        )
+
+    def decode(self, index: int) -> tuple[Any, str]:
+        """The JSON value at the current position and its text; more is read until it is whole."""
+        while True:
+            try:
+                value, end = DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                # A value cut off by the end of the buffer fails at its end, or in a string:
+                # read on.  Any other failure is in the text itself.
+                cut = e.msg.startswith("Unterminated string") or e.pos >= len(self.buf) - 32
+                if cut and len(self.buf) - self.pos <= MAX_ELEMENT_CHARS and self.fill(
+                        len(self.buf) - self.pos):
+                    continue
+                if cut and not self.eof:
+                    raise self.error(f"element {index} is longer than {MAX_ELEMENT_CHARS} "
+                                     "characters or never ends") from None
+                raise self.error(e.msg, e.pos) from None
+            except RecursionError:
+                raise self.error(f"element {index} is nested too deeply") from None
+            if end == len(self.buf) and self.fill():  # a number may go on in the next chunk
+                continue
+            raw = self.buf[self.pos:end]
+            self.advance(end)
+            return value, raw
+
+
+def _json_array(text: _Text, name: str) -> Iterator[Record | BadRecord]:
+    """A JSON array of records (pretty-printed or not), streamed element by element.
+
+    An element that is not a record is quarantined with its index and line; text
+    that is not JSON refuses the file, since nothing after it can be delimited.
+    """
+    if text.skip_space() != "[":
+        raise text.error("expected '['")
+    text.advance(text.pos + 1)
+    index = 0
+    if text.skip_space() == "]":
+        text.advance(text.pos + 1)
+    else:
+        while True:
+            if text.skip_space() == "":
+                raise text.error(f"the array ends after element {index - 1}")
+            line = text.line
+            data, raw = text.decode(index)
+            problem = _text_problem(raw) or _check_required(data)
+            if problem:
+                yield _bad(name, line, raw, f"element {index}: {problem}")
+            else:
+                yield Record(name, line, raw, data)
+            after = text.skip_space()
+            if after == "]":
+                text.advance(text.pos + 1)
+                break
+            if after != ",":
+                raise text.error(f"expected ',' or ']' after element {index}")
+            text.advance(text.pos + 1)
+            index += 1
+    if text.skip_space():
+        raise text.error("text after the array's closing ']'")
+
+
+def detect_format(path: str, first_char: str) -> str:
+    """``csv``, ``jsonl`` or ``json`` (an array): by the name (``.gz`` aside), else by the
+    first character of the content; a ``.json`` file is an array when it starts with ``[``."""
+    stem = path[:-3] if path.lower().endswith(".gz") else path
+    suffix = Path(stem).suffix.lower()
+    if suffix in (".csv", ".tsv"):
         return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
+    if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    return "jsonl" if first_line.lstrip().startswith("{") else "csv"
+    if first_char == "[":
+        return "json"
+    if suffix == ".json" or first_char == "{":
+        return "jsonl"
+    return "csv"
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+READ_SIZE = 1 << 16
+# One array element larger than this is refused (a JSON Lines line has no such bound,
+# but one record of 64 Mi characters is a broken file, not a referral).
+MAX_ELEMENT_CHARS = 1 << 26
+_SPACE = re.compile(r"[ \t\r\n]+")
 
 
 def read_records(path: str, *, fmt: str | None = None) -> Iterator[Record | BadRecord]:
-    """Stream records from a file (``-`` is stdin), detecting JSONL or CSV.
+    """Stream records from a file (``-`` is stdin): JSON Lines, CSV or a JSON array,
+    any of them gzip-compressed (known by its first bytes, whatever the name).
 
     A leading BOM is dropped (spreadsheets write one); bytes that are not UTF-8
-    make their line a bad record instead of stopping the run.
+    make their record a bad record instead of stopping the run.  What cannot be
+    read as a whole (a broken array or gzip stream) raises ``RecordsFileError``.
     """
-    if path == "-":
-        stream: TextIO = io.TextIOWrapper(
-            sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
-        )
-        name = "<stdin>"
-    else:
-        stream = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        name = path
+    name = "<stdin>" if path == "-" else path
+    binary: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     try:
-        first = stream.readline()
-        fmt = fmt or detect_format(path, first)
-        rest = _chain(first, stream)
-        yield from (_csv(rest, name) if fmt == "csv" else _jsonl(rest, name))
+        source: IO[bytes] = binary
+        if _peek(binary, 2) == GZIP_MAGIC:
+            source = cast(IO[bytes], gzip.GzipFile(fileobj=binary, mode="rb"))
+        stream = io.TextIOWrapper(source, encoding="utf-8-sig", errors="surrogateescape",
+                                  newline="")
+        try:
+            yield from _read(stream, path, name, fmt)
+        except (EOFError, OSError, zlib.error) as e:
+            if source is binary:
+                raise
+            raise RecordsFileError(f"{name}: not a readable gzip stream: {e}") from None
     finally:
         if path != "-":
-            stream.close()
+            binary.close()
 
 
-def _chain(first: str, stream: TextIO) -> Iterator[str]:
-    if first:
-        yield first
+def _read(stream: TextIO, path: str, name: str, fmt: str | None) -> Iterator[Record | BadRecord]:
+    head = ""
+    while not head.strip():  # the first character that is not whitespace decides
+        chunk = stream.read(256)
+        if not chunk:
+            break
+        head += chunk
+    stripped = head.lstrip()
+    fmt = fmt or detect_format(path, stripped[:1])
+    if fmt == "json":
+        yield from _json_array(_Text(head, stream, name), name)
+        return
+    rest = _lines(head, stream)
+    yield from (_csv(rest, name) if fmt == "csv" else _jsonl(rest, name))
+
+
+def _peek(binary: IO[bytes], n: int) -> bytes:
+    """The first ``n`` bytes, left in the stream (stdin cannot seek)."""
+    if isinstance(binary, io.BufferedReader):
+        return binary.peek(n)[:n]
+    start = binary.tell()
+    data = binary.read(n)
+    binary.seek(start)
+    return data
+
+
+def _lines(head: str, stream: TextIO) -> Iterator[str]:
+    """The stream's lines, the already-read ``head`` first (lines end as the file's do)."""
+    if head and not head.endswith(("\n", "\r")):
+        head += stream.readline()
+    if head:
+        yield from io.StringIO(head, newline="")
     yield from stream

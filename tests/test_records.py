@@ -1,0 +1,116 @@
+"""The records reader: every input format, and nothing read can be lost or misread."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from settlement.errors import RecordsFileError
+from settlement.records import BadRecord, Record, read_records
+
+
+def rec(rid: str, referrer: str = "A", referee: str = "B", **extra: object) -> dict:
+    return {"referral_id": rid, "referrer": {"id": referrer}, "referee": {"id": referee}, **extra}
+
+
+def read(path: Path) -> list[Record | BadRecord]:
+    return list(read_records(str(path)))
+
+
+def good(items: list[Record | BadRecord]) -> list[Record]:
+    assert all(isinstance(i, Record) for i in items), [getattr(i, "reason", i) for i in items]
+    return [i for i in items if isinstance(i, Record)]
+
+
+# -- formats -------------------------------------------------------------------
+
+
+def test_read_records_json_array_pretty_printed(tmp_path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([rec("r1"), rec("r2", "C", "D")], indent=2), encoding="utf-8")
+    items = good(read(path))
+    assert [(r.referral_id, r.line) for r in items] == [("r1", 2), ("r2", 11)]
+    assert items[1].data == rec("r2", "C", "D")
+
+
+def test_read_records_json_array_detected_by_content_without_suffix(tmp_path) -> None:
+    path = tmp_path / "records.txt"
+    path.write_text(" \n[" + json.dumps(rec("r1")) + ",\n" + json.dumps(rec("r2")) + "]\n",
+                    encoding="utf-8")
+    assert [(r.referral_id, r.line) for r in good(read(path))] == [("r1", 2), ("r2", 3)]
+
+
+def test_read_records_json_array_bad_elements_quarantined_with_index_and_line(tmp_path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text('[\n  {"referral_id": "r1", "referrer": {"id": "A"}, "referee": {"id": "B"}},'
+                    '\n  42,\n  {"referral_id": "r3"}\n]\n', encoding="utf-8")
+    first, second, third = read(path)
+    assert isinstance(first, Record) and first.line == 2
+    assert isinstance(second, BadRecord) and isinstance(third, BadRecord)
+    assert (second.line, second.raw) == (3, "42")
+    assert second.reason == "element 1: a record must be a JSON object, got int"
+    assert (third.line, third.reason) == (4, "element 2: missing required field referrer.id")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [('[{"referral_id": "r1"}\n {"x": 1}]', "line 2 column 2"),
+     ('[\n{"referral_id": "r1", "referrer": {"id": "A"}, "referee": {"id": "B"}},\n{"a": ',
+      "line 3"),
+     ("[1, 2", "line 1 column 6")],
+)
+def test_read_records_broken_json_array_refuses_the_file(tmp_path, text, where) -> None:
+    path = tmp_path / "records.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RecordsFileError, match=f"^{path}:.*{where}"):
+        read(path)
+
+
+def test_read_records_json_array_streams_elements_larger_than_a_read(tmp_path, monkeypatch
+                                                                      ) -> None:
+    import settlement.records as records
+
+    monkeypatch.setattr(records, "READ_SIZE", 7)
+    data = [rec(f"r{i}", note="x" * 50, n=10**i) for i in range(5)]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    assert [r.data for r in good(read(path))] == data
+
+
+@pytest.mark.parametrize("name", ["records.jsonl.gz", "records.gz", "records.jsonl"])
+def test_read_records_gzip_detected_by_content(tmp_path, name) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(
+        (json.dumps(rec("r1")) + "\n" + json.dumps(rec("r2")) + "\n").encode()))
+    assert [(r.referral_id, r.line) for r in good(read(path))] == [("r1", 1), ("r2", 2)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("r.csv.gz", "referral_id,referrer.id,referee.id\nr1,A,B\nr2,C,D\n"),
+     ("r.json.gz", json.dumps([rec("r1"), rec("r2", "C", "D")], indent=2))],
+)
+def test_read_records_gzip_csv_and_json_array(tmp_path, name, text) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()))
+    assert [r.referral_id for r in good(read(path))] == ["r1", "r2"]
+
+
+def test_read_records_truncated_gzip_refuses_the_file(tmp_path) -> None:
+    path = tmp_path / "records.jsonl.gz"
+    body = gzip.compress("".join(json.dumps(rec(f"r{i}")) + "\n" for i in range(500)).encode())
+    path.write_bytes(body[: len(body) // 2])
+    with pytest.raises(RecordsFileError, match=f"^{path}: .*gzip"):
+        read(path)
+
+
+def test_read_records_gzip_stdin(monkeypatch) -> None:
+    import io
+    import sys
+
+    body = gzip.compress((json.dumps(rec("r1")) + "\n").encode())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(body))))
+    assert [r.referral_id for r in good(list(read_records("-")))] == ["r1"]

@@ -1,0 +1,102 @@
+"""Records read by settlement on SQLite and PostgreSQL: every format settles the same."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dsl.program import load_program
+from referral.cli import main
+from settlement import ledger
+from settlement.batch import settle
+from settlement.db import open_engine, upgrade
+from settlement.records import read_records
+from tests.test_settlement import FIRST, RULES
+
+GOOD = [json.loads(line) for line in FIRST if line.startswith("{") and line.endswith("}")]
+
+
+@pytest.fixture
+def program(tmp_path: Path):
+    path = tmp_path / "program.rule"
+    path.write_text(RULES, encoding="utf-8")
+    return load_program([path]).program
+
+
+@pytest.fixture
+def engine(db_url: str):
+    upgrade(db_url)
+    engine = open_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def run(engine, program, path: Path, as_of: str = "2026-01-10", **kw):
+    with engine.connect() as conn:
+        return settle(conn, program, read_records(str(path)), as_of=date.fromisoformat(as_of),
+                      input_name=str(path), **kw)
+
+
+def entries(engine) -> dict[str, tuple[str, int, str]]:
+    with engine.connect() as conn:
+        return {e.reference_id: (e.user_id, e.amount, e.status) for e in ledger.iter_entries(conn)}
+
+
+def jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+@pytest.fixture
+def expected(tmp_path, program, db_url) -> dict[str, tuple[str, int, str]]:
+    """What the JSON Lines file settles to, in a database of its own."""
+    other = f"sqlite:///{tmp_path / 'reference.db'}"
+    upgrade(other)
+    path = tmp_path / "reference.jsonl"
+    path.write_text(jsonl(GOOD), encoding="utf-8")
+    engine = open_engine(other)
+    try:
+        summary = run(engine, program, path)
+        assert (summary.records, summary.quarantined) == (len(GOOD), 2)  # r7, r8
+        return entries(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("records.json", lambda: json.dumps(GOOD, indent=2).encode()),
+     ("records.json.gz", lambda: gzip.compress(json.dumps(GOOD, indent=4).encode())),
+     ("records.jsonl.gz", lambda: gzip.compress(jsonl(GOOD).encode())),
+     ("feed.dat", lambda: gzip.compress(jsonl(GOOD).encode())),
+     ("records", lambda: json.dumps(GOOD).encode())],
+)
+def test_settle_every_format_posts_what_json_lines_posts(engine, program, tmp_path, expected,
+                                                         name, content) -> None:
+    path = tmp_path / name
+    path.write_bytes(content())
+    summary = run(engine, program, path)
+    assert (summary.records, summary.quarantined) == (len(GOOD), 2)
+    assert entries(engine) == expected
+
+
+def test_settle_cli_broken_json_array_exits_1_with_nothing_written(db_url, tmp_path) -> None:
+    upgrade(db_url)
+    rules = tmp_path / "rules.rule"
+    rules.write_text(RULES, encoding="utf-8")
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(GOOD, indent=2)[:-40], encoding="utf-8")
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules), "--records", str(path),
+                                       "--db", db_url, "--as-of", "2026-01-10"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {path}: not a valid JSON array at line ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    engine = open_engine(db_url)
+    try:
+        assert entries(engine) == {}
+    finally:
+        engine.dispose()
