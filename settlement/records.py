@@ -151,70 +151,78 @@ def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
             yield Record(name, number, raw, data)
 
 
-class _LineTap:
-    """Feeds csv.reader line by line and remembers the raw text of the current row."""
+UNTERMINATED = ("a quoted cell does not end on its line (unterminated quote;"
+                " cells cannot span lines)")
 
-    def __init__(self, stream: Iterator[str]) -> None:
-        self._stream = stream
-        self.line = 0
-        self.taken: list[str] = []
 
-    def __iter__(self) -> _LineTap:
-        return self
+def _csv_line(line: str) -> list[str]:
+    """One physical line as one CSV row, strictly: a quote left open is an error here, so
+    one stray quote cannot swallow the lines after it."""
+    try:
+        return next(csv.reader((line,), strict=True))
+    except csv.Error as e:
+        raise csv.Error(UNTERMINATED if str(e) == "unexpected end of data" else str(e)) from None
+    except StopIteration:
+        return []
 
-    def __next__(self) -> str:
-        line = next(self._stream)
-        self.line += 1
-        self.taken.append(line)
-        return line
 
-    def take(self) -> str:
-        raw = "".join(self.taken).rstrip("\r\n")
-        self.taken = []
-        return raw
+def is_id_path(path: str) -> bool:
+    """Fields that identify someone or something: ``referral_id`` and every ``*.id``."""
+    return path == "referral_id" or path == "id" or path.endswith(".id")
+
+
+def _csv_header(line: str, name: str) -> list[str]:
+    try:
+        header = [h.strip() for h in _csv_line(line)]
+    except csv.Error as e:
+        raise RecordsFileError(f"{name}:1: the header is not valid CSV: {e}") from None
+    seen: dict[str, int] = {}
+    for number, column in enumerate(header, start=1):
+        if column and column in seen:
+            raise RecordsFileError(
+                f"{name}:1: column {column} is named twice (columns {seen[column]} and"
+                f" {number}); nothing of the file is settled")
+        seen[column] = number
+    return header
 
 
 def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
-    tap = _LineTap(stream)
-    reader = csv.reader(tap)
-    try:
-        header = next(reader)
-    except StopIteration:
+    """CSV with a header row; every physical line is one record (or a bad one)."""
+    lines = enumerate(stream, start=1)
+    first = next(lines, None)
+    if first is None:
         return
-    tap.take()
-    header = [h.strip() for h in header]
-    while True:
-        start = tap.line + 1
+    header = _csv_header(first[1], name)
+    ids = [is_id_path(h) for h in header]
+    for number, line in lines:
+        raw = line.rstrip("\r\n")
         try:
-            row = next(reader)
-        except StopIteration:
-            return
+            row = _csv_line(line)
         except csv.Error as e:
-            yield _bad(name, start, tap.take(), f"not valid CSV: {e}")
+            yield _bad(name, number, raw, f"not valid CSV: {e}")
             continue
-        raw = tap.take()
         if not any(cell.strip() for cell in row):
             continue
         problem = _text_problem(raw)
         if problem:
-            yield _bad(name, start, raw, problem)
+            yield _bad(name, number, raw, problem)
             continue
         if len(row) != len(header):
-            yield _bad(
-                name, start, raw, f"expected {len(header)} columns as in the header, got {len(row)}"
-            )
+            yield _bad(name, number, raw,
+                       f"expected {len(header)} columns as in the header, got {len(row)}")
             continue
-        flat = {h: _csv_value(v) for h, v in zip(header, row, strict=True) if v != ""}
+        flat = {h: v if is_id else _csv_value(v)
+                for h, v, is_id in zip(header, row, ids, strict=True) if v != ""}
         try:
             data = nest_context(flat.items())
         except EvaluationError as e:
-            yield _bad(name, start, raw, f"columns: {e.message}")
+            yield _bad(name, number, raw, f"columns: {e.message}")
             continue
         problem = _check_required(data)
         if problem:
-            yield _bad(name, start, raw, problem)
+            yield _bad(name, number, raw, problem)
         else:
-            yield Record(name, start, raw, data, "csv")
+            yield Record(name, number, raw, data, "csv")
 
 
 class _Text:

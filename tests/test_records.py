@@ -114,3 +114,78 @@ def test_read_records_gzip_stdin(monkeypatch) -> None:
     body = gzip.compress((json.dumps(rec("r1")) + "\n").encode())
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(body))))
     assert [r.referral_id for r in good(list(read_records("-")))] == ["r1"]
+
+
+# -- strict CSV ------------------------------------------------------------------
+
+HEADER = "referral_id,referrer.id,referee.id,referee.plan\n"
+
+
+def csv_rows(n: int) -> list[str]:
+    return [f"r{i},A{i},B{i},paid\n" for i in range(n)]
+
+
+def test_read_records_csv_unterminated_quote_quarantines_only_its_line(tmp_path) -> None:
+    rows = csv_rows(102)
+    rows[1] = 'r1,"A1,B1,paid\n'
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+    items = read(path)
+    assert len(items) == 102
+    bad = [i for i in items if isinstance(i, BadRecord)]
+    assert [(b.line, b.raw) for b in bad] == [(3, 'r1,"A1,B1,paid')]
+    assert bad[0].reason == ("not valid CSV: a quoted cell does not end on its line"
+                             " (unterminated quote; cells cannot span lines)")
+    assert [i.line for i in items] == list(range(2, 104))
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [('r1,"A"x,B,paid', "not valid CSV: ',' expected after '\"'"),
+     ('r1,"A\n', "not valid CSV: a quoted cell does not end on its line"
+                 " (unterminated quote; cells cannot span lines)")],
+)
+def test_read_records_csv_strict_errors_are_bad_lines(tmp_path, row, reason) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + row + "\nr2,C,D,paid\n", encoding="utf-8")
+    *bad, last = read(path)
+    assert [(b.line, b.reason) for b in bad if isinstance(b, BadRecord)] == [(2, reason)]
+    assert isinstance(last, Record) and (last.referral_id, last.line) == ("r2", 3 + row.count("\n"))
+
+
+def test_read_records_csv_lines_counted_physically(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + "r1,A,B,paid\r\n\r\nr2,C,D,paid\rr3,E,F,paid\n", encoding="utf-8")
+    assert [(r.referral_id, r.line) for r in good(read(path))] == [
+        ("r1", 2), ("r2", 4), ("r3", 5)]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [("referral_id,referrer.id,referee.id,referrer.id\n",
+      "column referrer.id is named twice (columns 2 and 4)"),
+     ("referral_id, referee.id,referrer.id,referee.id \n",
+      "column referee.id is named twice (columns 2 and 4)")],
+)
+def test_read_records_csv_duplicate_columns_refuse_the_file(tmp_path, header, message) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(header + "r1,A,B,C\n", encoding="utf-8")
+    with pytest.raises(RecordsFileError) as e:
+        read(path)
+    assert str(e.value) == f"{path}:1: {message}; nothing of the file is settled"
+
+
+def test_read_records_csv_header_with_unterminated_quote_refuses_the_file(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text('referral_id,"referrer.id,referee.id\nr1,A,B\n', encoding="utf-8")
+    with pytest.raises(RecordsFileError, match=r":1: the header is not valid CSV"):
+        read(path)
+
+
+def test_read_records_csv_ids_are_always_strings(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("referral_id,referrer.id,referee.id,referee.age,referee.payee.id\n"
+                    "77,0077,77,30,1e3\n", encoding="utf-8")
+    (r,) = good(read(path))
+    assert r.data == {"referral_id": "77", "referrer": {"id": "0077"},
+                      "referee": {"id": "77", "age": 30, "payee": {"id": "1e3"}}}

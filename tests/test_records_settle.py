@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from dsl.program import load_program
@@ -16,6 +17,7 @@ from settlement import ledger
 from settlement.batch import settle
 from settlement.db import open_engine, upgrade
 from settlement.records import read_records
+from settlement.tables import settlement_quarantine
 from tests.test_settlement import FIRST, RULES
 
 GOOD = [json.loads(line) for line in FIRST if line.startswith("{") and line.endswith("}")]
@@ -100,3 +102,28 @@ def test_settle_cli_broken_json_array_exits_1_with_nothing_written(db_url, tmp_p
         assert entries(engine) == {}
     finally:
         engine.dispose()
+
+
+def test_settle_csv_stray_quote_loses_no_row(engine, program, tmp_path) -> None:
+    rows = [f"r{i},A{i},B{i},paid,true,100000\n" for i in range(102)]
+    rows[1] = 'r1,"A1,B1,paid,true,100000\n'
+    path = tmp_path / "records.csv"
+    path.write_text("referral_id,referrer.id,referee.id,referrer.plan,referee.subscribed,"
+                    "referee.first_payment\n" + "".join(rows), encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.records, summary.quarantined, summary.rewarded) == (102, 1, 101)
+    with engine.connect() as conn:
+        (line,) = conn.execute(sa.select(settlement_quarantine.c.line)).scalars()
+    assert line == 3
+    assert {ref.split(":")[2] for ref in entries(engine)} == {f"r{i}" for i in range(102)} - {"r1"}
+
+
+def test_settle_csv_ids_77_and_0077_are_two_people(engine, program, tmp_path) -> None:
+    path = tmp_path / "records.csv"
+    path.write_text("referral_id,referrer.id,referrer.plan,referee.id,referee.subscribed\n"
+                    "1,77,paid,0077,true\n", encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.quarantined, summary.rewarded) == (0, 1)
+    assert entries(engine) == {
+        "reward:paid_bonus:1:referrer": ("77", 50000, "pending"),
+        "reward:signup_bonus:1:referee": ("0077", 5000, "confirmed")}
