@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -121,8 +121,76 @@ def _csv_value(text: str) -> Any:
     return text
 
 
+class _Duplicated(dict[str, Any]):
+    """A JSON object in which ``key`` appeared more than once."""
+
+    __slots__ = ("key",)
+    key: str
+
+
+_duplicates = 0  # objects with a repeated key decoded so far (a cheap "any in this record?")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a repeated key is remembered: json would silently keep the last value,
+    and ``{"id": "u1", "id": "attacker"}`` would pay the attacker."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    global _duplicates
+    _duplicates += 1
+    marked = _Duplicated(obj)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            marked.key = key
+            break
+        seen.add(key)
+    return marked
+
+
+def _duplicate_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first repeated key in ``value``."""
+    if isinstance(value, _Duplicated):
+        return f"{path}.{value.key}" if path else value.key
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else k, v)
+                                            for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        found = _duplicate_path(v, sub)
+        if found:
+            return found
+    return None
+
+
+def decode(text: str, pos: int = 0) -> tuple[Any, int]:
+    """The JSON value at ``pos`` of ``text`` and where it ends; a repeated key raises."""
+    before = _duplicates
+    value, end = DECODER.raw_decode(text, pos)
+    if _duplicates != before:
+        raise DuplicateKey(f"duplicate key {_duplicate_path(value)}: a key may appear once"
+                           " in an object")
+    return value, end
+
+
+def _decode_line(raw: str) -> Any:
+    """The one JSON value of a line (what ``json.loads`` does, repeated keys refused)."""
+    value, end = decode(raw, len(raw) - len(raw.lstrip(" \t\r\n")))
+    if end != len(raw) and raw[end:].strip(" \t\r\n"):
+        raise json.JSONDecodeError("Extra data", raw, end)
+    return value
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice."""
+
+
 # One decoder for every line: json.loads(..., parse_float=) builds a new one per call.
-DECODER = json.JSONDecoder(parse_float=Decimal)
+DECODER = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=_object)
 
 
 def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
@@ -137,7 +205,10 @@ def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         try:
             if raw.startswith("\ufeff"):  # what json.loads refuses; a file's first BOM is dropped
                 raise json.JSONDecodeError("Unexpected UTF-8 BOM", raw, 0)
-            data = DECODER.decode(raw)
+            data = _decode_line(raw)
+        except DuplicateKey as e:
+            yield _bad(name, number, raw, str(e))
+            continue
         except ValueError as e:
             yield _bad(name, number, raw, f"not valid JSON: {e}")
             continue
@@ -283,10 +354,16 @@ class _Text:
             " nothing after it can be read, so nothing of the file is settled"
         )
 
-    def decode(self, index: int) -> tuple[Any, str]:
-        """The JSON value at the current position and its text; more is read until it is whole."""
+    def decode(self, index: int) -> tuple[Any, str, str | None]:
+        """The JSON value at the current position, its text, and a repeated key's problem;
+        more is read until the value is whole."""
         while True:
+            duplicate = None
             try:
+                value, end = decode(self.buf, self.pos)
+            except DuplicateKey as e:
+                # Delimit the value again without the check; the record is quarantined.
+                duplicate = str(e)
                 value, end = DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as e:
                 # A value cut off by the end of the buffer fails at its end, or in a string:
@@ -305,7 +382,7 @@ class _Text:
                 continue
             raw = self.buf[self.pos:end]
             self.advance(end)
-            return value, raw
+            return value, raw, duplicate
 
 
 def _json_array(text: _Text, name: str) -> Iterator[Record | BadRecord]:
@@ -325,8 +402,8 @@ def _json_array(text: _Text, name: str) -> Iterator[Record | BadRecord]:
             if text.skip_space() == "":
                 raise text.error(f"the array ends after element {index - 1}")
             line = text.line
-            data, raw = text.decode(index)
-            problem = _text_problem(raw) or _check_required(data)
+            data, raw, duplicate = text.decode(index)
+            problem = _text_problem(raw) or duplicate or _check_required(data)
             if problem:
                 yield _bad(name, line, raw, f"element {index}: {problem}")
             else:

@@ -189,3 +189,25 @@ def test_read_records_csv_ids_are_always_strings(tmp_path) -> None:
     (r,) = good(read(path))
     assert r.data == {"referral_id": "77", "referrer": {"id": "0077"},
                       "referee": {"id": "77", "age": 30, "payee": {"id": "1e3"}}}
+
+
+# -- duplicate JSON keys ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [('{"referral_id": "r1", "referrer": {"id": "u1", "id": "attacker"}, "referee": {"id": "B"}}',
+      "referrer.id"),
+     ('{"referral_id": "r1", "referral_id": "r2", "referrer": {"id": "A"}, "referee": {"id": "B"}}',
+      "referral_id"),
+     ('{"referral_id": "r1", "referrer": {"id": "A"}, "referee": {"id": "B",'
+      ' "tags": [1, {"x": 1, "x": 1}]}}', "referee.tags[1].x")],
+)
+def test_read_records_duplicate_json_keys_quarantine_the_record(tmp_path, text, path) -> None:
+    for name, content in (("r.jsonl", text + "\n"), ("r.json", f"[\n{text}\n]")):
+        file = tmp_path / name
+        file.write_text(content, encoding="utf-8")
+        (bad,) = read(file)
+        assert isinstance(bad, BadRecord), name
+        assert bad.reason.endswith(f"duplicate key {path}: a key may appear once in an object")
+        assert bad.line == (1 if name == "r.jsonl" else 2)

@@ -127,3 +127,15 @@ def test_settle_csv_ids_77_and_0077_are_two_people(engine, program, tmp_path) ->
     assert entries(engine) == {
         "reward:paid_bonus:1:referrer": ("77", 50000, "pending"),
         "reward:signup_bonus:1:referee": ("0077", 5000, "confirmed")}
+
+
+def test_settle_duplicate_key_pays_no_one(engine, program, tmp_path) -> None:
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"referral_id": "g1", "referrer": {"id": "u900001", "id": "attacker",'
+                    ' "plan": "paid"}, "referee": {"id": "B", "subscribed": true}}\n',
+                    encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.records, summary.quarantined, summary.posted) == (1, 1, 0)
+    with engine.connect() as conn:
+        (reason,) = conn.execute(sa.select(settlement_quarantine.c.reason)).scalars()
+    assert reason == "duplicate key referrer.id: a key may appear once in an object"
