@@ -13,6 +13,7 @@ import io
 import json
 import re
 import sys
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ class Record:
     line: int
     raw: str
     data: dict[str, Any]
-    # "jsonl": ``raw`` is the record's JSON text (it decodes to ``data``); "csv": a row.
+    # "jsonl": ``raw`` is the record's JSON text (it decodes to ``data``); "csv": a row;
+    # "normalised": JSON whose ids were made canonical (``data`` is what counts).
     fmt: str = "jsonl"
 
     @property
@@ -83,6 +85,66 @@ def _check_required(data: Any) -> str | None:
         if isinstance(value, str) and _text_problem(value):
             return f"{path} must be text without NUL characters or unpaired surrogates"
     return None
+
+
+def is_id_path(path: str) -> bool:
+    """Fields that identify someone or something: ``referral_id`` and every ``*.id``."""
+    return path == "referral_id" or path == "id" or path.endswith(".id")
+
+
+# Characters an id cannot hold: they are invisible, reorder text (bidi) or break lines,
+# so two ids that print alike could pay two people, or forge lines in a report.
+_REFUSED = {"Cc": "a control character", "Cf": "a format character",
+            "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a surrogate"}
+
+
+def _id_problem(text: str) -> str | None:
+    """The first character ``text`` cannot hold as an id, named by its code point."""
+    if text.isprintable():  # the usual case: none of _REFUSED (nor other spaces) in it
+        return None
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in _REFUSED:
+            name = unicodedata.name(ch, None)
+            return f"U+{ord(ch):04X} " + (name if name else f"({_REFUSED[category]})")
+    return None
+
+
+def canonical_ids(data: dict[str, Any]) -> tuple[str | None, bool]:
+    """Make every id of ``data`` canonical in place: a string, in NFC (so a name typed
+    decomposed and one typed composed are one person).  Returns a problem (an id with a
+    character it cannot hold) and whether anything was changed."""
+    changed = False
+    stack: list[tuple[dict[str, Any], str]] = [(data, "")]
+    while stack:
+        obj, path = stack.pop()
+        for key, value in obj.items():
+            sub = f"{path}.{key}" if path else key
+            if isinstance(value, dict):
+                stack.append((value, sub))
+            elif not is_id_path(sub) or isinstance(value, bool):
+                continue
+            elif isinstance(value, int):
+                obj[key], changed = str(value), True
+            elif isinstance(value, str):
+                problem = _id_problem(value)
+                if problem:
+                    return (f"{sub} contains {problem}: ids cannot hold control, format"
+                            " (zero-width, bidi) or line-separator characters"), changed
+                if not unicodedata.is_normalized("NFC", value):
+                    obj[key], changed = unicodedata.normalize("NFC", value), True
+    return None, changed
+
+
+def _record(name: str, line: int, raw: str, data: Any, fmt: str = "jsonl", where: str = ""
+            ) -> Record | BadRecord:
+    """A record, or why ``data`` cannot be one (``where``: an element's index, say)."""
+    problem = _check_required(data)
+    if problem is None:
+        problem, changed = canonical_ids(data)
+        if problem is None:
+            return Record(name, line, raw, data, "normalised" if changed else fmt)
+    return _bad(name, line, raw, where + problem)
 
 
 def _text_problem(text: str) -> str | None:
@@ -215,11 +277,7 @@ def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         except RecursionError:  # "[[[[...": json recurses once per nesting level
             yield _bad(name, number, raw, "not valid JSON: nested too deeply")
             continue
-        problem = _check_required(data)
-        if problem:
-            yield _bad(name, number, raw, problem)
-        else:
-            yield Record(name, number, raw, data)
+        yield _record(name, number, raw, data)
 
 
 UNTERMINATED = ("a quoted cell does not end on its line (unterminated quote;"
@@ -235,11 +293,6 @@ def _csv_line(line: str) -> list[str]:
         raise csv.Error(UNTERMINATED if str(e) == "unexpected end of data" else str(e)) from None
     except StopIteration:
         return []
-
-
-def is_id_path(path: str) -> bool:
-    """Fields that identify someone or something: ``referral_id`` and every ``*.id``."""
-    return path == "referral_id" or path == "id" or path.endswith(".id")
 
 
 def _csv_header(line: str, name: str) -> list[str]:
@@ -289,11 +342,7 @@ def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         except EvaluationError as e:
             yield _bad(name, number, raw, f"columns: {e.message}")
             continue
-        problem = _check_required(data)
-        if problem:
-            yield _bad(name, number, raw, problem)
-        else:
-            yield Record(name, number, raw, data, "csv")
+        yield _record(name, number, raw, data, "csv")
 
 
 class _Text:
@@ -403,11 +452,11 @@ def _json_array(text: _Text, name: str) -> Iterator[Record | BadRecord]:
                 raise text.error(f"the array ends after element {index - 1}")
             line = text.line
             data, raw, duplicate = text.decode(index)
-            problem = _text_problem(raw) or duplicate or _check_required(data)
+            problem = _text_problem(raw) or duplicate
             if problem:
                 yield _bad(name, line, raw, f"element {index}: {problem}")
             else:
-                yield Record(name, line, raw, data)
+                yield _record(name, line, raw, data, where=f"element {index}: ")
             after = text.skip_space()
             if after == "]":
                 text.advance(text.pos + 1)

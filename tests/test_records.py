@@ -211,3 +211,50 @@ def test_read_records_duplicate_json_keys_quarantine_the_record(tmp_path, text, 
         assert isinstance(bad, BadRecord), name
         assert bad.reason.endswith(f"duplicate key {path}: a key may appear once in an object")
         assert bad.line == (1 if name == "r.jsonl" else 2)
+
+
+# -- canonical ids -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [("referrer.id", "u1\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+     ("referee.id", "u2\u200b", "U+200B ZERO WIDTH SPACE"),
+     ("referral_id", "r\x1b[2J", "U+001B (a control character)"),
+     ("referrer.id", "u1\r\nINR pending ₹0 confirmed ₹99,999", "U+000D (a control character)"),
+     ("referee.id", "u\x07", "U+0007 (a control character)"),
+     ("referee.id", "u\u2028x", "U+2028 LINE SEPARATOR"),
+     ("referee.payee.id", "p\u2066", "U+2066 LEFT-TO-RIGHT ISOLATE")],
+)
+def test_read_records_ids_with_invisible_characters_are_quarantined(tmp_path, path, value,
+                                                                    named) -> None:
+    data = rec("r1")
+    *parents, last = path.split(".")
+    obj = data
+    for part in parents:
+        obj = obj.setdefault(part, {})
+    obj[last] = value
+    file = tmp_path / "r.jsonl"
+    file.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    (bad,) = read(file)
+    assert isinstance(bad, BadRecord)
+    assert bad.reason == (f"{path} contains {named}: ids cannot hold control, format"
+                          " (zero-width, bidi) or line-separator characters")
+
+
+def test_read_records_csv_id_with_a_control_character_is_quarantined(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("referral_id,referrer.id,referee.id\nr1,=\x1bA,B\n", encoding="utf-8")
+    (bad,) = read(path)
+    assert isinstance(bad, BadRecord) and bad.reason.startswith("referrer.id contains U+001B")
+
+
+def test_read_records_ids_are_nfc_strings(tmp_path) -> None:
+    nfd = "cafe\u0301"
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"referral_id": nfd, "referrer": {"id": 77},
+                                "referee": {"id": nfd, "name": nfd}}) + "\n", encoding="utf-8")
+    (r,) = good(read(path))
+    assert r.data == {"referral_id": "caf\u00e9", "referrer": {"id": "77"},
+                      "referee": {"id": "caf\u00e9", "name": nfd}}
+    assert r.fmt == "normalised"  # its kept snapshot is the canonical data, not the line

@@ -139,3 +139,30 @@ def test_settle_duplicate_key_pays_no_one(engine, program, tmp_path) -> None:
     with engine.connect() as conn:
         (reason,) = conn.execute(sa.select(settlement_quarantine.c.reason)).scalars()
     assert reason == "duplicate key referrer.id: a key may appear once in an object"
+
+
+def test_settle_nfc_and_nfd_ids_settle_as_one(engine, program, tmp_path) -> None:
+    def line(rid: str, referrer: str) -> str:
+        return json.dumps({"referral_id": rid, "referrer": {"id": referrer, "plan": "paid"},
+                           "referee": {"id": "B", "subscribed": True, "first_payment": 0}})
+
+    composed, decomposed = "jos\u00e9", "jose\u0301"
+    first = tmp_path / "first.jsonl"
+    first.write_text(line(f"r-{composed}", composed) + "\n", encoding="utf-8")
+    run(engine, program, first)
+    again = tmp_path / "again.jsonl"
+    again.write_text(line(f"r-{decomposed}", decomposed) + "\n", encoding="utf-8")
+    summary = run(engine, program, again)
+    assert (summary.posted, summary.already_posted) == (0, 2)
+    assert entries(engine)[f"reward:paid_bonus:r-{composed}:referrer"] == (
+        composed, 50000, "pending")
+    assert len(entries(engine)) == 2
+
+
+def test_settle_bidi_override_in_an_id_is_quarantined(engine, program, tmp_path) -> None:
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps({"referral_id": "r1", "referrer": {"id": "u1\u202e", "plan": "paid"},
+                                "referee": {"id": "B", "subscribed": True}}) + "\n",
+                    encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.quarantined, summary.posted, entries(engine)) == (1, 0, {})
