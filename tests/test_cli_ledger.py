@@ -77,6 +77,8 @@ def test_credit_created_then_already_existed_then_conflict(cli) -> None:
                 "or 500 INR)\n"),
         ("₹0", "error: credit 'r1': amount must be a positive number of minor units, got 0\n"),
         ("₹1.005", "error: 1.005 INR has more decimals than INR allows (2)\n"),
+        ("₹1٥0", "error: not a money amount: '₹1٥0' (U+0665 ARABIC-INDIC DIGIT FIVE: amounts"
+                 " are written with ASCII digits 0-9)\n"),
     ],
 )
 def test_credit_bad_amount_exit_1(cli, amount, message) -> None:

@@ -258,3 +258,24 @@ def test_read_records_ids_are_nfc_strings(tmp_path) -> None:
     assert r.data == {"referral_id": "caf\u00e9", "referrer": {"id": "77"},
                       "referee": {"id": "caf\u00e9", "name": nfd}}
     assert r.fmt == "normalised"  # its kept snapshot is the canonical data, not the line
+
+
+# -- money digits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("amount", ["1٥0", "𝟓𝟎𝟎", "١٥٠"])
+def test_read_records_json_amount_with_unicode_digits_is_not_json(tmp_path, amount) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"referral_id": "r1", "referrer": {"id": "A"}, "referee": {"id": "B",'
+                    f' "first_payment": {amount}}}}}\n', encoding="utf-8")
+    (bad,) = read(path)
+    assert isinstance(bad, BadRecord) and bad.reason.startswith("not valid JSON: ")
+
+
+@pytest.mark.parametrize("amount", ["1٥0", "𝟓𝟎𝟎", "١٥٠", "５00"])
+def test_read_records_csv_amount_with_unicode_digits_stays_text(tmp_path, amount) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(f"referral_id,referrer.id,referee.id,referee.first_payment\nr1,A,B,{amount}\n",
+                    encoding="utf-8")
+    (r,) = good(read(path))
+    assert r.data["referee"]["first_payment"] == amount  # a string: no rule takes it as money
