@@ -6,7 +6,6 @@ Each command opens the database, checks the schema, calls one function of
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from datetime import date
@@ -25,6 +24,7 @@ from referral.cli.common import (
 )
 from settlement import audit
 from settlement import ledger as ledger_api
+from settlement.csvcells import SafeDictWriter
 from settlement.ledger import (
     EXPORT_FIELDS,
     Entry,
@@ -271,7 +271,7 @@ def export(fmt: str, status: str | None, rule_id: str | None, user_id: str | Non
     reference_id, reversal_id, timestamp, business_date, rule_id, referral_id, role,
     event_date, hold_until, run_id, paid_date, payout_batch."""
     out = _Echo()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer = SafeDictWriter(out, fieldnames=EXPORT_FIELDS)
     if fmt == "csv":
         writer.writeheader()
     where = ExportFilter(status=status, rule_id=rule_id, user_id=user_id, start=start, end=end)
