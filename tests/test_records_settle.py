@@ -166,3 +166,65 @@ def test_settle_bidi_override_in_an_id_is_quarantined(engine, program, tmp_path)
                     encoding="utf-8")
     summary = run(engine, program, path)
     assert (summary.quarantined, summary.posted, entries(engine)) == (1, 0, {})
+
+
+# -- dates at the end of the calendar ----------------------------------------------------
+
+HOLD_FROM = """\
+RULE held "Held from the subscription"
+  IF referee.subscribed = true
+  THEN ISSUE ₹10 REWARD TO referee
+  HOLD 30 DAYS FROM referee.subscribed_at
+"""
+
+
+def far(rid: str, **fields: object) -> dict:
+    referee = {"id": f"E-{rid}", "subscribed": True, "first_payment": 100000}
+    referee.update({k: v for k, v in fields.items() if k != "created_at" and k != "updated_at"})
+    out: dict = {"referral_id": rid, "referrer": {"id": "A", "plan": "paid"}, "referee": referee}
+    if "created_at" in fields:
+        out["referral"] = {"created_at": fields["created_at"]}
+    if "updated_at" in fields:
+        out["updated_at"] = fields["updated_at"]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [(far("late", created_at="9999-12-15"), "referral.created_at 9999-12-15: "),
+     (far("late", created_at="9999-12-31T23:00:00-05:00"), "referral.created_at"),
+     (far("late", created_at="0001-01-01T01:00:00+05:30"), "referral.created_at"),
+     (far("late", updated_at="9999-12-31T23:00:00-05:00"), "updated_at"),
+     (far("late", subscribed_at="9999-12-20"), "referee.subscribed_at 9999-12-20: ")],
+)
+def test_settle_date_beyond_the_calendar_quarantines_only_its_record(engine, tmp_path, bad,
+                                                                     reason) -> None:
+    rules = tmp_path / "rules.rule"
+    rules.write_text(RULES + "\n" + HOLD_FROM, encoding="utf-8")
+    program = load_program([rules]).program
+    path = tmp_path / "records.jsonl"
+    path.write_text(jsonl([far("ok", created_at="2026-01-02"), bad,
+                           far("ok2", created_at="2026-01-03")]), encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.records, summary.quarantined) == (3, 1)
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.select(settlement_quarantine.c.line,
+                                        settlement_quarantine.c.reason)).all()
+    assert row.line == 2 and reason in row.reason and "out of range" in row.reason
+    assert {ref.split(":")[2] for ref in entries(engine)} == {"ok", "ok2"}
+
+
+@pytest.mark.parametrize("extra", [[], ["--allow-future-as-of"]])
+def test_settle_cli_as_of_at_the_end_of_the_calendar_is_one_line(db_url, tmp_path, extra
+                                                                  ) -> None:
+    upgrade(db_url)
+    rules = tmp_path / "rules.rule"
+    rules.write_text(RULES, encoding="utf-8")
+    path = tmp_path / "records.jsonl"
+    path.write_text(jsonl(GOOD), encoding="utf-8")
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules), "--records", str(path),
+                                       "--db", db_url, "--as-of", "9999-12-31", *extra])
+    assert result.exit_code in (1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "9999-12-31" in result.stderr
