@@ -548,7 +548,7 @@ def _peek(binary: IO[bytes], n: int) -> bytes:
 
 def _lines(head: str, stream: TextIO) -> Iterator[str]:
     """The stream's lines, the already-read ``head`` first (lines end as the file's do)."""
-    if head and not head.endswith(("\n", "\r")):
+    if head and not head.endswith("\n"):  # a "\r" may be the half of a "\r\n"
         head += stream.readline()
     if head:
         yield from io.StringIO(head, newline="")

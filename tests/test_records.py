@@ -279,3 +279,14 @@ def test_read_records_csv_amount_with_unicode_digits_stays_text(tmp_path, amount
                     encoding="utf-8")
     (r,) = good(read(path))
     assert r.data["referee"]["first_payment"] == amount  # a string: no rule takes it as money
+
+
+def test_read_records_crlf_split_at_the_format_probe_keeps_line_numbers(tmp_path) -> None:
+    import settlement.records as records
+
+    first = json.dumps(rec("r1"))
+    pad = " " * (256 - len(first) - 1)  # the probe reads 256 characters: "\r" is the last
+    path = tmp_path / "r.jsonl"
+    path.write_bytes((first + pad + "\r\n" + json.dumps(rec("r2")) + "\r\n").encode())
+    assert records.READ_SIZE > 256
+    assert [(r.referral_id, r.line) for r in good(read(path))] == [("r1", 1), ("r2", 2)]
