@@ -116,20 +116,20 @@ def canonical_ids(data: dict[str, Any]) -> tuple[str | None, bool]:
     character it cannot hold) and whether anything was changed."""
     changed = False
     stack: list[tuple[dict[str, Any], str]] = [(data, "")]
-    while stack:
+    while stack:  # is_id_path, unrolled: this runs for every key of every record
         obj, path = stack.pop()
         for key, value in obj.items():
-            sub = f"{path}.{key}" if path else key
-            if isinstance(value, dict):
-                stack.append((value, sub))
-            elif not is_id_path(sub) or isinstance(value, bool):
+            kind = type(value)
+            if kind is dict:
+                stack.append((value, f"{path}{key}."))
+            elif key != "id" and (path or key != "referral_id"):
                 continue
-            elif isinstance(value, int):
+            elif kind is int:
                 obj[key], changed = str(value), True
-            elif isinstance(value, str):
+            elif kind is str:
                 problem = _id_problem(value)
                 if problem:
-                    return (f"{sub} contains {problem}: ids cannot hold control, format"
+                    return (f"{path}{key} contains {problem}: ids cannot hold control, format"
                             " (zero-width, bidi) or line-separator characters"), changed
                 if not unicodedata.is_normalized("NFC", value):
                     obj[key], changed = unicodedata.normalize("NFC", value), True
