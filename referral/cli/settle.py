@@ -75,7 +75,8 @@ def _renames(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--rules", "rule_paths", multiple=True, required=True,
               type=click.Path(exists=True), help="Rule files or directories (repeatable).")
 @click.option("--records", "records_path", required=True,
-              help="JSON Lines or CSV file of referral records; - reads stdin.")
+              help="Referral records: JSON Lines, CSV or a JSON array, any of them gzipped;"
+                   " - reads stdin.")
 @db_option
 @click.option("--as-of", callback=optional_date,
               help="Settlement date (default: today in the program's time zone).")
