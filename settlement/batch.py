@@ -208,6 +208,11 @@ class Settlement:
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
         self.limit_rules = [r for r in program.rules if r.limit is not None]
+        # Dates before this one cannot carry a LIMIT period or HOLD past 9999-12-31.
+        longest_hold = max((r.hold_days or 0 for r in program.rules), default=0)
+        self.calendar_edge = date(date.max.year, 1, 1) if longest_hold < 365 else (
+            date.max - timedelta(days=longest_hold) if longest_hold < (date.max - date.min).days
+            else date.min)
 
     # -- the run ---------------------------------------------------------------
 
@@ -331,7 +336,9 @@ class Settlement:
             if self.summing_rules:
                 self._check_sums(evaluation)
             hold_from = self._hold_from(newest, evaluation)
-            check_calendar(self._dated_rules(evaluation), day, hold_from, self.as_of)
+            if day >= self.calendar_edge or any(d >= self.calendar_edge
+                                                for d in hold_from.values()):
+                check_calendar(self._dated_rules(evaluation), day, hold_from, self.as_of)
             retired: dict[str, bool | None] = {}
             for rule_id, stored in retired_compiled(self.book, standing).items():
                 retired[rule_id] = None if stored is None else any(

@@ -228,3 +228,19 @@ def test_settle_cli_as_of_at_the_end_of_the_calendar_is_one_line(db_url, tmp_pat
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "9999-12-31" in result.stderr
+
+
+def test_settle_long_hold_from_late_in_9998_is_quarantined(engine, tmp_path) -> None:
+    rules = tmp_path / "rules.rule"
+    rules.write_text('RULE long "Long hold"\n  IF referee.subscribed = true\n'
+                     "  THEN ISSUE ₹10 REWARD TO referee\n  HOLD 400 DAYS\n", encoding="utf-8")
+    program = load_program([rules]).program
+    path = tmp_path / "records.jsonl"
+    path.write_text(jsonl([far("late", created_at="9998-12-01"),
+                           far("ok", created_at="2026-01-02")]), encoding="utf-8")
+    summary = run(engine, program, path)
+    assert (summary.quarantined, summary.posted) == (1, 1)
+    with engine.connect() as conn:
+        (reason,) = conn.execute(sa.select(settlement_quarantine.c.reason)).scalars()
+    assert reason == ("referral.created_at 9998-12-01: out of range: rule long's HOLD 400 DAYS"
+                      " would end after 9999-12-31")
