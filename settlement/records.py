@@ -98,7 +98,10 @@ _REFUSED = {"Cc": "a control character", "Cf": "a format character",
             "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a surrogate"}
 
 
-def _id_problem(text: str) -> str | None:
+ID_CHARACTERS = "ids cannot hold control, format (zero-width, bidi) or line-separator characters"
+
+
+def id_problem(text: str) -> str | None:
     """The first character ``text`` cannot hold as an id, named by its code point."""
     if text.isprintable():  # the usual case: none of _REFUSED (nor other spaces) in it
         return None
@@ -127,10 +130,9 @@ def canonical_ids(data: dict[str, Any]) -> tuple[str | None, bool]:
             elif kind is int:
                 obj[key], changed = str(value), True
             elif kind is str:
-                problem = _id_problem(value)
+                problem = id_problem(value)
                 if problem:
-                    return (f"{path}{key} contains {problem}: ids cannot hold control, format"
-                            " (zero-width, bidi) or line-separator characters"), changed
+                    return f"{path}{key} contains {problem}: {ID_CHARACTERS}", changed
                 if not unicodedata.is_normalized("NFC", value):
                     obj[key], changed = unicodedata.normalize("NFC", value), True
     return None, changed
@@ -239,7 +241,7 @@ def decode(text: str, pos: int = 0) -> tuple[Any, int]:
     return value, end
 
 
-def _decode_line(raw: str) -> Any:
+def decode_line(raw: str) -> Any:
     """The one JSON value of a line (what ``json.loads`` does, repeated keys refused)."""
     value, end = decode(raw, len(raw) - len(raw.lstrip(" \t\r\n")))
     if end != len(raw) and raw[end:].strip(" \t\r\n"):
@@ -267,7 +269,7 @@ def _jsonl(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
         try:
             if raw.startswith("\ufeff"):  # what json.loads refuses; a file's first BOM is dropped
                 raise json.JSONDecodeError("Unexpected UTF-8 BOM", raw, 0)
-            data = _decode_line(raw)
+            data = decode_line(raw)
         except DuplicateKey as e:
             yield _bad(name, number, raw, str(e))
             continue
@@ -284,7 +286,7 @@ UNTERMINATED = ("a quoted cell does not end on its line (unterminated quote;"
                 " cells cannot span lines)")
 
 
-def _csv_line(line: str) -> list[str]:
+def csv_line(line: str) -> list[str]:
     """One physical line as one CSV row, strictly: a quote left open is an error here, so
     one stray quote cannot swallow the lines after it."""
     try:
@@ -295,18 +297,24 @@ def _csv_line(line: str) -> list[str]:
         return []
 
 
-def _csv_header(line: str, name: str) -> list[str]:
-    try:
-        header = [h.strip() for h in _csv_line(line)]
-    except csv.Error as e:
-        raise RecordsFileError(f"{name}:1: the header is not valid CSV: {e}") from None
+def duplicate_column(header: list[str]) -> str | None:
+    """Why a header cannot be read: csv.DictReader would keep the last of two equal names."""
     seen: dict[str, int] = {}
     for number, column in enumerate(header, start=1):
         if column and column in seen:
-            raise RecordsFileError(
-                f"{name}:1: column {column} is named twice (columns {seen[column]} and"
-                f" {number}); nothing of the file is settled")
+            return f"column {column} is named twice (columns {seen[column]} and {number})"
         seen[column] = number
+    return None
+
+
+def _csv_header(line: str, name: str) -> list[str]:
+    try:
+        header = [h.strip() for h in csv_line(line)]
+    except csv.Error as e:
+        raise RecordsFileError(f"{name}:1: the header is not valid CSV: {e}") from None
+    problem = duplicate_column(header)
+    if problem:
+        raise RecordsFileError(f"{name}:1: {problem}; nothing of the file is settled")
     return header
 
 
@@ -321,7 +329,7 @@ def _csv(stream: Iterator[str], name: str) -> Iterator[Record | BadRecord]:
     for number, line in lines:
         raw = line.rstrip("\r\n")
         try:
-            row = _csv_line(line)
+            row = csv_line(line)
         except csv.Error as e:
             yield _bad(name, number, raw, f"not valid CSV: {e}")
             continue
