@@ -1,8 +1,10 @@
-"""Referral records: JSON Lines or CSV, streamed one at a time.
+"""Referral records: JSON Lines, CSV or a JSON array, gzipped or not, streamed.
 
 A record is a nested mapping (the rule context) plus where it came from, so a
 bad one can be quarantined with its file, line and raw text.  Nothing here
-holds more than one record in memory.
+holds more than one record in memory.  Nothing is read two ways: a key or a
+column named twice, a quote left open, an id that prints like another (not in
+NFC, or with invisible or bidi characters) is refused, never resolved silently.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import sys
 import unicodedata
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -96,8 +98,6 @@ def is_id_path(path: str) -> bool:
 # so two ids that print alike could pay two people, or forge lines in a report.
 _REFUSED = {"Cc": "a control character", "Cf": "a format character",
             "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a surrogate"}
-
-
 ID_CHARACTERS = "ids cannot hold control, format (zero-width, bidi) or line-separator characters"
 
 
@@ -213,21 +213,17 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
-def _duplicate_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first repeated key in ``value``."""
-    if isinstance(value, _Duplicated):
-        return f"{path}.{value.key}" if path else value.key
-    if isinstance(value, dict):
-        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else k, v)
-                                            for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for sub, v in items:
-        found = _duplicate_path(v, sub)
-        if found:
-            return found
+def _duplicate_path(value: Any) -> str | None:
+    """The dotted path of the first repeated key in ``value`` (iterative: JSON nests deep)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        obj, path = stack.pop()
+        if isinstance(obj, _Duplicated):
+            return path + obj.key
+        if isinstance(obj, dict):
+            stack.extend((v, f"{path}{k}.") for k, v in reversed(obj.items()))
+        elif isinstance(obj, list):
+            stack.extend((v, f"{path[:-1]}[{i}].") for i, v in reversed(list(enumerate(obj))))
     return None
 
 
