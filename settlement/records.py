@@ -113,6 +113,14 @@ def id_problem(text: str) -> str | None:
     return None
 
 
+def canonical_id(text: str) -> str:
+    """One id as settlement keeps it (NFC); ValueError naming a character it cannot hold."""
+    problem = id_problem(text)
+    if problem:
+        raise ValueError(f"contains {problem}: {ID_CHARACTERS}")
+    return unicodedata.normalize("NFC", text)
+
+
 def canonical_ids(data: dict[str, Any]) -> tuple[str | None, bool]:
     """Make every id of ``data`` canonical in place: a string, in NFC (so a name typed
     decomposed and one typed composed are one person).  Returns a problem (an id with a

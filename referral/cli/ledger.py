@@ -33,6 +33,7 @@ from settlement.ledger import (
     TransitionResult,
     format_timestamp,
 )
+from settlement.records import canonical_id
 from settlement.tables import STATUSES
 
 
@@ -52,10 +53,20 @@ def ledger() -> None:
     """Post, move, reverse, inspect and verify ledger entries."""
 
 
+def _canonical_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Ids as settlement reads them: NFC, no invisible, bidi or line-breaking characters
+    (which could forge lines in ``ledger show`` or pass for another person)."""
+    try:
+        return None if value is None else canonical_id(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @ledger.command()
-@click.argument("user")
+@click.argument("user", callback=_canonical_id)
 @click.argument("amount")
-@click.option("--reference", "reference", required=True, help="Idempotency key of the credit.")
+@click.option("--reference", "reference", required=True, callback=_canonical_id,
+              help="Idempotency key of the credit.")
 @click.option("--confirmed", is_flag=True, help="Post as confirmed instead of pending.")
 @business_date_option
 @db_option
