@@ -124,3 +124,7 @@ class EvaluationError(ReferralError):
 
 class DateError(EvaluationError):
     """A value that is not an ISO 8601 date or timestamp, or a time zone that does not exist."""
+
+
+class DateRangeError(DateError):
+    """A date, or a date computed from one, outside the calendar (years 1 to 9999)."""

@@ -10,6 +10,7 @@ several currencies: a program's ``CURRENCY`` decides which (``symbol_table``).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -137,6 +138,12 @@ def parse_money(text: str, symbols: Mapping[str, str] = SYMBOLS) -> Money:
     """
     m = _MONEY_RE.match(text)
     if not m:
+        digit = next((c for c in text if c.isdigit() and not c.isascii()), None)
+        if digit is not None:
+            raise MoneyError(
+                f"not a money amount: {text!r} (U+{ord(digit):04X}"
+                f" {unicodedata.name(digit, 'DIGIT')}: amounts are written with ASCII digits 0-9)"
+            )
         raise MoneyError(
             f"not a money amount: {text!r} (expected e.g. ₹500, ₹1,000.50, INR 500 or 500 INR)"
         )

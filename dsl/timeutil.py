@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dsl.errors import DateError
+from dsl.errors import DateError, DateRangeError
 
 # ISO 8601 extended form: a date, optionally a time (T or a space), optionally an offset.
 _ISO = re.compile(
@@ -45,7 +45,7 @@ def temporal(value: Any, tz: tzinfo = UTC) -> Temporal | None:
     Naive timestamps are wall-clock times in ``tz``; aware ones are converted to it.
     """
     if isinstance(value, datetime):
-        return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+        return value.replace(tzinfo=tz) if value.tzinfo is None else _in_zone(value, tz, value)
     if isinstance(value, date):
         return value
     if not isinstance(value, str) or not _ISO.fullmatch(value):
@@ -56,7 +56,25 @@ def temporal(value: Any, tz: tzinfo = UTC) -> Temporal | None:
         parsed = datetime.fromisoformat(value.replace(",", ".").replace("z", "Z"))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed.astimezone(tz)
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else _in_zone(parsed, tz, value)
+
+
+def _in_zone(instant: datetime, tz: tzinfo, value: Any) -> datetime:
+    try:
+        return instant.astimezone(tz)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise out_of_range(value) from None
+
+
+def out_of_range(value: Any) -> DateRangeError:
+    """The error for a value whose instant, or a date computed from it, leaves the calendar."""
+    return DateRangeError(f"{_describe(value)} is out of range: it falls outside the years 1"
+                          " to 9999 in the program's time zone")
+
+
+def to_utc(instant: datetime, value: Any = None) -> datetime:
+    """``instant`` in UTC (DateRangeError when that leaves the calendar)."""
+    return _in_zone(instant, UTC, instant if value is None else value)
 
 
 def _describe(value: Any) -> str:
@@ -103,9 +121,11 @@ __all__ = [
     "as_dates",
     "day_of",
     "event_date",
+    "out_of_range",
     "parse_instant",
     "parse_temporal",
     "temporal",
+    "to_utc",
     "zone",
 ]
 

@@ -32,9 +32,9 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from dsl import timeutil
-from dsl.errors import EvaluationError
+from dsl.errors import DateRangeError, EvaluationError
 from dsl.evaluate import Evaluation, compile_program
-from dsl.model import Program
+from dsl.model import Program, Rule
 from dsl.money import MAX_MINOR_UNITS
 from settlement import facts, guards, ledger
 from settlement.db import require_schema
@@ -149,9 +149,35 @@ def event_date(record: Record, as_of: date, tz: tzinfo = UTC) -> date:
         return as_of
     try:
         return timeutil.event_date(value, tz)
+    except DateRangeError as e:
+        raise EvaluationError(f"referral.created_at: {e.message}") from None
     except EvaluationError as e:
         raise EvaluationError(f"referral.created_at must be an ISO date or timestamp: {e.message}"
                               ) from None
+
+
+def check_calendar(rules: Iterable[Rule], day: date, hold_from: Mapping[str, date],
+                   as_of: date, day_field: str = "referral.created_at") -> None:
+    """Refuse (DateRangeError, naming the field) a record whose LIMIT period or HOLD would
+    end after 9999-12-31: the date arithmetic settlement does later cannot fail then."""
+    for rule in rules:
+        if rule.limit is not None and day.year == date.max.year:
+            try:
+                period_window(rule.limit.period, day)
+            except (OverflowError, ValueError):
+                raise DateRangeError(
+                    f"{day_field} {day}: out of range: rule {rule.id}'s LIMIT period"
+                    f" ({rule.limit.period.upper()}) would end after {date.max}") from None
+        if rule.hold_days:
+            start = hold_from.get(rule.id) or max(day, as_of)
+            field = (rule.hold_from if rule.id in hold_from
+                     else day_field if day > as_of else "--as-of")
+            try:
+                start + timedelta(days=rule.hold_days)
+            except OverflowError:
+                raise DateRangeError(
+                    f"{field} {start}: out of range: rule {rule.id}'s HOLD {rule.hold_days}"
+                    f" DAYS would end after {date.max}") from None
 
 
 class Settlement:
@@ -200,6 +226,12 @@ class Settlement:
         self.kept_here: set[str] = set()
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
+        self.limit_rules = [r for r in program.rules if r.limit is not None]
+        # Dates before this one cannot carry a LIMIT period or HOLD past 9999-12-31.
+        longest_hold = max((r.hold_days or 0 for r in program.rules), default=0)
+        self.calendar_edge = date(date.max.year, 1, 1) if longest_hold < 365 else (
+            date.max - timedelta(days=longest_hold) if longest_hold < (date.max - date.min).days
+            else date.min)
 
     # -- the run ---------------------------------------------------------------
 
@@ -352,6 +384,9 @@ class Settlement:
             if self.summing_rules:
                 self._check_sums(evaluation)
             hold_from = self._hold_from(newest, evaluation)
+            if day >= self.calendar_edge or any(d >= self.calendar_edge
+                                                for d in hold_from.values()):
+                check_calendar(self._dated_rules(evaluation), day, hold_from, self.as_of)
             retired: dict[str, bool | None] = {}
             for rule_id, stored in retired_compiled(self.book, standing).items():
                 retired[rule_id] = None if stored is None else any(
@@ -384,6 +419,15 @@ class Settlement:
                                   **({"suppressed_by": outcome.suppressed_by}
                                      if outcome.suppressed_by else {})})
         return Evaluated(newest, evaluation, day, hold_from, retired, stale, explain)
+
+    def _dated_rules(self, evaluation: Evaluation) -> Iterator[Rule]:
+        """Rules whose LIMIT or HOLD a record's dates feed: the matched ones, and on the
+        calendar's last year every rule with a LIMIT (reconciling asks for its period)."""
+        for outcome in evaluation.active_outcomes:
+            rule = self.book.live[outcome.rule_id]
+            if outcome.matched and (rule.hold_days or rule.limit is not None):
+                yield rule
+        yield from self.limit_rules
 
     def _check_sums(self, evaluation: Evaluation) -> None:
         """A rule paying one role twice pays the sum, which must fit the ledger's BIGINT."""
@@ -589,6 +633,10 @@ def settle(
     run_id = run_id or uuid.uuid4().hex
     started = datetime.now(UTC)
     as_of = run_as_of(program, as_of, allow_future_as_of=allow_future_as_of, now=started)
+    try:
+        check_calendar(program.rules, as_of, {}, as_of, day_field="--as-of")
+    except DateRangeError as e:
+        raise SettlementError(f"{e.message}; nothing was written") from None
     observer = observer or RunObserver()
     if conn.in_transaction():
         raise SettlementError("settle owns its transaction: pass a connection outside one")

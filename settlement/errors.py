@@ -93,3 +93,11 @@ class Interrupted(ReferralError):
 class DatabaseRefused(ReferralError):
     """The database refused a statement (a value too long or too large for its column, a
     read-only transaction, a constraint): nothing of the transaction was written."""
+
+
+class RecordsFileError(SettlementError):
+    """A records file that cannot be read as a whole: nothing of it is settled.
+
+    A broken JSON array or gzip stream (nothing after the break can be delimited)
+    or a CSV header naming a column twice; one bad record is quarantined instead.
+    """

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dsl.errors import EvaluationError
-from dsl.timeutil import parse_instant
+from dsl.timeutil import parse_instant, to_utc
 from settlement.dialect import backend
 from settlement.records import DECODER, Record
 from settlement.tables import settlement_facts
@@ -87,7 +87,7 @@ def record_version(record: Record, tz: tzinfo = UTC) -> Version:
     at = None
     if updated is not None:
         try:
-            at = parse_instant(updated, tz).astimezone(UTC)
+            at = to_utc(parse_instant(updated, tz), updated)
         except EvaluationError as e:
             raise EvaluationError(f"updated_at: {e.message}") from None
     return Version(version, at)

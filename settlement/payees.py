@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -38,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from settlement import records
 from settlement.dialect import backend
 from settlement.errors import PayeeImportError
 from settlement.locks import writing
@@ -188,17 +190,48 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
     except OSError as e:
         raise PayeeImportError(str(path), [f"{path}: cannot read: {e.strerror}"]) from None
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for row in reader:
-            yield reader.line_num, row
+        yield from _csv_rows(text)
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, records.decode_line(line)
+        except records.DuplicateKey as e:
+            yield number, ValueError(str(e))
         except json.JSONDecodeError as e:
             yield number, ValueError(f"not JSON ({e.msg} at column {e.colno})")
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
+    """CSV read as settlement reads records: strictly, one row per physical line, a column
+    named twice refused (a stray quote would otherwise swallow the rows after it)."""
+    lines = enumerate(io.StringIO(text, newline=""), start=1)
+    first = next(lines, None)
+    if first is None:
+        return
+    try:
+        header = [h.strip() for h in records.csv_line(first[1])]
+    except csv.Error as e:
+        yield 1, ValueError(f"the header is not valid CSV: {e}")
+        return
+    problem = records.duplicate_column(header)
+    if problem:
+        yield 1, ValueError(problem)
+        return
+    for number, line in lines:
+        try:
+            cells = records.csv_line(line)
+        except csv.Error as e:
+            yield number, ValueError(f"not valid CSV: {e}")
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield number, ValueError(f"expected {len(header)} columns as in the header,"
+                                     f" got {len(cells)}")
+            continue
+        yield number, dict(zip(header, cells, strict=True))
 
 
 def validate(path: Path, rows: Iterable[tuple[int, Any]]) -> tuple[list[PayeeRow], list[str]]:
@@ -251,8 +284,12 @@ def _check_row(raw: Mapping[str, Any], line: int) -> tuple[list[str], PayeeRow |
         return [*problems, str(e)], None
     if user_id is None:
         problems.append("user_id: missing")
-    elif len(user_id) > 255:
-        problems.append("user_id: longer than 255 characters")
+    elif (why := records.id_problem(user_id)) is not None:
+        problems.append(f"user_id: contains {why}: {records.ID_CHARACTERS}")
+    else:
+        user_id = unicodedata.normalize("NFC", user_id)  # as settlement reads ids
+        if len(user_id) > 255:
+            problems.append("user_id: longer than 255 characters")
     if name is not None and len(name) > MAX_NAME:
         problems.append(f"name: longer than {MAX_NAME} characters")
     if method is None:

@@ -54,6 +54,7 @@ from sqlalchemy.engine import Connection
 
 from dsl.money import exponent
 from settlement import ledger
+from settlement.csvcells import SafeWriter
 from settlement.dialect import backend
 from settlement.errors import EntryNotFound, PayoutError
 from settlement.ledger.netting import outstanding_debts, payable_credits
@@ -372,7 +373,7 @@ def export_batch(
 
 def _csv_file(batch: Batch, items: list[Item], people: Mapping[int, Payee]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out)
     writer.writerow(CSV_HEADER)
     for i in items:
         p = people[i.payee_id]
@@ -386,7 +387,7 @@ def _paypal_file(batch: Batch, items: list[Item], people: Mapping[int, Payee]) -
     """PayPal Payouts web upload: no header; recipient e-mail, amount, currency, customer id
     (the item id: unique, at most 30 characters, no spaces), note, wallet."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out)
     for i in items:
         writer.writerow([people[i.payee_id].details["email"], _decimal(i.amount, i.currency),
                          i.currency, i.item_id, f"Referral rewards {batch.batch_id}", "PAYPAL"])

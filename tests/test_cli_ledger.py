@@ -216,3 +216,28 @@ def test_read_commands_do_not_wait_for_a_writer(cli, db_url) -> None:
     writer.dispose()
     assert [r.exit_code for r in results] == [0, 0, 0, 0], [r.output for r in results]
     assert json.loads(results[0].stdout)["INR"]["pending"] == 500
+
+
+@pytest.mark.parametrize("amount", ["₹1٥0", "₹𝟓𝟎𝟎"])
+def test_credit_amount_with_digits_other_than_ascii_exit_1(cli, amount) -> None:
+    result = cli("ledger", "credit", "u1", amount, "--reference", "r1")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: not a money amount: '{amount}'")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("u1\r\nINR pending ₹0 confirmed ₹99,999", "₹5", "--reference", "r1"), "U+000D"),
+     (("u1\u202e", "₹5", "--reference", "r1"), "U+202E RIGHT-TO-LEFT OVERRIDE"),
+     (("u1", "₹5", "--reference", "r\x1b[2J"), "U+001B")],
+)
+def test_credit_ids_with_invisible_characters_are_usage_errors(cli, args, named) -> None:
+    result = cli("ledger", "credit", *args)
+    assert result.exit_code == 2
+    assert f"contains {named}" in result.stderr
+
+
+def test_credit_user_id_is_nfc(cli) -> None:
+    assert cli("ledger", "credit", "jose\u0301", "₹5", "--reference", "r1").exit_code == 0
+    assert "user_id:      jos\u00e9\n" in cli("ledger", "show", "r1").stdout

@@ -74,3 +74,9 @@ def test_money_arithmetic_refuses_mixed_currencies() -> None:
     assert Money(100, "INR") + Money(50, "INR") == Money(150, "INR")
     with pytest.raises(MoneyError, match="cannot combine"):
         Money(100, "INR") + Money(50, "USD")
+
+
+@pytest.mark.parametrize("text", ["₹1٥0", "₹𝟓𝟎𝟎", "INR ١٥٠", "５00 INR"])
+def test_parse_money_refuses_digits_other_than_ascii(text: str) -> None:
+    with pytest.raises(MoneyError, match="not a money amount"):
+        parse_money(text)

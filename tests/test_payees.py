@@ -134,3 +134,32 @@ def test_cli_import_reports_each_problem_then_exit_1(db_url, tmp_path: Path) -> 
                             "ifsc SBIN0000001  since 2026-11-01  from ok.csv:2\n")
     missing = runner.invoke(main, ["payees", "show", "u9", "--db", db_url])
     assert (missing.exit_code, missing.stderr) == (1, "error: no payee for user u9\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [("payees.csv", "user_id,method,email,name\nu1,paypal,a@example.com,\"Asha\n"
+      "u2,paypal,b@example.com,Bo\n",
+      "2: not valid CSV: a quoted cell does not end on its line (unterminated quote;"
+      " cells cannot span lines)"),
+     ("payees.csv", "user_id,method,email,email\nu1,paypal,a@example.com,x@example.com\n",
+      "1: column email is named twice (columns 3 and 4)"),
+     ("payees.jsonl", '{"user_id": "u1", "method": "paypal", "email": "a@example.com",'
+      ' "email": "attacker@example.com"}\n',
+      "1: duplicate key email: a key may appear once in an object"),
+     ("payees.jsonl", '{"user_id": "u1\\u202e", "method": "paypal", "email": "a@example.com"}\n',
+      "1: user_id: contains U+202E RIGHT-TO-LEFT OVERRIDE: ids cannot hold control, format"
+      " (zero-width, bidi) or line-separator characters")],
+)
+def test_payee_files_are_read_strictly(tmp_path, name, text, problem) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    _, problems = validate(path, read_rows(path))
+    assert f"{path}:{problem}" in problems
+
+
+def test_payee_user_ids_are_nfc(tmp_path) -> None:
+    path = tmp_path / "payees.csv"
+    path.write_text("user_id,method,email\njose\u0301,paypal,a@example.com\n", encoding="utf-8")
+    rows, problems = validate(path, read_rows(path))
+    assert (problems, [r.user_id for r in rows]) == ([], ["jos\u00e9"])

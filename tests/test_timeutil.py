@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsl.errors import DateError
+from dsl.errors import DateError, DateRangeError
 from dsl.timeutil import event_date, parse_instant, temporal, zone
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -75,3 +75,9 @@ def test_event_date_depends_only_on_the_instant_and_the_zone(instant, a, b, tz) 
         assert event_date(text, tz) == expected, text
     for text in written[:3]:
         assert parse_instant(text, tz) == instant, text
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:00:00-05:00", "0001-01-01T01:00:00+05:30"])
+def test_temporal_instant_outside_the_calendar_is_a_date_range_error(value) -> None:
+    with pytest.raises(DateRangeError, match=r"is out of range: it falls outside the years 1"):
+        temporal(value, UTC)

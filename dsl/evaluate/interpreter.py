@@ -32,7 +32,7 @@ from datetime import UTC, date, tzinfo
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from dsl.errors import EvaluationError, MoneyError
+from dsl.errors import DateError, EvaluationError, MoneyError
 from dsl.evaluate.codegen import generate
 from dsl.evaluate.context import (
     MISSING,
@@ -127,7 +127,10 @@ class _Compiler:
         raise self.fail(path, "a number", v)
 
     def to_temporal(self, path: str, v: Any) -> Temporal:
-        found = temporal(v, self.tz)
+        try:
+            found = temporal(v, self.tz)
+        except DateError as e:
+            raise EvaluationError(f"rule {self.rule_id}: {path}: {e.message}") from None
         if found is None:
             raise self.fail(path, "a date (ISO 8601, like 2026-01-31 or "
                                   "2026-01-31T10:00:00+05:30)", v)

@@ -6,7 +6,6 @@ Each command opens the database, checks the schema, calls one function of
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from datetime import date
@@ -26,6 +25,7 @@ from referral.cli.common import (
 )
 from settlement import audit
 from settlement import ledger as ledger_api
+from settlement.csvcells import SafeDictWriter
 from settlement.ledger import (
     EXPORT_FIELDS,
     Entry,
@@ -34,6 +34,7 @@ from settlement.ledger import (
     TransitionResult,
     format_timestamp,
 )
+from settlement.records import canonical_id
 from settlement.tables import STATUSES
 
 
@@ -53,10 +54,20 @@ def ledger() -> None:
     """Post, move, reverse, inspect and verify ledger entries."""
 
 
+def _canonical_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Ids as settlement reads them: NFC, no invisible, bidi or line-breaking characters
+    (which could forge lines in ``ledger show`` or pass for another person)."""
+    try:
+        return None if value is None else canonical_id(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @ledger.command()
-@click.argument("user")
+@click.argument("user", callback=_canonical_id)
 @click.argument("amount")
-@click.option("--reference", "reference", required=True, help="Idempotency key of the credit.")
+@click.option("--reference", "reference", required=True, callback=_canonical_id,
+              help="Idempotency key of the credit.")
 @click.option("--confirmed", is_flag=True, help="Post as confirmed instead of pending.")
 @business_date_option
 @lock_timeout_option
@@ -277,7 +288,7 @@ def export(fmt: str, status: str | None, rule_id: str | None, user_id: str | Non
     reference_id, reversal_id, timestamp, business_date, rule_id, referral_id, role,
     event_date, hold_until, run_id, paid_date, payout_batch."""
     out = _Echo()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer = SafeDictWriter(out, fieldnames=EXPORT_FIELDS)
     if fmt == "csv":
         writer.writeheader()
     where = ExportFilter(status=status, rule_id=rule_id, user_id=user_id, start=start, end=end)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import date
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from referral.cli.common import Group, as_of_date, db_option, db_transaction, locale_option
+from settlement.csvcells import SafeWriter
 from settlement.reports import (
     FIGURES,
     GROUPINGS,
@@ -78,7 +78,7 @@ def liabilities_cmd(as_of: date, by: str, currency: str | None, as_json: bool, a
         return
     key = {"rule": "rule_id", "user": "user_id"}.get(by)
     if as_csv:
-        writer = csv.writer(_Echo(), lineterminator="\n")
+        writer = SafeWriter(_Echo())
         writer.writerow(([key] if key else []) + ["currency", *FIGURES,
                                                   *(f"{f}_formatted" for f in FIGURES)])
         rows = result.rows if key else [(None, c, s) for c, s in result.currencies.items()]
@@ -126,7 +126,7 @@ def activity_cmd(start: date, end: date, by: str, by_rule: bool, currency: str |
                               ensure_ascii=False))
         return
     if as_csv:
-        writer = csv.writer(_Echo(), lineterminator="\n")
+        writer = SafeWriter(_Echo())
         writer.writerow(["period", "currency"] + (["rule_id"] if by_rule else [])
                         + [*ACTIVITY_FIGURES, *(f"{f}_formatted" for f in ACTIVITY_FIGURES)])
         for r in rows:

@@ -151,7 +151,8 @@ def _quarantine_limit(ctx: click.Context, param: click.Parameter, value: str | N
               help="Rule files or directories (repeatable; also REFERRAL_RULES, rules in "
                    "referral.toml).")
 @click.option("--records", "records_path", required=True,
-              help="JSON Lines or CSV file of referral records; - reads stdin.")
+              help="Referral records: JSON Lines, CSV or a JSON array, any of them gzipped;"
+                   " - reads stdin.")
 @db_option
 @click.option("--as-of", callback=optional_date,
               help="Settlement date (default: today in the program's time zone).")

@@ -114,6 +114,22 @@ JSONL_KINDS: dict[str, tuple[Callable[[int], bytes], str]] = {
                             "not valid UTF-8 text"),
     "BOM inside the file": (lambda n: "\ufeff".encode() + good_line(n).encode(),
                             "Unexpected UTF-8 BOM"),
+    "duplicate key": (lambda n: good_line(n).replace('"id": "u900001"', '"id": "u900001",'
+                                                     ' "id": "attacker"').encode(),
+                      "duplicate key referrer.id"),
+    "bidi override in an id": (with_("referrer.id", "u900001\u202e"),
+                               "referrer.id contains U+202E RIGHT-TO-LEFT OVERRIDE"),
+    "ESC in an id": (with_("referee.id", "u\x1b[2J"), "referee.id contains U+001B"),
+    "CR LF in an id": (with_("referrer.id", "u1\r\nINR pending ₹0 confirmed ₹99,999"),
+                       "referrer.id contains U+000D"),
+    "zero-width space in an id": (with_("referee.id", "u900002\u200b"), "U+200B ZERO WIDTH"),
+    "money in Arabic-Indic digits": (lambda n: good_line(n).replace("149900", "1٤9900").encode(),
+                                     "not valid JSON"),
+    "created_at in December 9999": (with_("referral.created_at", "9999-12-15"),
+                                    "referral.created_at 9999-12-15: out of range"),
+    "updated_at beyond the calendar": (
+        lambda n: good_line(n)[:-1].encode() + b', "updated_at": "9999-12-31T23:00:00-05:00"}',
+        "updated_at: '9999-12-31T23:00:00-05:00' is out of range"),
 }
 
 CSV_COLUMNS = ["referral_id", "referral.created_at", "referrer.id", "referrer.plan",
@@ -158,6 +174,11 @@ CSV_KINDS: dict[str, tuple[Callable[[int], bytes], str]] = {
     "overlong referral_id": (csv_bad("referral_id", "y" * 200), "longer than 128"),
     "NUL in a cell": (csv_bad("referrer.plan", "pa\x00id"), "NUL"),
     "not UTF-8": (csv_bad("referee.country", "\udcc9IRE"), "not valid UTF-8 text"),
+    "unterminated quote": (lambda n: csv_bad("referrer.plan", "paid")(n).replace(
+        b",paid,", b',"paid,', 1), "unterminated quote"),
+    "bidi override in an id": (csv_bad("referee.id", "u\u202e1"), "U+202E RIGHT-TO-LEFT"),
+    "money in Arabic-Indic digits": (csv_bad("referee.first_payment", "1٤9900"),
+                                     "expected a money amount"),
 }
 
 
