@@ -34,7 +34,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -106,6 +106,7 @@ class ProgressPolicy:
     records: int = 10_000
     seconds: float = 10.0
     log: bool = True
+    on_phase: Callable[[str], None] | None = None  # told each phase (a progress bar's label)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ class RunTracker(RunObserver):
         if name == self.current:
             return
         self.current = name
+        if self.policy.on_phase is not None:
+            self.policy.on_phase(name)
         if name == "done":
             return
         first = name not in self.seen

@@ -228,3 +228,29 @@ def test_killed_run_is_aborted_and_the_next_start_records_it(
     assert [e[1:] for e in events(db_url) if e[0] == killed["run_id"]][-1] \
         == ("aborted", expected_phase)
     assert [r["status"] for r in runs_json(db_url)] == ["succeeded", "aborted"]
+
+
+@pytest.mark.parametrize(("newest", "committed", "live", "shown"), [
+    ("succeeded", False, False, "succeeded"),
+    ("failed", True, False, "failed"),
+    ("dry_run", False, True, "dry_run"),
+    ("running", False, True, "running"),
+    ("running", False, False, "aborted"),
+    ("running", True, False, "succeeded"),   # killed after COMMIT, before its end row
+    ("unknown", True, False, "succeeded"),
+    ("unknown", False, True, "failed"),      # done with its transaction, which never committed
+])
+def test_status_derived_from_the_newest_row(newest, committed, live, shown) -> None:
+    from settlement.runs import _derive
+
+    assert _derive(newest, committed, live) == shown
+
+
+def test_stdin_runs_are_recorded_as_stdin(db_url, rules_dir) -> None:
+    upgrade(db_url)
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules_dir), "--records", "-",
+                                       "--db", db_url, "--as-of", "2026-01-10"],
+                                input=FIRST[0] + "\n")
+    assert result.exit_code == 0, result.output
+    [run] = runs_json(db_url)
+    assert (run["input_name"], run["input_size"], run["input_sha256"]) == ("<stdin>", None, None)

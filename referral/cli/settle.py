@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import date
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -33,17 +33,41 @@ from settlement.runs import ProgressPolicy, settle_recorded
 SHOWN_CAPPED = 10
 
 
-def _with_progress(
-    items: Iterator[Record | BadRecord], path: str, show: bool
-) -> Iterator[Record | BadRecord]:
-    """Show a progress bar (bytes of input read) only on a terminal."""
-    if not show or path == "-":
-        yield from items
-        return
-    with click.progressbar(length=os.path.getsize(path), label="settling", file=sys.stderr) as bar:
+class _PhaseBar:
+    """A progress bar on a terminal: bytes of input read, labelled with the run's phase
+    (so posting, confirming and committing show too, after the last byte is read)."""
+
+    def __init__(self, path: str, show: bool) -> None:
+        self.bar: Any = None
+        if show and path != "-":
+            self.bar = click.progressbar(length=max(os.path.getsize(path), 1),
+                                         label=self._label("start"), file=sys.stderr)
+
+    @staticmethod
+    def _label(phase: str) -> str:
+        return f"settling: {phase:<10}"
+
+    def __enter__(self) -> _PhaseBar:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def items(self, items: Iterator[Record | BadRecord]) -> Iterator[Record | BadRecord]:
+        if self.bar is None:
+            yield from items
+            return
         for item in items:
-            bar.update(len(item.raw.encode()) + 1)
+            self.bar.update(len(item.raw.encode()) + 1)
             yield item
+
+    def phase(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.label = self._label(name)
+            self.bar.render_progress()
 
 
 def _print_plan(p: PlannedReward) -> None:
@@ -207,21 +231,23 @@ def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: dat
          verbose: bool, progress_every: int) -> RunSummary:
     """Load the rules and settle, logging as asked; the summary."""
     verbosity = 1 if verbose else -1 if quiet else 0
-    bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
-    with command_logging(log_format, verbosity) as diagnostic:
+    # On a terminal the bar shows the phases; -v shows log lines instead.
+    bar = (sys.stderr.isatty() and not as_json and log_format == "text" and verbosity == 0)
+    with command_logging(log_format, -1 if bar else verbosity) as diagnostic:
         loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
                             currency=currency, echo=diagnostic)
         engine = open_engine(db_url)
         try:
-            with engine.connect() as conn:
-                items = _with_progress(read_records(records_path), records_path, show=bar)
+            with engine.connect() as conn, _PhaseBar(records_path, show=bar) as progress:
                 summary = settle_recorded(
-                    conn, loaded.program, items, records_path=records_path, as_of=as_of,
+                    conn, loaded.program, progress.items(read_records(records_path)),
+                    records_path=records_path, as_of=as_of,
                     dry_run=dry_run, strict=strict, wait=wait, explain=explain,
                     on_plan=_print_plan if dry_run and not as_json else None,
                     renamed=renamed, allow_anonymous=allow_anonymous_rules,
                     allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
-                    progress=ProgressPolicy(records=progress_every, log=not bar),
+                    progress=ProgressPolicy(records=progress_every, log=not bar,
+                                            on_phase=progress.phase if bar else None),
                 )
         finally:
             engine.dispose()
