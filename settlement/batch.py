@@ -106,6 +106,8 @@ class RunSummary:
     quarantined: int = 0
     amount_posted: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    # SHA-256 of the records as read (each line and a newline), as settlement_runs keeps it.
+    input_digest: str = ""
     capped_notes: list[str] = field(default_factory=list)
     conflict_notes: list[str] = field(default_factory=list)
     quarantine_notes: list[str] = field(default_factory=list)
@@ -635,6 +637,7 @@ def _settle_locked(
         )
         run.run(records)
         summary = run.summary
+        summary.input_digest = run.input_hash.hexdigest()
         observer.phase("checking", run.counts_so_far())
         if summary.conflicts and not allow_conflicts:
             raise SettlementError(
@@ -653,7 +656,7 @@ def _settle_locked(
                 "started_at": started,
                 "finished_at": datetime.now(UTC),
                 "rules_digest": program_digest(program),
-                "input_digest": run.input_hash.hexdigest(),
+                "input_digest": summary.input_digest,
                 "input_name": input_name,
                 "amount_posted": json.dumps(summary.as_json()["amount_posted"]),
                 **{k: getattr(summary, k) for k in RunSummary.COUNTERS},

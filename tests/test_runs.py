@@ -79,7 +79,7 @@ def test_runs_list_shows_succeeded_and_dry_runs_with_absolute_input(
     data = small_input.read_bytes()
     assert run["input_name"] == str(small_input)  # absolute, though given relative
     assert run["input_size"] == len(data)
-    assert run["input_sha256"] == hashlib.sha256(data).hexdigest()
+    assert run["input_sha256"] == hashlib.sha256(data).hexdigest()  # lines as read
     assert run["as_of"] == "2026-01-10" and run["pid"] == os.getpid()
     assert (run["counts"]["records"], run["counts"]["posted"], run["counts"]["quarantined"]) \
         == (8, 11, 3)
@@ -253,4 +253,5 @@ def test_stdin_runs_are_recorded_as_stdin(db_url, rules_dir) -> None:
                                 input=FIRST[0] + "\n")
     assert result.exit_code == 0, result.output
     [run] = runs_json(db_url)
-    assert (run["input_name"], run["input_size"], run["input_sha256"]) == ("<stdin>", None, None)
+    assert (run["input_name"], run["input_size"]) == ("<stdin>", None)
+    assert run["input_sha256"] == hashlib.sha256(FIRST[0].encode() + b"\n").hexdigest()
