@@ -255,3 +255,22 @@ def test_stdin_runs_are_recorded_as_stdin(db_url, rules_dir) -> None:
     [run] = runs_json(db_url)
     assert (run["input_name"], run["input_size"]) == ("<stdin>", None)
     assert run["input_sha256"] == hashlib.sha256(FIRST[0].encode() + b"\n").hexdigest()
+
+
+@pytest.mark.slow
+def test_interrupted_run_leaves_a_failed_row_with_its_phase(db_url, rules_dir, big_input) -> None:
+    upgrade(db_url)
+    proc = spawn(settle_args(rules_dir, big_input, db_url, "--log-format", "json",
+                             "--progress-every", "2000"))
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        entry = json.loads(line)
+        if entry["event"] == "progress":
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert snapshot(db_url) == set()
+    [run] = runs_json(db_url)
+    assert (run["status"], run["error"]) == ("failed", "interrupted")
+    assert run["phase"] in ("reading", "evaluating", "posting")
