@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any, TextIO
@@ -200,13 +201,14 @@ def settle(
         raise click.BadParameter(f"{records_path!r} is not a file", param_hint="--records")
     if quiet and verbose:
         raise click.UsageError("-q and -v exclude each other")
+    run_id = uuid.uuid4().hex
     if log_format == "json":
-        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
+        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer(run_id=run_id)
     started = time.monotonic()
     try:
         summary = _run(rule_paths, records_path, db_url, as_of, allow_future_as_of, dry_run,
                        strict, as_json, explain, wait, currency, renamed, allow_anonymous_rules,
-                       allow_conflicts, log_format, quiet, verbose, progress_every)
+                       allow_conflicts, log_format, quiet, verbose, progress_every, run_id)
     except BaseException as e:
         if metrics_file is not None:
             _write_metrics(metrics_file, RunMetrics(
@@ -228,7 +230,7 @@ def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: dat
          allow_future_as_of: bool, dry_run: bool, strict: bool, as_json: bool,
          explain: TextIO | None, wait: bool, currency: str | None, renamed: dict[str, str],
          allow_anonymous_rules: bool, allow_conflicts: bool, log_format: str, quiet: bool,
-         verbose: bool, progress_every: int) -> RunSummary:
+         verbose: bool, progress_every: int, run_id: str) -> RunSummary:
     """Load the rules and settle, logging as asked; the summary."""
     verbosity = 1 if verbose else -1 if quiet else 0
     # On a terminal the bar shows the phases; -v shows log lines instead.
@@ -241,7 +243,7 @@ def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, as_of: dat
             with engine.connect() as conn, _PhaseBar(records_path, show=bar) as progress:
                 summary = settle_recorded(
                     conn, loaded.program, progress.items(read_records(records_path)),
-                    records_path=records_path, as_of=as_of,
+                    records_path=records_path, as_of=as_of, run_id=run_id,
                     dry_run=dry_run, strict=strict, wait=wait, explain=explain,
                     on_plan=_print_plan if dry_run and not as_json else None,
                     renamed=renamed, allow_anonymous=allow_anonymous_rules,
