@@ -111,6 +111,8 @@ class RunSummary:
     quarantined: int = 0
     amount_posted: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    # SHA-256 of the records as read (each line and a newline), as settlement_runs keeps it.
+    input_digest: str = ""
     capped_notes: list[str] = field(default_factory=list)
     conflict_notes: list[str] = field(default_factory=list)
     quarantine_notes: list[str] = field(default_factory=list)
@@ -222,8 +224,8 @@ class Settlement:
         self.first_reasons: list[str] = []  # for a run refused as a whole (settlement.guards)
         self.explain_lines: list[dict[str, Any]] = []
         self.granted_rules: set[str] = set()
-        # Referrals one of whose records of this input is their newest snapshot.
-        self.kept_here: set[str] = set()
+        # Referral id -> records of this input after the first with its kept snapshot.
+        self.copies: dict[str, int] = {}
         self.holds_from = {r.id for r in program.rules if r.hold_days and r.hold_from}
         self.longest_rule_id = max((r.id for r in program.rules), key=len, default="")
         self.limit_rules = [r for r in program.rules if r.limit is not None]
@@ -343,8 +345,9 @@ class Settlement:
             if ev is None:
                 continue
             evaluated.append(ev)
-            self._count_stale(rid, stale and previous is not None
-                              and previous.digest != digest)
+            older = stale and previous is not None and previous.digest != digest
+            ev.current = not older
+            self._count_snapshot(rid, previous, digest, older, by_referral.get(rid, {}))
             if stale:
                 continue
             if previous is None or previous.digest != digest:
@@ -366,14 +369,25 @@ class Settlement:
                     self.explain.write(json.dumps(line, sort_keys=True, default=str) + "\n")
             self.explain_lines = []
 
-    def _count_stale(self, rid: str, older: bool) -> None:
+    def _count_snapshot(self, rid: str, previous: facts.Kept | None, digest: str,
+                        older: bool, standing: Mapping[Key, Any]) -> None:
         """``stale`` counts records that are not their referral's newest snapshot after the
         run: older than the kept one when read, or superseded by a later record of this
-        input.  A rerun of the same input counts the same records."""
-        if older or rid in self.kept_here:
+        input (which takes back what they counted in ``rewarded``).  A rerun of the same
+        input counts the same records, and no memory grows with the input but for
+        referrals that appear more than once with the same facts."""
+        if older:
             self.summary.stale += 1
-        else:
-            self.kept_here.add(rid)
+            return
+        if previous is None or previous.run_id != self.summary.run_id:
+            return
+        if previous.digest == digest:  # the same snapshot as an earlier record of this input
+            self.copies[rid] = self.copies.get(rid, 0) + 1
+            return
+        superseded = 1 + self.copies.pop(rid, 0)
+        self.summary.stale += superseded
+        if any(held.total > 0 for held in standing.values()):
+            self.counts.rewarded -= superseded
 
     def _evaluate(self, record: Record, newest: Record, standing: Mapping[Key, Any],
                   stale: bool, slot: dict[str, Any] | None) -> Evaluated | None:
@@ -717,6 +731,7 @@ def _settle_locked(
         )
         run.run(records)
         summary = run.summary
+        summary.input_digest = run.input_hash.hexdigest()
         if input_guards is not None:
             guards.check_input(summary.records, summary.quarantined, run.first_reasons,
                                input_name=input_name, guards=input_guards)
@@ -741,7 +756,7 @@ def _settle_locked(
                 "started_at": started,
                 "finished_at": datetime.now(UTC),
                 "rules_digest": program_digest(program),
-                "input_digest": run.input_hash.hexdigest(),
+                "input_digest": summary.input_digest,
                 "input_name": input_name,
                 "amount_posted": json.dumps(summary.as_json()["amount_posted"]),
                 **{k: getattr(summary, k) for k in RunSummary.COUNTERS},

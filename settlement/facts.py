@@ -63,6 +63,7 @@ class Kept:
     version: Version
     digest: str
     earlier: frozenset[str] = frozenset()
+    run_id: str | None = None  # the run that kept it
 
     def supersedes(self, version: Version, digest_: str) -> bool:
         """Whether this kept snapshot is at least as new as an incoming one.
@@ -117,7 +118,7 @@ def digest(text: str) -> str:
 
 
 _ROWS = sa.select(_F.c.id, _F.c.referral_id, _F.c.version, _F.c.updated_at,
-                  _F.c.digest).order_by(_F.c.id)
+                  _F.c.digest, _F.c.run_id).order_by(_F.c.id)
 _DATA = sa.select(_F.c.id, _F.c.data, _F.c.file, _F.c.line)
 
 
@@ -133,7 +134,7 @@ def kept_snapshots(conn: Connection, referral_ids: Iterable[str]) -> dict[str, K
     for rid, history in rows.items():
         row = history[-1]  # in id order: the newest
         found[rid] = Kept(row.id, Version(row.version, _utc(row.updated_at)), row.digest,
-                          frozenset(r.digest for r in history))
+                          frozenset(r.digest for r in history), row.run_id)
     return found
 
 

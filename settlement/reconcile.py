@@ -98,6 +98,9 @@ class Evaluated:
     retired_reverse: dict[str, bool | None]
     stale: bool = False
     explain: dict[str, Any] | None = None
+    # The record is its referral's newest snapshot (not older than the kept one): it
+    # counts in ``rewarded``.
+    current: bool = True
 
 
 @dataclass
@@ -137,10 +140,12 @@ class CappedKey:
 class Counts:
     """The run's reconciliation counters (``RunSummary`` shows them).
 
-    Two kinds (README, "What the numbers mean").  What the input stands at after the
-    run, the same on a rerun of the same input: ``rewarded`` (referrals of the input
-    with something standing after the run) and ``capped`` (keys of the input left
-    below their entitlement by LIMIT after the run, counted by ``Reconciler.finish``).
+    Two kinds (README, "Settlement counters").  Where the input stands after the run,
+    the same on a rerun of the same input: ``rewarded`` (records that are their
+    referral's newest snapshot and after whose settlement something stands, room freed
+    later in the run included; ``batch`` takes back records a later one supersedes)
+    and ``capped`` (keys left below their entitlement by LIMIT after the run, counted
+    by ``Reconciler.finish``).
     What the run changed, zero on a rerun: ``posted``, ``reversed``, ``superseded``,
     ``adjusted``, ``moved``.  ``already_posted`` counts keys that needed no change.
     """
@@ -183,12 +188,15 @@ class Reconciler:
         self.capped: dict[tuple[Any, ...], list[CappedKey]] = defaultdict(list)
         self.capped_of: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self.freed: set[tuple[Any, ...]] = set()
-        # Referrals of the input something stands for, as their latest settlement left them.
-        self.standing_referrals: set[str] = set()
+        # Referrals whose current record left nothing standing but a key LIMIT cut to
+        # nothing: room freed later in the run (top_up) makes them rewarded.
+        self.unrewarded: set[str] = set()
 
     def referral(self, ev: Evaluated, standing: Mapping[Key, Standing],
                  terminated: set[str], changes: Changes) -> None:
         rid = ev.record.referral_id
+        waiting = rid in self.unrewarded
+        self.unrewarded.discard(rid)
         for bucket in self.capped_of.pop(rid, ()):
             self.capped[bucket] = [c for c in self.capped[bucket] if c.key.referral_id != rid]
         outcomes = {o.rule_id: o for o in ev.evaluation.active_outcomes}
@@ -218,10 +226,14 @@ class Reconciler:
                 exclusive = live.exclusive if live is not None else self._retired_exclusive(held)
                 if exclusive and final > 0:
                     claims.setdefault(role, (priority, rule_id))
-        if stands:
-            self.standing_referrals.add(rid)
-        else:
-            self.standing_referrals.discard(rid)
+        if ev.current and stands:
+            self.counts.rewarded += 1
+        elif not stands and (ev.current or waiting) and self._cut_to_nothing(rid):
+            self.unrewarded.add(rid)
+
+    def _cut_to_nothing(self, rid: str) -> bool:
+        return any(c.have == 0 for bucket in self.capped_of.get(rid, ())
+                   for c in self.capped[bucket] if c.key.referral_id == rid)
 
     # -- one key ---------------------------------------------------------------
 
@@ -426,13 +438,12 @@ class Reconciler:
         self.capped_of[key.referral_id].append(bucket)
 
     def finish(self) -> None:
-        """End of the run, after ``top_up``: the counters that describe where the input
-        stands (``rewarded``, ``capped``), so that a rerun reports the same."""
+        """End of the run, after ``top_up``: ``capped`` counts the keys still below their
+        entitlement, so that a rerun reports the same."""
         left = [c for keys in self.capped.values() for c in keys if c.have < c.want.amount]
         self.counts.capped = len(left)
         self.counts.capped_notes = [_capped_note(c.key, c.rule, c.want.amount, c.have)
                                     for c in left[:MAX_NOTES]]
-        self.counts.rewarded = len(self.standing_referrals)
 
     def top_up(self, changes: Changes) -> list[dict[str, Any]]:
         """End of the run: keys this run capped get the room later reversals freed, in the
@@ -459,8 +470,9 @@ class Reconciler:
                                 "outcome": "posted", "kind": "increase", "old": c.have,
                                 "amount": delta, "user_id": c.user,
                                 "why": "LIMIT room freed later in the run"})
-                if c.have == 0:
-                    self.standing_referrals.add(c.key.referral_id)
+                if c.have == 0 and c.key.referral_id in self.unrewarded:
+                    self.unrewarded.discard(c.key.referral_id)
+                    self.counts.rewarded += 1
                 c.have += delta
                 c.newest = request.reference_id
         return actions

@@ -5,15 +5,16 @@ fails; ``settlement_runs`` is written inside it and shows only runs that committ
 The history is written beside it, in ``settlement_run_events``, on a connection of
 its own:
 
-- a start row (status ``running``: as-of, absolute input path, size, SHA-256,
-  host, pid), committed in a short transaction before the run begins; the same
-  transaction settles what earlier runs left unfinished (below);
+- a start row (status ``running``: as-of, absolute input path, size, host, pid),
+  committed in a short transaction before the run begins; the same transaction
+  settles what earlier runs left unfinished (below);
 - phase rows while the run runs, where the database lets another connection
   write beside it (PostgreSQL; SQLite's one write lock is the run's);
 - an end row: ``succeeded`` inside the run's own transaction, so it commits with
-  the run or not at all; ``failed`` (error and phase), ``dry_run`` or ``unknown``
-  (the connection went around COMMIT) in a separate transaction after the
-  rollback.
+  the run or not at all (so it is how a later start learns that a run committed,
+  as ``settlement_runs`` would say); ``failed`` (error and phase), ``dry_run`` or
+  ``unknown`` (the connection went around COMMIT) in a separate transaction after
+  the rollback.  End rows carry the input's SHA-256 as the run read it.
 
 A run whose newest row says ``running`` but whose marker lock nobody holds
 (``settlement.locks``: its process died) is *aborted*; one that said ``unknown``
@@ -27,14 +28,13 @@ in its ``extra`` (the CLI renders them as text or JSON lines).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -76,26 +76,19 @@ _PHASE_MESSAGES = {
 
 @dataclass(frozen=True)
 class InputInfo:
-    """The input file as the start row records it."""
+    """The input file as the start row records it (its digest comes with the end row:
+    the run computes it as it reads, so the file is read once)."""
 
     name: str  # absolute path, or <stdin>
     size: int | None = None
-    digest: str | None = None  # SHA-256 of the file's bytes
 
 
 def describe_input(path: str) -> InputInfo:
-    """Absolute path, size and SHA-256 of an input file (one sequential read: a fraction of
-    what settling it costs); stdin has none of them."""
+    """Absolute path and size of an input file; stdin has neither."""
     if path == "-":
         return InputInfo(STDIN_NAME)
     absolute = os.path.abspath(path)
-    digest = hashlib.sha256()
-    size = 0
-    with open(absolute, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return InputInfo(absolute, size, digest.hexdigest())
+    return InputInfo(absolute, os.stat(absolute).st_size)
 
 
 @dataclass(frozen=True)
@@ -107,6 +100,7 @@ class ProgressPolicy:
     records: int = 10_000
     seconds: float = 10.0
     log: bool = True
+    on_phase: Callable[[str], None] | None = None  # told each phase (a progress bar's label)
 
 
 @dataclass(frozen=True)
@@ -185,7 +179,7 @@ class RunTracker(RunObserver):
                 conn.execute(_EV.insert(), {
                     "run_id": self.run_id, "status": "running", "phase": "start", "at": _now(),
                     "as_of": as_of, "input_name": source.name, "input_size": source.size,
-                    "input_digest": source.digest, "host": socket.gethostname()[:255],
+                    "host": socket.gethostname()[:255],
                     "pid": os.getpid(),
                 })
                 db.hold_marker(conn, RUN_MARKER_NAMESPACE, run_marker_key(self.run_id))
@@ -212,6 +206,8 @@ class RunTracker(RunObserver):
         if name == self.current:
             return
         self.current = name
+        if self.policy.on_phase is not None:
+            self.policy.on_phase(name)
         if name == "done":
             return
         first = name not in self.seen
@@ -237,7 +233,8 @@ class RunTracker(RunObserver):
                                                                 event="progress"))
 
     def before_commit(self, conn: Connection, summary: Any) -> None:
-        conn.execute(_EV.insert(), self._end_row("succeeded", "done", summary.as_json(), None))
+        conn.execute(_EV.insert(), self._end_row("succeeded", "done", summary.as_json(), None,
+                                                 summary.input_digest))
 
     # -- end -------------------------------------------------------------------
 
@@ -245,10 +242,10 @@ class RunTracker(RunObserver):
         return round(time.monotonic() - self.started, 3)
 
     def _end_row(self, status: str, phase: str, counts: Mapping[str, Any] | None,
-                 error: str | None) -> dict[str, Any]:
+                 error: str | None, digest: str | None = None) -> dict[str, Any]:
         return {"run_id": self.run_id, "status": status, "phase": phase, "at": _now(),
-                "error": error, "counts": _json({**(counts or {}),
-                                                 "duration_s": self.duration_s()})}
+                "error": error, "input_digest": digest or None,
+                "counts": _json({**(counts or {}), "duration_s": self.duration_s()})}
 
     def _phase_row(self, phase: str, counts: Mapping[str, Any]) -> None:
         """A phase row on PostgreSQL (elsewhere the run's lock is the only writer's)."""
@@ -275,7 +272,9 @@ class RunTracker(RunObserver):
         try:
             if status != "succeeded" and self.conn is not None:
                 with self.conn.begin():
-                    self.conn.execute(_EV.insert(), self._end_row(status, phase, counts, message))
+                    self.conn.execute(_EV.insert(), self._end_row(
+                        status, phase, counts, message,
+                        summary.input_digest if summary is not None else None))
         except sa.exc.SQLAlchemyError as e:
             log.warning("could not record the end of run %s (%s): %s; the next run's start"
                         " will", self.run_id, status, one_line(e),
@@ -471,11 +470,14 @@ def _live(conn: Connection, starts: Mapping[str, sa.Row[Any]]) -> set[str]:
 
 
 def _committed(conn: Connection, run_ids: Iterable[str]) -> set[str]:
+    """Which of these runs committed: their ``succeeded`` row is written in the run's own
+    transaction, with its ``settlement_runs`` row (which a starting run need not read,
+    nor wait for while someone locks it)."""
     ids = list(run_ids)
     if not ids:
         return set()
-    return {row.run_id for row in backend(conn).select_in(
-        conn, sa.select(_RUNS.c.run_id), _RUNS.c.run_id, ids)}
+    stmt = sa.select(_EV.c.run_id).where(_EV.c.status == "succeeded")
+    return {row.run_id for row in backend(conn).select_in(conn, stmt, _EV.c.run_id, ids)}
 
 
 def _events_of(conn: Connection, run_ids: list[str]) -> dict[str, list[sa.Row[Any]]]:
@@ -503,7 +505,8 @@ def _infos(conn: Connection, events: Mapping[str, list[sa.Row[Any]]]) -> dict[st
             run_id=rid, status=status, phase=newest.phase, started_at=start.at,
             ended_at=newest.at if status in TERMINAL and newest.status in TERMINAL else None,
             as_of=start.as_of, input_name=start.input_name, input_size=start.input_size,
-            input_digest=start.input_digest, host=start.host, pid=start.pid,
+            input_digest=next((r.input_digest for r in reversed(rows) if r.input_digest), None),
+            host=start.host, pid=start.pid,
             error=next((r.error for r in reversed(rows) if r.error), None), counts=counts)
     return out
 
@@ -535,8 +538,8 @@ def _resolve_unfinished(conn: Connection) -> list[Resolution]:
         now = _derive(row.status, row.run_id in committed, row.run_id in live)
         if now == row.status:
             continue
-        note = {"succeeded": "committed (found in settlement_runs)",
-                "failed": "did not commit (not in settlement_runs)",
+        note = {"succeeded": "committed",
+                "failed": "did not commit",
                 "aborted": "its process ended without recording an end"}[now]
         conn.execute(_EV.insert(), {"run_id": row.run_id, "status": now, "phase": row.phase,
                                     "at": _now(), "error": None if now == "succeeded" else note})

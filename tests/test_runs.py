@@ -79,7 +79,7 @@ def test_runs_list_shows_succeeded_and_dry_runs_with_absolute_input(
     data = small_input.read_bytes()
     assert run["input_name"] == str(small_input)  # absolute, though given relative
     assert run["input_size"] == len(data)
-    assert run["input_sha256"] == hashlib.sha256(data).hexdigest()
+    assert run["input_sha256"] == hashlib.sha256(data).hexdigest()  # lines as read
     assert run["as_of"] == "2026-01-10" and run["pid"] == os.getpid()
     assert (run["counts"]["records"], run["counts"]["posted"], run["counts"]["quarantined"]) \
         == (8, 11, 3)
@@ -228,3 +228,49 @@ def test_killed_run_is_aborted_and_the_next_start_records_it(
     assert [e[1:] for e in events(db_url) if e[0] == killed["run_id"]][-1] \
         == ("aborted", expected_phase)
     assert [r["status"] for r in runs_json(db_url)] == ["succeeded", "aborted"]
+
+
+@pytest.mark.parametrize(("newest", "committed", "live", "shown"), [
+    ("succeeded", False, False, "succeeded"),
+    ("failed", True, False, "failed"),
+    ("dry_run", False, True, "dry_run"),
+    ("running", False, True, "running"),
+    ("running", False, False, "aborted"),
+    ("running", True, False, "succeeded"),   # killed after COMMIT, before its end row
+    ("unknown", True, False, "succeeded"),
+    ("unknown", False, True, "failed"),      # done with its transaction, which never committed
+])
+def test_status_derived_from_the_newest_row(newest, committed, live, shown) -> None:
+    from settlement.runs import _derive
+
+    assert _derive(newest, committed, live) == shown
+
+
+def test_stdin_runs_are_recorded_as_stdin(db_url, rules_dir) -> None:
+    upgrade(db_url)
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules_dir), "--records", "-",
+                                       "--db", db_url, "--as-of", "2026-01-10"],
+                                input=FIRST[0] + "\n")
+    assert result.exit_code == 0, result.output
+    [run] = runs_json(db_url)
+    assert (run["input_name"], run["input_size"]) == ("<stdin>", None)
+    assert run["input_sha256"] == hashlib.sha256(FIRST[0].encode() + b"\n").hexdigest()
+
+
+@pytest.mark.slow
+def test_interrupted_run_leaves_a_failed_row_with_its_phase(db_url, rules_dir, big_input) -> None:
+    upgrade(db_url)
+    proc = spawn(settle_args(rules_dir, big_input, db_url, "--log-format", "json",
+                             "--progress-every", "2000"))
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        entry = json.loads(line)
+        if entry["event"] == "progress":
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert snapshot(db_url) == set()
+    [run] = runs_json(db_url)
+    assert (run["status"], run["error"]) == ("failed", "interrupted")
+    assert run["phase"] in ("reading", "evaluating", "posting")

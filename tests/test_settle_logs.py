@@ -77,6 +77,7 @@ def test_settle_json_logs_a_failure_and_a_rule_warning_as_json(db_url, tmp_path,
     assert entries[0]["message"].startswith(f"{rules}:1:")
     assert entries[-2]["event"] == "summary" and entries[-2]["status"] == "failed"
     assert entries[-1]["event"] == "error" and entries[-1]["level"] == "error"
+    assert entries[-1]["run_id"] == entries[-2]["run_id"] is not None
     assert "--allow-anonymous-rules" in entries[-1]["message"]
 
 

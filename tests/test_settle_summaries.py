@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import upgrade
+from settlement.demo import write_records
 from tests.test_settle_cli import settle_args
 from tests.test_settlement import RULES, rec
 
@@ -62,6 +63,44 @@ def test_a_rerun_reports_the_same_state_counters(db_url, rules_dir, tmp_path) ->
     assert first["posted"] > 0 and first["adjusted"] == 2  # the two top-ups
     assert {k: second[k] for k in CHANGES} == dict.fromkeys(CHANGES, 0)
     assert second["already_posted"] == third["already_posted"] > 0
+
+
+def versioned(line: str, version: int) -> str:
+    return json.dumps({**json.loads(line), "version": version})
+
+
+@pytest.mark.parametrize(("lines", "stale", "rewarded"), [
+    # the same snapshot twice, then a change: both earlier records are superseded
+    ([rec("r1", "A", "B"), rec("r1", "A", "B"), rec("r1", "A", "B", refunded=True)], 2, 1),
+    # versions read out of order: the older one is stale
+    ([versioned(rec("r1", "A", "B", refunded=True), 2), versioned(rec("r1", "A", "B"), 1)],
+     1, 1),
+    # exact copies are all the newest snapshot
+    ([rec("r1", "A", "B"), rec("r1", "A", "B")], 0, 2),
+    # a referral that stops paying anything
+    ([rec("r5", "G", "H"), rec("r5", "G", "H", subscribed=False)], 1, 0),
+], ids=["copies-then-change", "versions-out-of-order", "exact-copies", "stops-paying"])
+def test_rerun_counters_on_repeated_referrals(db_url, rules_dir, tmp_path, lines, stale,
+                                              rewarded) -> None:
+    upgrade(db_url)
+    path = tmp_path / "repeated.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    first = settle_json(rules_dir, path, db_url)
+    second = settle_json(rules_dir, path, db_url)
+    assert (first["stale"], first["rewarded"]) == (stale, rewarded)
+    assert {k: second[k] for k in STATE} == {k: first[k] for k in STATE}
+
+
+def test_rerun_counters_on_generated_records(db_url, rules_dir, tmp_path) -> None:
+    upgrade(db_url)
+    path = tmp_path / "demo.jsonl"
+    with path.open("w") as fh:
+        write_records(fh, 600, seed=3)  # repeats, refunds, bad lines, LIMIT cuts
+    first = settle_json(rules_dir, path, db_url)
+    second = settle_json(rules_dir, path, db_url)
+    assert first["stale"] > 0 and first["capped"] > 0 and first["quarantined"] > 0
+    assert {k: second[k] for k in STATE} == {k: first[k] for k in STATE}
+    assert {k: second[k] for k in CHANGES} == dict.fromkeys(CHANGES, 0)
 
 
 def test_a_dry_run_json_says_so(db_url, rules_dir, tmp_path) -> None:

@@ -10,6 +10,7 @@ import click
 
 from dsl.money import Money, format_money
 from referral.cli.common import Group, db_option, db_transaction
+from settlement.batch import RunSummary
 from settlement.runs import RunInfo, list_runs, quarantined, show_run
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -71,23 +72,22 @@ def show_cmd(run: str, as_json: bool, db_url: str) -> None:
     info = detail.info
     click.echo(f"run {info.run_id}: {info.status}"
                + ("" if info.status in ("succeeded", "dry_run") else f" in phase {info.phase}"))
-    click.echo(f"  as of       {info.as_of or '-'}")
-    click.echo(f"  input       {info.input_name or '-'}"
+    click.echo(f"  as of           {info.as_of or '-'}")
+    click.echo(f"  input           {info.input_name or '-'}"
                + (f" ({info.input_size} bytes, sha256 {info.input_digest})"
                   if info.input_size is not None else ""))
-    click.echo(f"  started     {_when(info)}" + (f" on {info.host}, pid {info.pid}"
+    click.echo(f"  started         {_when(info)}" + (f" on {info.host}, pid {info.pid}"
                                                  if info.host else ""))
     if info.duration_s is not None:
-        click.echo(f"  duration    {info.duration_s:.1f} s")
+        click.echo(f"  duration        {info.duration_s:.1f} s")
     if info.error:
-        click.echo(f"  error       {info.error}")
-    for key, value in info.counts.items():
-        if key == "amount_posted" and isinstance(value, dict):
-            for currency, amount in value.items():
-                click.echo(f"  {'amount posted':<11} {format_money(Money(amount, currency))}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            click.echo(f"  {key.replace('_', ' '):<11} {value}")
-    click.echo(f"  quarantine  {detail.quarantined} rows (`referral quarantine list --run "
+        click.echo(f"  error           {info.error}")
+    for key in RunSummary.COUNTERS:  # the summary's order
+        if key in info.counts:
+            click.echo(f"  {key.replace('_', ' '):<15} {info.counts[key]}")
+    for currency, amount in (info.counts.get("amount_posted") or {}).items():
+        click.echo(f"  {'amount posted':<15} {format_money(Money(amount, currency))}")
+    click.echo(f"  quarantine      {detail.quarantined} rows (`referral quarantine list --run "
                f"{info.run_id[:12]}`)")
     for e in detail.events:
         click.echo(f"  {e.at.strftime('%Y-%m-%d %H:%M:%S')}  {e.status:<9} {e.phase}"

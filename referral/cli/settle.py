@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import date
@@ -40,17 +41,41 @@ from settlement.runs import ProgressPolicy, settle_recorded
 SHOWN_CAPPED = 10
 
 
-def _with_progress(
-    items: Iterator[Record | BadRecord], path: str, show: bool
-) -> Iterator[Record | BadRecord]:
-    """Show a progress bar (bytes of input read) only on a terminal."""
-    if not show or path == "-":
-        yield from items
-        return
-    with click.progressbar(length=os.path.getsize(path), label="settling", file=sys.stderr) as bar:
+class _PhaseBar:
+    """A progress bar on a terminal: bytes of input read, labelled with the run's phase
+    (so posting, confirming and committing show too, after the last byte is read)."""
+
+    def __init__(self, path: str, show: bool) -> None:
+        self.bar: Any = None
+        if show and path != "-":
+            self.bar = click.progressbar(length=max(os.path.getsize(path), 1),
+                                         label=self._label("start"), file=sys.stderr)
+
+    @staticmethod
+    def _label(phase: str) -> str:
+        return f"settling: {phase:<10}"
+
+    def __enter__(self) -> _PhaseBar:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def items(self, items: Iterator[Record | BadRecord]) -> Iterator[Record | BadRecord]:
+        if self.bar is None:
+            yield from items
+            return
         for item in items:
-            bar.update(len(item.raw.encode()) + 1)
+            self.bar.update(len(item.raw.encode()) + 1)
             yield item
+
+    def phase(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.label = self._label(name)
+            self.bar.render_progress()
 
 
 def _print_plan(p: PlannedReward) -> None:
@@ -237,8 +262,9 @@ def settle(
         raise click.UsageError("-q and -v exclude each other")
     if explain_all and explain_path is None:
         raise click.UsageError("--explain-all goes with --explain FILE")
+    run_id = uuid.uuid4().hex
     if log_format == "json":
-        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer()
+        click.get_current_context().meta[ERROR_PRINTER] = json_error_printer(run_id=run_id)
     started = time.monotonic()
     try:
         summary = _run(
@@ -249,7 +275,7 @@ def settle(
             renamed=renamed, allow_anonymous=allow_anonymous_rules,
             allow_conflicts=allow_conflicts, allow_future_as_of=allow_future_as_of,
             input_guards=InputGuards(max_quarantine, allow_empty), backfill=backfill,
-            progress_every=progress_every,
+            progress_every=progress_every, run_id=run_id,
         )
     except BaseException as e:
         if metrics_file is not None:
@@ -274,19 +300,23 @@ def _run(rule_paths: tuple[str, ...], records_path: str, db_url: str, *, log_for
     """Load the rules and settle, logging as asked; the summary.  ``options`` go to
     ``settlement.batch.settle``."""
     verbosity = 1 if verbose else -1 if quiet else 0
-    bar = sys.stderr.isatty() and not as_json and log_format == "text" and not quiet
-    with command_logging(log_format, verbosity) as diagnostic:
+    # On a terminal the bar shows the phases; -v shows log lines instead.
+    bar = (sys.stderr.isatty() and not as_json and log_format == "text" and verbosity == 0)
+    with command_logging(log_format, -1 if bar else verbosity) as diagnostic:
         loaded = load_rules(rule_paths, note="rules are invalid; nothing was written",
                             currency=currency, echo=diagnostic)
         engine = open_engine(db_url, must_exist=True)
         explaining = atomic_file(explain_path) if explain_path is not None else nullcontext(None)
         try:
-            with explaining as explain, engine.connect() as conn:
-                items = _with_progress(read_records(records_path), records_path, show=bar)
+            with explaining as explain, engine.connect() as conn, \
+                    _PhaseBar(records_path, show=bar) as progress:
                 summary = settle_recorded(
-                    conn, loaded.program, items, records_path=records_path, explain=explain,
+                    conn, loaded.program, progress.items(read_records(records_path)),
+                    records_path=records_path, explain=explain,
                     on_plan=_print_plan if options["dry_run"] and not as_json else None,
-                    progress=ProgressPolicy(records=progress_every, log=not bar), **options,
+                    progress=ProgressPolicy(records=progress_every, log=not bar,
+                                            on_phase=progress.phase if bar else None),
+                    **options,
                 )
         finally:
             engine.dispose()

@@ -191,9 +191,14 @@ def strip_limits(src: Path, dst: Path) -> Path:
     return dst
 
 
+# A settle log line (``referral.cli.logs.TextFormatter``): timestamp, level, the rest.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) ")
+
+
 def one_line_error(stderr: str) -> str:
-    """The CLI's whole stderr, checked to be one ``error: ...`` line and no traceback."""
+    """The CLI's whole stderr but its log lines, checked to be one ``error: ...`` line and
+    no traceback."""
     assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
+    lines = [line for line in stderr.strip().splitlines() if not LOG_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
