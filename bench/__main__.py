@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import ROOT, Databases, machine, pg_available
 from settlement.demo import write_records
 
-PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare", "money")
+PARTS = ("eval", "settle", "sqlite", "memory", "profile", "compare", "money", "check")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-records", type=int, default=50_000)
     p.add_argument("--money-records", type=int,
                    help="records settled before the payout run (default 1,000,000)")
+    p.add_argument("--check-reps", type=int, default=3,
+                   help="repetitions of rules check per program size (median)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     p.add_argument("--merge", action="store_true",
                    help="keep the other parts' results from the results.json beside --out")
@@ -110,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="referral-bench-") as tmpdir:
         tmp = Path(tmpdir)
         files: dict[int, Path] = {}
+        if "check" in parts:
+            from bench.check import bench_check
+
+            report.log("rules check: generated programs of 1,000 and 10,000 rules")
+            report.data["check"] = bench_check(tmp, args.check_reps, report.log)
+            report.save()
 
         def records(n: int) -> Path:
             if n not in files:
@@ -320,6 +328,10 @@ def render(d: dict[str, Any]) -> str:
         from bench.money import render_money
 
         lines += render_money(d["money"])
+    if d.get("check"):
+        from bench.check import render_check
+
+        lines += render_check(d["check"])
     notes = d.get("notes")
     if notes:
         lines += ["", "## Notes", "", *notes]

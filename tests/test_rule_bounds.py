@@ -310,3 +310,155 @@ def test_limit_beyond_a_ledger_amount_is_refused(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{path}:4:9: error: rule r1: LIMIT must be at most "
                                     f"{2**63 - 1} minor units")
+
+
+# ---------------------------------------------------------------- linear validation
+
+def warnings_of(text: str) -> list[str]:
+    return [d.message for d in check_texts({Path("f.rule"): text}).warnings]
+
+
+def test_equal_priority_warnings_are_one_per_priority():
+    text = "".join(f"RULE r{i} IF x.f{i} THEN ISSUE ₹5\n" for i in range(4))
+    text += "RULE s1 PRIORITY 5 IF x.a THEN ISSUE ₹5\nRULE s2 PRIORITY 5 IF x.b THEN ISSUE ₹5\n"
+    got = [w for w in warnings_of(text) if "priority" in w]
+    assert got == [
+        "4 rules of equal priority 0 can pay the referrer twice for one referral: r0, r1, r2, "
+        "r3; mark them EXCLUSIVE or give them different priorities (rules catalog lists each "
+        "pair)",
+        "rules s1 and s2 have equal priority 5 and can both pay the referrer; mark one "
+        "EXCLUSIVE or give them different priorities (s1 is at f.rule:5:1)",
+    ]
+
+
+def test_equal_priority_warning_names_ten_rules_and_counts_the_rest():
+    text = "".join(f"RULE r{i:02d} IF x.f{i} THEN ISSUE ₹5\n" for i in range(25))
+    (got,) = [w for w in warnings_of(text) if "priority" in w]
+    assert ": r00, r01, r02, r03, r04, r05, r06, r07, r08, r09 and 15 more;" in got
+
+
+def test_equal_priority_disjoint_equalities_are_not_double_pays():
+    tiers = "".join(f'RULE c{i} IF referee.country = "C{i}" THEN ISSUE ₹5\n' for i in range(300))
+    assert not [w for w in warnings_of(tiers) if "priority" in w]
+    both = tiers + 'RULE paid IF referee.plan = "paid" THEN ISSUE ₹5\n'
+    (got,) = [w for w in warnings_of(both) if "priority" in w]
+    assert got.startswith("301 rules of equal priority 0 can pay the referrer twice")
+
+
+def count_calls(monkeypatch, name: str) -> list[int]:
+    import dsl.validate
+
+    calls = [0]
+    real = getattr(dsl.validate, name)
+
+    def counted(*args):
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(dsl.validate, name, counted)
+    return calls
+
+
+def test_equal_priority_check_is_linear(monkeypatch):
+    n = 400
+    calls = count_calls(monkeypatch, "_contradict")
+    text = "".join(f'RULE r{i} IF x.f{i} >= {i} AND x.plan = "paid" THEN ISSUE ₹5\n'
+                   for i in range(n))
+    warnings_of(text)
+    assert calls[0] <= 10 * n  # pairwise: n * (n - 1) / 2 pairs of 2 x 2 conjuncts
+
+
+def test_typo_check_is_linear(monkeypatch):
+    import random
+
+    rng = random.Random(5)
+    n = 1000
+    names = {"".join(rng.choice("abcdefghij") for _ in range(8)) for _ in range(n)}
+    calls = count_calls(monkeypatch, "edit_distance")
+    text = "".join(f"RULE r{i} PRIORITY {i} IF referee.{name} THEN ISSUE ₹5\n"
+                   for i, name in enumerate(sorted(names)))
+    warnings_of(text)
+    assert calls[0] <= 5 * n  # pairwise: every path used once against every other
+
+
+def typo_oracle(counts: dict[str, int]) -> dict[str, str]:
+    """The pairwise typo check (before the index), for paths used once."""
+    from collections import defaultdict
+
+    from dsl.validate import _distinct_on_purpose, edit_distance
+
+    segment_paths = defaultdict(set)
+    for path in counts:
+        for i, seg in enumerate(path.split(".")):
+            segment_paths[(i, seg)].add(path)
+    found = {}
+    for path in counts:
+        if counts[path] != 1:
+            continue
+        segs, best = path.split("."), None
+        for other in counts:
+            osegs = other.split(".")
+            if other == path or len(osegs) != len(segs):
+                continue
+            differing = [i for i, (x, y) in enumerate(zip(segs, osegs, strict=True)) if x != y]
+            if len(differing) != 1:
+                continue
+            seg = segs[differing[0]]
+            if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
+                continue
+            if _distinct_on_purpose(segs, osegs, differing[0]):
+                continue
+            dist = edit_distance(path, other)
+            if dist <= 2 and (best is None or (dist, other) < best):
+                best = (dist, other)
+        if best is not None:
+            found[path] = best[1]
+    return found
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(
+    st.sampled_from(["referee", "referrer", "user", "users"]),
+    st.text("abcd", min_size=3, max_size=7),
+    st.sampled_from(["", ".id", ".plan", ".plam"])), min_size=40, max_size=120),
+    st.sampled_from([2, 40]))
+def test_typo_index_finds_what_the_pairwise_check_found(parts, scan):
+    import dsl.validate
+
+    paths = [f"{root}.{seg}{tail}" for root, seg, tail in parts]
+    counts = {p: paths.count(p) for p in paths}
+    old = dsl.validate._Neighbours.SCAN
+    dsl.validate._Neighbours.SCAN = scan  # 2: every bucket indexed; 40: most scanned
+    try:
+        text = "".join(f"RULE r{i} PRIORITY {i} IF {p} THEN ISSUE ₹5\n"
+                       for i, p in enumerate(paths))
+        got = {}
+        for w in warnings_of(text):
+            if w.startswith("field "):
+                path, other = w.split()[1], w.split()[-1].rstrip("?")
+                got[path] = other
+    finally:
+        dsl.validate._Neighbours.SCAN = old
+    assert got == typo_oracle(counts)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(
+    st.sampled_from([0, 1]),
+    st.sampled_from(['x.c = "a"', 'x.c = "b"', "x.n > 5", "x.n < 3", "x.n = 4", "x.f",
+                     'x.c IN ["a", "b"]', "NOT x.f"]),
+    st.sampled_from(["", ' AND x.d = "q"', ' AND x.d = "r"', " AND x.n >= 9"]),
+    st.sampled_from(["referrer", "referee"])), min_size=2, max_size=10))
+def test_equal_priority_rules_are_those_the_pairwise_check_pairs(rules):
+    from dsl.validate import double_pays
+
+    text = "".join(f"RULE r{i} PRIORITY {prio} IF {cond}{more} THEN ISSUE ₹5 TO {to}\n"
+                   for i, (prio, cond, more, to) in enumerate(rules))
+    checked = check_texts({Path("f.rule"): text})
+    paired = {r.id for a, b, _ in double_pays(checked.resolved) for r in (a, b)}
+    named = set()
+    for w in (d.message for d in checked.warnings if "priority" in d.message):
+        ids = w.split(": ", 1)[1].split(";")[0] if w[0].isdigit() else w
+        named |= {t.strip(",") for t in ids.split() if t.strip(",").startswith("r")
+                  and t.strip(",")[1:].isdigit()}
+    assert named == paired
