@@ -191,7 +191,7 @@ def at_bounds_text() -> str:
     )
 
 
-def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path):
+def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path, monkeypatch):
     text = at_bounds_text()
     result, path = check(tmp_path, text)
     assert result.exit_code == 0, result.output
@@ -211,6 +211,14 @@ def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path):
     assert all(dot for dot in program_to_dot(program).values())
     assert program_from_json(json.loads(dumps(program))) == program
     assert program_js(program)
+    # The catalog, its Graphviz step stubbed (the dot program is not always installed).
+    import compiler.catalog
+
+    monkeypatch.setattr(compiler.catalog.shutil, "which", lambda _name: "/usr/bin/dot")
+    monkeypatch.setattr(compiler.catalog, "_pipe_svg",
+                        lambda digraph, _id: digraph.source and '<svg width="9pt"></svg>')
+    built = compiler.catalog.build_catalog(load_program([path]), tmp_path / "site")
+    assert set(built.pages) == {"deep", "low"} and built.examples_passed == 1
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
