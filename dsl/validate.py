@@ -337,11 +337,12 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
             # Short names (x.a, x.b) are deliberately different, not typos.
             if len(seg) < 4 or len(segment_paths[(i, seg)]) > 1:
                 continue
-            for dist, other in neighbours.closest(segs, i):
-                if not _distinct_on_purpose(segs, other.split("."), i) and (
-                        best is None or (dist, other) < best):
+            for dist, other in neighbours.closest(segs, i):  # nearest first
+                if _distinct_on_purpose(segs, other.split("."), i):
+                    continue
+                if best is None or (dist, other) < best:
                     best = (dist, other)
-                    break
+                break
         if best is not None:
             out.append(_diag("warning", f'field {path} is used only here; did you mean '
                                         f'{best[1]}?', pos))
