@@ -470,3 +470,24 @@ def test_equal_priority_rules_are_those_the_pairwise_check_pairs(rules):
         named |= {t.strip(",") for t in ids.split() if t.strip(",").startswith("r")
                   and t.strip(",")[1:].isdigit()}
     assert named == paired
+
+
+def test_settle_at_every_bound_posts(db_url, tmp_path):
+    from settlement.db import upgrade
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "at.rule").write_text(at_bounds_text(), encoding="utf-8")
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({
+        "referral_id": "g1", "referrer": {"id": "u1"},
+        "referee": {"id": "u2", "x": 1, "y": 2, "d": "2026-01-01"},
+        "referral": {"d": "2025-12-01", "created_at": "2026-01-01"}}) + "\n", encoding="utf-8")
+    upgrade(db_url)
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules), "--records",
+                                       str(records), "--db", db_url, "--as-of", "2026-01-10",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["posted"], summary["quarantined"]) == (2, 0)
+    assert summary["amount_posted"] == {"INR": 50_000 + int("9" * 16) * 100}
