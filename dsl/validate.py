@@ -525,8 +525,12 @@ def could_both_hold(a: Condition, b: Condition) -> bool:
 
 def double_pays(program: Program) -> Iterator[tuple[Rule, Rule, list[str]]]:
     """Pairs of non-EXCLUSIVE rules of equal priority that can both match and pay one
-    beneficiary: (earlier, later, the beneficiaries both pay)."""
-    rules = list(program.rules)
+    beneficiary: (earlier, later, the beneficiaries both pay).
+
+    Only rules that ``rules check`` names can be in a pair, so only those are paired.
+    """
+    named = {id(r) for group in _paying_twice(program).values() for r, _ in group}
+    rules = [r for r in program.rules if id(r) in named]
     for i, later in enumerate(rules):
         for earlier in rules[:i]:
             if earlier.priority != later.priority or earlier.exclusive or later.exclusive:

@@ -458,12 +458,17 @@ def test_typo_index_finds_what_the_pairwise_check_found(parts, scan):
     st.sampled_from(["", ' AND x.d = "q"', ' AND x.d = "r"', " AND x.n >= 9"]),
     st.sampled_from(["referrer", "referee"])), min_size=2, max_size=10))
 def test_equal_priority_rules_are_those_the_pairwise_check_pairs(rules):
-    from dsl.validate import double_pays
+    from dsl.validate import could_both_hold, double_pays
 
     text = "".join(f"RULE r{i} PRIORITY {prio} IF {cond}{more} THEN ISSUE ₹5 TO {to}\n"
                    for i, (prio, cond, more, to) in enumerate(rules))
     checked = check_texts({Path("f.rule"): text})
-    paired = {r.id for a, b, _ in double_pays(checked.resolved) for r in (a, b)}
+    program = checked.resolved
+    paired = {r.id for a in program.rules for b in program.rules
+              if a is not b and a.priority == b.priority and not (a.exclusive or b.exclusive)
+              and {x.to for x in a.actions} & {x.to for x in b.actions}
+              and could_both_hold(a.condition, b.condition) for r in (a, b)}
+    assert paired == {r.id for a, b, _ in double_pays(program) for r in (a, b)}
     named = set()
     for w in (d.message for d in checked.warnings if "priority" in d.message):
         ids = w.split(": ", 1)[1].split(";")[0] if w[0].isdigit() else w
