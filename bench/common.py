@@ -40,6 +40,7 @@ class ChildRun:
     seconds: float
     max_rss_kb: int
     stdout: str
+    cpu_seconds: float = 0.0  # the child's own user + system time (not a server's)
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None,
@@ -67,7 +68,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None,
         peak = 0
     finally:
         Path(hwm.name).unlink(missing_ok=True)
-    return ChildRun(seconds, peak or usage.ru_maxrss, out)
+    return ChildRun(seconds, peak or usage.ru_maxrss, out, usage.ru_utime + usage.ru_stime)
 
 
 # The child writes its own peak RSS (VmHWM of its address space) to BENCH_HWM_FILE on exit.

@@ -7,7 +7,7 @@ that the CLI can turn any of them into a one-line message and an exit code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 
@@ -41,9 +41,13 @@ class Diagnostic:
         return self.line() + ("\n" + self.context if self.context else "")
 
 
-def caret_context(text: str, line: int, column: int) -> str:
-    """The source line at ``line``, indented, with a caret under ``column`` (tabs kept)."""
-    lines = text.splitlines()
+def caret_context(text: str | Sequence[str], line: int, column: int) -> str:
+    """The source line at ``line``, indented, with a caret under ``column`` (tabs kept).
+
+    ``text`` is the file's text, or its lines (``splitlines``) when many diagnostics
+    point into one file: splitting it for each would be quadratic.
+    """
+    lines = text.splitlines() if isinstance(text, str) else text
     src = lines[line - 1] if 0 < line <= len(lines) else ""
     pad = "".join("\t" if ch == "\t" else " " for ch in src[: column - 1])
     return f"    {src}\n    {pad}^"
@@ -59,12 +63,16 @@ class Sources:
     """
 
     texts: Mapping[str, str] = field(default_factory=dict)
+    _lines: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def context(self, pos: SourcePos | None) -> str | None:
         text = self.texts.get(pos.file) if pos is not None else None
         if pos is None or text is None:
             return None
-        return caret_context(text, pos.line, pos.column)
+        lines = self._lines.get(pos.file)
+        if lines is None:
+            lines = self._lines[pos.file] = text.splitlines()
+        return caret_context(lines, pos.line, pos.column)
 
     def attach(self, diagnostic: Diagnostic) -> Diagnostic:
         """The diagnostic with its source line, unless it already has one."""

@@ -13,6 +13,7 @@ reports each of them, not only the first.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 import unicodedata
@@ -257,6 +258,7 @@ class _ToModel(Transformer):
         super().__init__()
         self.filename = filename
         self.text = text
+        self.lines = text.splitlines()
         self.symbols = symbols
         self.errors: list[Diagnostic] = []
         self._auto = 0
@@ -270,7 +272,7 @@ class _ToModel(Transformer):
 
     def _error(self, message: str, pos: SourcePos) -> None:
         self.errors.append(
-            Diagnostic("error", message, pos, caret_context(self.text, pos.line, pos.column))
+            Diagnostic("error", message, pos, caret_context(self.lines, pos.line, pos.column))
         )
 
     def _role(self, tok: Token) -> Role:
@@ -573,6 +575,9 @@ def _statement_start_before(text: str, error_line: int, after: int) -> int | Non
     return found
 
 
+# Syntax errors reported per file: recovery parses the rest of the file after each.
+MAX_SYNTAX_ERRORS = 100
+
 def _parse_trees(text: str, filename: str) -> tuple[list[Tree], list[Diagnostic]]:
     """Parse the text; after a syntax error, resume at the next statement.
 
@@ -606,6 +611,11 @@ def _parse_trees(text: str, filename: str) -> tuple[list[Tree], list[Diagnostic]
             resume = _resume_offset(text, diag.pos.line, start)
             if resume is None:
                 return trees, diagnostics
+            if len(diagnostics) >= MAX_SYNTAX_ERRORS:  # each resume parses the rest again
+                diagnostics.append(Diagnostic(
+                    "error", f"too many syntax errors: stopped after {MAX_SYNTAX_ERRORS}",
+                    diag.pos, diag.context))
+                return trees, diagnostics
             start = resume
 
 
@@ -622,12 +632,9 @@ def _attach_comments(
         return []
     buckets: list[list[str]] = [[] for _ in statements]
     lines = [_place(tok)[0] for tok in comments]
+    ends = [end_line for _stmt, _start, end_line in statements]  # in source order
     for n, (tok, line) in enumerate(zip(comments, lines, strict=True)):
-        index = len(statements) - 1
-        for i, (_stmt, _start, end_line) in enumerate(statements):
-            if line <= end_line:
-                index = i
-                break
+        index = min(bisect.bisect_left(ends, line), len(statements) - 1)
         buckets[index].append(str(tok).rstrip())
         start = statements[index][1]
         if line < start:

@@ -10,8 +10,10 @@ its source line from the texts read here (``Sources``), never from a second read
 from __future__ import annotations
 
 import difflib
+import gc
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -107,6 +109,9 @@ def _symbols_of(
     return table
 
 
+_HINTS = 50  # undefined phrases given a "did you mean" per program
+
+
 class _Resolver:
     """Expands phrases; records undefined phrases and definition cycles."""
 
@@ -117,6 +122,7 @@ class _Resolver:
         self.errors: list[Diagnostic] = []
         self._done: dict[str, Condition] = {}
         self._cyclic: set[str] = set()
+        self._hints: dict[str, str] = {}
         self.expansions = phrase_expansions(self.defs)
         # Phrases beyond a bound (dsl.bounds) are never expanded: the resolver recurses.
         self._too_deep = {key for key, e in self.expansions.items() if _beyond(e)}
@@ -150,6 +156,17 @@ class _Resolver:
     def _error(self, message: str, pos: SourcePos | None) -> None:
         self.errors.append(Diagnostic("error", message, pos))
 
+    def _hint(self, key: str) -> str:
+        """``; did you mean "..."?`` for an undefined phrase: difflib over every phrase,
+        so only for the first ``_HINTS`` distinct ones (a file of thousands of unknown
+        phrases would otherwise cost phrases x definitions)."""
+        if key not in self._hints:
+            if len(self._hints) >= _HINTS:
+                return ""
+            close = difflib.get_close_matches(key, list(self.defs), n=1, cutoff=0.6)
+            self._hints[key] = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
+        return self._hints[key]
+
     def definition(self, key: str, stack: tuple[str, ...] = ()) -> Condition | None:
         if key in self._done:
             return self._done[key]
@@ -173,8 +190,7 @@ class _Resolver:
         if isinstance(cond, PhraseRef):
             key = phrase_key(cond.phrase)
             if key not in self.defs:
-                close = difflib.get_close_matches(key, list(self.defs), n=1, cutoff=0.6)
-                hint = f'; did you mean "{self.defs[close[0]].phrase}"?' if close else ""
+                hint = self._hint(key)
                 self._error(f'phrase "{cond.phrase}" is not defined{hint}', cond.pos)
                 return None
             return _from_phrase(self.definition(key, stack), self.defs[key].phrase)
@@ -259,11 +275,30 @@ class CheckedProgram:
 Parse = Callable[[str, str], tuple[Program, Sequence[Diagnostic]]]
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a program is checked.
+
+    Parsing and validating build many objects that all stay alive, and each
+    oldest-generation collection walks all of them: measured on 10,000 rules, that
+    made check superlinear (16x the CPU time of 1,000 rules; 10x without it).  The
+    model has no reference cycles, so nothing is held longer than the check.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def check_texts(texts: Mapping[Path, str], *, parse: Parse = parse_partial) -> CheckedProgram:
     """Parse, merge, resolve and validate in-memory rule texts (an editor's buffers)."""
-    files, diagnostics = _parse_texts(texts, parse)
-    return _check(files, diagnostics, {str(p): t for p, t in texts.items()},
-                  syntax_failed=bool(diagnostics))
+    with _collector_paused():
+        files, diagnostics = _parse_texts(texts, parse)
+        return _check(files, diagnostics, {str(p): t for p, t in texts.items()},
+                      syntax_failed=bool(diagnostics))
 
 
 def _parse_texts(
@@ -362,9 +397,10 @@ def load_program(
     explicit ``--currency``) is the program's currency, as if it said CURRENCY.
     """
     currency = Program().default_currency(currency)  # the one rule, and the code's check
-    parsed = parse_files(paths, currency=currency)
-    checked = _check(parsed.files, parsed.diagnostics, parsed.texts,
-                     syntax_failed=bool(parsed.diagnostics), currency=currency)
+    with _collector_paused():
+        parsed = parse_files(paths, currency=currency)
+        checked = _check(parsed.files, parsed.diagnostics, parsed.texts,
+                         syntax_failed=bool(parsed.diagnostics), currency=currency)
     if checked.errors or (strict and checked.warnings):
         raise RuleValidationError(checked.diagnostics)
     return LoadedProgram(checked.resolved, parsed.files, checked.warnings)

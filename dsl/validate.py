@@ -12,7 +12,7 @@ and EXCLUSIVE tiers over one field whose ranges overlap or leave a gap.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -177,8 +177,10 @@ def _example_checks(program: Program) -> list[Diagnostic]:
         for path, n in Counter(paths).items():
             if n > 1:
                 out.append(_diag("error", f'example "{ex.name}" gives {path} twice', ex.source))
+        # Every proper prefix of a given path (referee of referee.id): linear, not pairwise.
+        inside = {p.rsplit(".", k)[0] for p in paths for k in range(1, p.count(".") + 1)}
         for path in paths:
-            if any(other.startswith(path + ".") for other in paths):
+            if path in inside:
                 out.append(_diag("error", f'example "{ex.name}" gives {path} a value and '
                                           "also fields inside it", ex.source))
         for e in ex.expect:
@@ -324,34 +326,110 @@ def _typo_warnings(program: Program) -> list[Diagnostic]:
     for path in counts:
         for i, seg in enumerate(path.split(".")):
             segment_paths[(i, seg)].add(path)
+    neighbours = _Neighbours(counts)
     out = []
     for path, pos in uses:
         if counts[path] != 1:
             continue
         segs = path.split(".")
         best: tuple[int, str] | None = None
-        for other in counts:
-            if other == path:
-                continue
-            osegs = other.split(".")
-            if len(osegs) != len(segs):
-                continue
-            differing = [i for i, (x, y) in enumerate(zip(segs, osegs, strict=True)) if x != y]
-            if len(differing) != 1:
-                continue
-            seg = segs[differing[0]]
+        for i, seg in enumerate(segs):
             # Short names (x.a, x.b) are deliberately different, not typos.
-            if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
+            if len(seg) < 4 or len(segment_paths[(i, seg)]) > 1:
                 continue
-            if _distinct_on_purpose(segs, osegs, differing[0]):
-                continue
-            dist = edit_distance(path, other)
-            if dist <= 2 and (best is None or (dist, other) < best):
-                best = (dist, other)
+            for dist, other in neighbours.closest(segs, i):  # nearest first
+                if _distinct_on_purpose(segs, other.split("."), i):
+                    continue
+                if best is None or (dist, other) < best:
+                    best = (dist, other)
+                break
         if best is not None:
             out.append(_diag("warning", f'field {path} is used only here; did you mean '
                                         f'{best[1]}?', pos))
     return out
+
+
+class _Neighbours:
+    """The paths one or two edits from a path, differing from it in one segment only.
+
+    Paths are bucketed by their other segments (``referee.*``); in a big bucket the
+    segments are indexed by their one- and two-character deletions (two strings at
+    most two edits apart share a string reached by at most two deletions from each,
+    adjacent transpositions included), so a program with thousands of fields is
+    checked in time linear in its fields, not quadratic.
+    """
+
+    SCAN = 32  # buckets up to this size are scanned, not indexed
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.buckets: dict[tuple[int, int, tuple[str, ...]], dict[str, str]] = defaultdict(dict)
+        for path in paths:
+            segs = path.split(".")
+            for i, seg in enumerate(segs):
+                self.buckets[(len(segs), i, (*segs[:i], *segs[i + 1:]))][seg] = path
+        self.indexes: dict[tuple[tuple[int, int, tuple[str, ...]], int],
+                           dict[str, list[str]]] = {}
+
+    def closest(self, segs: list[str], i: int) -> Iterator[tuple[int, str]]:
+        """(distance, path) of the paths at most two edits away that differ only in
+        segment ``i``, nearest first, then by path (lazily: the first usable one ends
+        the search)."""
+        key = (len(segs), i, (*segs[:i], *segs[i + 1:]))
+        bucket = self.buckets[key]
+        seg = segs[i]
+        if len(bucket) <= self.SCAN:
+            yield from sorted(self._measure(seg, bucket, bucket, 2))
+            return
+        # A neighbour one edit away shares a one-deletion variant; in path order, so
+        # that the first found is the one a full sort would give.
+        near = {o for v in _deletions(seg, 1) for o in self._index(key, 1).get(v, ())}
+        for path in sorted(bucket[o] for o in near if o != seg):
+            if _one_edit(seg, path.split(".")[i]):
+                yield 1, path
+        far = {o for v in _deletions(seg, 2) for o in self._index(key, 2).get(v, ())}
+        yield from sorted((d, p) for d, p in self._measure(seg, far, bucket, 2) if d == 2)
+
+    @staticmethod
+    def _measure(seg: str, others: Iterable[str], bucket: dict[str, str],
+                 limit: int) -> list[tuple[int, str]]:
+        found = []
+        for other in others:
+            if other != seg and abs(len(other) - len(seg)) <= limit and (
+                    dist := edit_distance(seg, other)) <= limit:
+                found.append((dist, bucket[other]))
+        return found
+
+    def _index(self, key: tuple[int, int, tuple[str, ...]], most: int) -> dict[str, list[str]]:
+        """A big bucket's segments by their variants of up to ``most`` deletions (built
+        when first asked: the two-deletion one only for a path with no near neighbour)."""
+        if (key, most) not in self.indexes:
+            index: dict[str, list[str]] = defaultdict(list)
+            for seg in self.buckets[key]:
+                for v in _deletions(seg, most):
+                    index[v].append(seg)
+            self.indexes[(key, most)] = index
+        return self.indexes[(key, most)]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``edit_distance(a, b) == 1`` for two different strings, in one pass."""
+    if len(a) > len(b):
+        a, b = b, a
+    k = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) != len(b):
+        return len(b) - len(a) == 1 and a[k:] == b[k + 1:]
+    return a[k + 1:] == b[k + 1:] or (
+        a[k + 1:k + 2] == b[k:k + 1] and a[k:k + 1] == b[k + 1:k + 2] and a[k + 2:] == b[k + 2:])
+
+
+def _deletions(word: str, most: int) -> set[str]:
+    """``word`` with up to ``most`` characters deleted (itself included)."""
+    found = {word}
+    frontier = {word}
+    for _ in range(most):
+        frontier = {w[:k] + w[k + 1:] for w in frontier for k in range(len(w))}
+        found |= frontier
+    return found
 
 
 def _distinct_on_purpose(path: list[str], other: list[str], index: int) -> bool:
@@ -447,8 +525,12 @@ def could_both_hold(a: Condition, b: Condition) -> bool:
 
 def double_pays(program: Program) -> Iterator[tuple[Rule, Rule, list[str]]]:
     """Pairs of non-EXCLUSIVE rules of equal priority that can both match and pay one
-    beneficiary: (earlier, later, the beneficiaries both pay)."""
-    rules = list(program.rules)
+    beneficiary: (earlier, later, the beneficiaries both pay).
+
+    Only rules that ``rules check`` names can be in a pair, so only those are paired.
+    """
+    named = {id(r) for group in _paying_twice(program).values() for r, _ in group}
+    rules = [r for r in program.rules if id(r) in named]
     for i, later in enumerate(rules):
         for earlier in rules[:i]:
             if earlier.priority != later.priority or earlier.exclusive or later.exclusive:
@@ -460,17 +542,125 @@ def double_pays(program: Program) -> Iterator[tuple[Rule, Rule, list[str]]]:
 
 
 def _equal_priority_warnings(program: Program) -> list[Diagnostic]:
+    """One warning per priority, listing the rules that can pay one beneficiary twice."""
     out = []
-    for earlier, later, shared in double_pays(program):
-        who = " and ".join(shared)
-        out.append(_diag(
-            "warning",
-            f"rules {earlier.id} and {later.id} have equal priority {later.priority} and "
-            f"can both pay the {who}; mark one EXCLUSIVE or give them different priorities "
-            f"({earlier.id} is at {earlier.source})",
-            later.source,
-        ))
+    for priority, group in _paying_twice(program).items():
+        rules = [r for r, _ in group]
+        who = " and ".join(sorted({role for _, roles in group for role in roles}))
+        if len(rules) == 2:
+            earlier, later = rules
+            message = (f"rules {earlier.id} and {later.id} have equal priority {priority} and "
+                       f"can both pay the {who}; mark one EXCLUSIVE or give them different "
+                       f"priorities ({earlier.id} is at {earlier.source})")
+        else:
+            shown = ", ".join(r.id for r in rules[:_LISTED])
+            more = f" and {len(rules) - _LISTED:,} more" if len(rules) > _LISTED else ""
+            message = (f"{len(rules):,} rules of equal priority {priority} can pay the {who} "
+                       f"twice for one referral: {shown}{more}; mark them EXCLUSIVE or give "
+                       f"them different priorities (rules catalog lists each pair)")
+        out.append(_diag("warning", message, rules[1].source))
     return out
+
+
+_LISTED = 10  # rule ids named in one equal-priority warning
+# Candidate partners tried per rule before the check gives up proving the rule
+# disjoint from the others and warns (a warning, never a missed double payment).
+_PAIR_BUDGET = 256
+# A path constrained by "=" in this many rules gets the list of the rules it leaves free.
+_HEAVY = 64
+
+
+def _paying_twice(program: Program) -> dict[int, list[tuple[Rule, set[str]]]]:
+    """Per priority, the non-EXCLUSIVE rules (in source order) that can match together
+    with another rule of that priority and pay a beneficiary both pay, with those roles.
+
+    Linear in the rules in practice: each rule looks for one partner, first among the
+    rules that may match with it (an "=" on a path excludes every rule with another
+    value there), and stops at the first it cannot prove disjoint.
+    """
+    groups: dict[int, list[Rule]] = defaultdict(list)
+    for r in program.rules:
+        if not r.exclusive and r.actions:
+            groups[r.priority].append(r)
+    found: dict[int, list[tuple[Rule, set[str]]]] = {}
+    for priority, rules in groups.items():
+        if len(rules) < 2:
+            continue
+        pairing = _Pairing(rules)
+        flagged = [(r, roles) for i, r in enumerate(rules) if (roles := pairing.twice(i))]
+        if flagged:
+            found[priority] = flagged
+    return found
+
+
+class _Pairing:
+    """The rules of one priority, indexed for finding a rule's partner quickly."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self.conjuncts = [_conjuncts(r.condition) for r in rules]
+        self.roles = [{a.to for a in r.actions} for r in rules]
+        self.members: dict[str, list[int]] = defaultdict(list)
+        for i, roles in enumerate(self.roles):
+            for role in roles:
+                self.members[role].append(i)
+        # role -> path -> value -> the rules saying path = value
+        self.equal: dict[str, dict[str, dict[Value, set[int]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(set)))
+        self.eqs: list[dict[str, Value]] = []
+        for i, conj in enumerate(self.conjuncts):
+            eqs: dict[str, Value] = {}
+            for c in conj:
+                if isinstance(c, Compare) and c.op == "=" and not isinstance(c.value, FieldRef):
+                    eqs.setdefault(c.path, c.value)
+            self.eqs.append(eqs)
+            for role in self.roles[i]:
+                for path, value in eqs.items():
+                    self.equal[role][path][value].add(i)
+        self.free: dict[tuple[str, str], list[int]] = {}
+        self.counts = {(role, path): sum(len(s) for s in by_value.values())
+                       for role, paths in self.equal.items() for path, by_value in paths.items()}
+
+    def _constrained(self, role: str, path: str) -> int:
+        return self.counts.get((role, path), 0)
+
+    def _candidates(self, i: int, role: str) -> Iterator[int]:
+        """The rules paying ``role`` that may match with rule ``i``, likeliest first."""
+        eqs = self.eqs[i]
+        if not eqs:
+            yield from self.members[role]
+            return
+        # Pivot on the "=" that excludes the most rules.
+        path = max(eqs, key=lambda p: self._constrained(role, p)
+                   - len(self.equal[role][p][eqs[p]]))
+        same = self.equal[role][path][eqs[path]]
+        yield from same
+        constrained = self._constrained(role, path)
+        if constrained == len(self.members[role]):
+            return
+        if constrained >= _HEAVY:
+            if (role, path) not in self.free:
+                bound = set().union(*self.equal[role][path].values())
+                self.free[(role, path)] = [j for j in self.members[role] if j not in bound]
+            yield from self.free[(role, path)]
+            return
+        bound_here = set().union(*self.equal[role][path].values())
+        yield from (j for j in self.members[role] if j not in bound_here)
+
+    def twice(self, i: int) -> set[str]:
+        """The roles rule ``i`` can pay together with another rule of its priority."""
+        out: set[str] = set()
+        for role in sorted(self.roles[i]):
+            tried = 0
+            for j in self._candidates(i, role):
+                if j == i:
+                    continue
+                tried += 1
+                if tried > _PAIR_BUDGET or not any(
+                        _contradict(x, y) for x in self.conjuncts[i] for y in self.conjuncts[j]):
+                    out.add(role)
+                    break
+        return out
 
 
 # ---------------------------------------------------------------- tiers: overlaps and gaps

@@ -191,7 +191,7 @@ def at_bounds_text() -> str:
     )
 
 
-def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path):
+def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path, monkeypatch):
     text = at_bounds_text()
     result, path = check(tmp_path, text)
     assert result.exit_code == 0, result.output
@@ -211,6 +211,14 @@ def test_program_at_every_bound_checks_tests_and_evaluates(tmp_path):
     assert all(dot for dot in program_to_dot(program).values())
     assert program_from_json(json.loads(dumps(program))) == program
     assert program_js(program)
+    # The catalog, its Graphviz step stubbed (the dot program is not always installed).
+    import compiler.catalog
+
+    monkeypatch.setattr(compiler.catalog.shutil, "which", lambda _name: "/usr/bin/dot")
+    monkeypatch.setattr(compiler.catalog, "_pipe_svg",
+                        lambda digraph, _id: digraph.source and '<svg width="9pt"></svg>')
+    built = compiler.catalog.build_catalog(load_program([path]), tmp_path / "site")
+    assert set(built.pages) == {"deep", "low"} and built.examples_passed == 1
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -310,3 +318,181 @@ def test_limit_beyond_a_ledger_amount_is_refused(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{path}:4:9: error: rule r1: LIMIT must be at most "
                                     f"{2**63 - 1} minor units")
+
+
+# ---------------------------------------------------------------- linear validation
+
+def warnings_of(text: str) -> list[str]:
+    return [d.message for d in check_texts({Path("f.rule"): text}).warnings]
+
+
+def test_equal_priority_warnings_are_one_per_priority():
+    text = "".join(f"RULE r{i} IF x.f{i} THEN ISSUE ₹5\n" for i in range(4))
+    text += "RULE s1 PRIORITY 5 IF x.a THEN ISSUE ₹5\nRULE s2 PRIORITY 5 IF x.b THEN ISSUE ₹5\n"
+    got = [w for w in warnings_of(text) if "priority" in w]
+    assert got == [
+        "4 rules of equal priority 0 can pay the referrer twice for one referral: r0, r1, r2, "
+        "r3; mark them EXCLUSIVE or give them different priorities (rules catalog lists each "
+        "pair)",
+        "rules s1 and s2 have equal priority 5 and can both pay the referrer; mark one "
+        "EXCLUSIVE or give them different priorities (s1 is at f.rule:5:1)",
+    ]
+
+
+def test_equal_priority_warning_names_ten_rules_and_counts_the_rest():
+    text = "".join(f"RULE r{i:02d} IF x.f{i} THEN ISSUE ₹5\n" for i in range(25))
+    (got,) = [w for w in warnings_of(text) if "priority" in w]
+    assert ": r00, r01, r02, r03, r04, r05, r06, r07, r08, r09 and 15 more;" in got
+
+
+def test_equal_priority_disjoint_equalities_are_not_double_pays():
+    tiers = "".join(f'RULE c{i} IF referee.country = "C{i}" THEN ISSUE ₹5\n' for i in range(300))
+    assert not [w for w in warnings_of(tiers) if "priority" in w]
+    both = tiers + 'RULE paid IF referee.plan = "paid" THEN ISSUE ₹5\n'
+    (got,) = [w for w in warnings_of(both) if "priority" in w]
+    assert got.startswith("301 rules of equal priority 0 can pay the referrer twice")
+
+
+def count_calls(monkeypatch, name: str) -> list[int]:
+    import dsl.validate
+
+    calls = [0]
+    real = getattr(dsl.validate, name)
+
+    def counted(*args):
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(dsl.validate, name, counted)
+    return calls
+
+
+def test_equal_priority_check_is_linear(monkeypatch):
+    n = 400
+    calls = count_calls(monkeypatch, "_contradict")
+    text = "".join(f'RULE r{i} IF x.f{i} >= {i} AND x.plan = "paid" THEN ISSUE ₹5\n'
+                   for i in range(n))
+    warnings_of(text)
+    assert calls[0] <= 10 * n  # pairwise: n * (n - 1) / 2 pairs of 2 x 2 conjuncts
+
+
+def test_typo_check_is_linear(monkeypatch):
+    import random
+
+    rng = random.Random(5)
+    n = 1000
+    names = {"".join(rng.choice("abcdefghij") for _ in range(8)) for _ in range(n)}
+    calls = count_calls(monkeypatch, "edit_distance")
+    text = "".join(f"RULE r{i} PRIORITY {i} IF referee.{name} THEN ISSUE ₹5\n"
+                   for i, name in enumerate(sorted(names)))
+    warnings_of(text)
+    assert calls[0] <= 5 * n  # pairwise: every path used once against every other
+
+
+def typo_oracle(counts: dict[str, int]) -> dict[str, str]:
+    """The pairwise typo check (before the index), for paths used once."""
+    from collections import defaultdict
+
+    from dsl.validate import _distinct_on_purpose, edit_distance
+
+    segment_paths = defaultdict(set)
+    for path in counts:
+        for i, seg in enumerate(path.split(".")):
+            segment_paths[(i, seg)].add(path)
+    found = {}
+    for path in counts:
+        if counts[path] != 1:
+            continue
+        segs, best = path.split("."), None
+        for other in counts:
+            osegs = other.split(".")
+            if other == path or len(osegs) != len(segs):
+                continue
+            differing = [i for i, (x, y) in enumerate(zip(segs, osegs, strict=True)) if x != y]
+            if len(differing) != 1:
+                continue
+            seg = segs[differing[0]]
+            if len(seg) < 4 or len(segment_paths[(differing[0], seg)]) > 1:
+                continue
+            if _distinct_on_purpose(segs, osegs, differing[0]):
+                continue
+            dist = edit_distance(path, other)
+            if dist <= 2 and (best is None or (dist, other) < best):
+                best = (dist, other)
+        if best is not None:
+            found[path] = best[1]
+    return found
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(
+    st.sampled_from(["referee", "referrer", "user", "users"]),
+    st.text("abcd", min_size=3, max_size=7),
+    st.sampled_from(["", ".id", ".plan", ".plam"])), min_size=40, max_size=120),
+    st.sampled_from([2, 40]))
+def test_typo_index_finds_what_the_pairwise_check_found(parts, scan):
+    import dsl.validate
+
+    paths = [f"{root}.{seg}{tail}" for root, seg, tail in parts]
+    counts = {p: paths.count(p) for p in paths}
+    old = dsl.validate._Neighbours.SCAN
+    dsl.validate._Neighbours.SCAN = scan  # 2: every bucket indexed; 40: most scanned
+    try:
+        text = "".join(f"RULE r{i} PRIORITY {i} IF {p} THEN ISSUE ₹5\n"
+                       for i, p in enumerate(paths))
+        got = {}
+        for w in warnings_of(text):
+            if w.startswith("field "):
+                path, other = w.split()[1], w.split()[-1].rstrip("?")
+                got[path] = other
+    finally:
+        dsl.validate._Neighbours.SCAN = old
+    assert got == typo_oracle(counts)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(
+    st.sampled_from([0, 1]),
+    st.sampled_from(['x.c = "a"', 'x.c = "b"', "x.n > 5", "x.n < 3", "x.n = 4", "x.f",
+                     'x.c IN ["a", "b"]', "NOT x.f"]),
+    st.sampled_from(["", ' AND x.d = "q"', ' AND x.d = "r"', " AND x.n >= 9"]),
+    st.sampled_from(["referrer", "referee"])), min_size=2, max_size=10))
+def test_equal_priority_rules_are_those_the_pairwise_check_pairs(rules):
+    from dsl.validate import could_both_hold, double_pays
+
+    text = "".join(f"RULE r{i} PRIORITY {prio} IF {cond}{more} THEN ISSUE ₹5 TO {to}\n"
+                   for i, (prio, cond, more, to) in enumerate(rules))
+    checked = check_texts({Path("f.rule"): text})
+    program = checked.resolved
+    paired = {r.id for a in program.rules for b in program.rules
+              if a is not b and a.priority == b.priority and not (a.exclusive or b.exclusive)
+              and {x.to for x in a.actions} & {x.to for x in b.actions}
+              and could_both_hold(a.condition, b.condition) for r in (a, b)}
+    assert paired == {r.id for a, b, _ in double_pays(program) for r in (a, b)}
+    named = set()
+    for w in (d.message for d in checked.warnings if "priority" in d.message):
+        ids = w.split(": ", 1)[1].split(";")[0] if w[0].isdigit() else w
+        named |= {t.strip(",") for t in ids.split() if t.strip(",").startswith("r")
+                  and t.strip(",")[1:].isdigit()}
+    assert named == paired
+
+
+def test_settle_at_every_bound_posts(db_url, tmp_path):
+    from settlement.db import upgrade
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "at.rule").write_text(at_bounds_text(), encoding="utf-8")
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({
+        "referral_id": "g1", "referrer": {"id": "u1"},
+        "referee": {"id": "u2", "x": 1, "y": 2, "d": "2026-01-01"},
+        "referral": {"d": "2025-12-01", "created_at": "2026-01-01"}}) + "\n", encoding="utf-8")
+    upgrade(db_url)
+    result = CliRunner().invoke(main, ["settle", "--rules", str(rules), "--records",
+                                       str(records), "--db", db_url, "--as-of", "2026-01-10",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["posted"], summary["quarantined"]) == (2, 0)
+    assert summary["amount_posted"] == {"INR": 50_000 + int("9" * 16) * 100}
