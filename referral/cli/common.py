@@ -27,6 +27,7 @@ from dsl.errors import ReferralError, RuleError
 from dsl.program import LoadedProgram, load_program
 from settlement.db import READ_ONLY, open_engine, require_schema
 from settlement.errors import DatabaseUnavailable
+from settlement.operations import operation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,7 +127,14 @@ def db_transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connecti
                 conn.execution_options(**READ_ONLY)
             with conn.begin():
                 require_schema(conn)
-                yield conn
+                if read_only:
+                    yield conn
+                    return
+                # One command, one operation: its rows carry the op id, sealed at the end.
+                ctx = click.get_current_context(silent=True)
+                command = ctx.command_path.removeprefix("referral ") if ctx else "referral"
+                with operation(conn, command, actor_name(None)):
+                    yield conn
     finally:
         engine.dispose()
 
