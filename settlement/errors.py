@@ -52,3 +52,8 @@ class PayoutError(LedgerError):
 
 class ReportError(ReferralError):
     """A report that cannot be made as asked (an unknown locale, an empty period...)."""
+
+
+class AnchorError(LedgerError):
+    """An anchor file that cannot be trusted: unreadable, not an anchor, or its signature
+    does not hold (or cannot be checked)."""
