@@ -134,6 +134,11 @@ def check(conn: Connection, anchor: Anchor, name: str) -> list[str]:
                                                      anchor.operations_head, by),
         ) if p
     ]
+    return problems + _count_problems(conn, anchor, by)
+
+
+def _count_problems(conn: Connection, anchor: Anchor, by: str) -> list[str]:
+    problems = []
     for table, then in sorted(anchor.counts.items()):
         if table not in COUNTED:
             continue
