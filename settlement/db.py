@@ -80,17 +80,30 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:
-    """Apply the shipped migrations up to head (idempotent); returns the revision reached."""
+DEFAULT_APP_ROLE = "referral_app"
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head", *, app_role: str | None = None,
+            schema_role: str | None = None) -> str:
+    """Apply the shipped migrations up to head (idempotent); returns the revision reached.
+
+    PostgreSQL only: ``schema_role`` creates the tables as that role (their owner; the
+    connecting user must be a member); ``app_role`` (created NOLOGIN if missing) is granted
+    SELECT and INSERT on every table and USAGE on the sequences, and nothing else, so a
+    command connected as it can neither change nor delete rows nor disable the triggers."""
     engine = open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         cfg = _alembic_config()
         with engine.connect() as conn, backend(conn).schema_changes(conn), conn.begin():
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
+            if schema_role is not None:
+                backend(conn).use_schema_role(conn, schema_role)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
             reached = current_revision(conn)
             backend(conn).check_schema(conn)
+            if app_role is not None:
+                backend(conn).grant_app_role(conn, app_role)
     finally:
         if isinstance(engine_or_url, str):
             engine.dispose()
