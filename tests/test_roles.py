@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from referral.cli import main
-from settlement.db import open_engine, upgrade
+from settlement.db import open_engine
 from settlement.demo import write_records
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
