@@ -166,7 +166,8 @@ def current(conn: Connection) -> Operation | None:
     if held is None:
         return None
     tx, op = held
-    return op if tx is not None and tx is conn.get_transaction() and tx.is_active else None
+    running = conn.get_transaction()
+    return op if running is not None and tx is running and running.is_active else None
 
 
 def op_id(conn: Connection) -> str:
