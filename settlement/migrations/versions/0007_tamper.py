@@ -78,6 +78,12 @@ def _seal_existing_rows() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
+    stamped = bind.execute(sa.text("SELECT count(*) FROM ledger_entries WHERE op_id IS NOT NULL")
+                           ).scalar()
+    if stamped:
+        # Their hashes cover their op ids: without the column they would no longer verify.
+        raise RuntimeError(f"cannot downgrade below 0007: {stamped} entries carry op ids,"
+                           " which their hashes cover")
     op.drop_table(LOG)
     for table in TABLES:
         if bind.dialect.name == "sqlite":
