@@ -131,12 +131,20 @@ def db_transaction(db_url: str, *, read_only: bool = False) -> Iterator[Connecti
                     yield conn
                     return
                 # One command, one operation: its rows carry the op id, sealed at the end.
-                ctx = click.get_current_context(silent=True)
-                command = ctx.command_path.removeprefix("referral ") if ctx else "referral"
-                with operation(conn, command, actor_name(None)):
+                with operation(conn, _command_name(), actor_name(None)):
                     yield conn
     finally:
         engine.dispose()
+
+
+def _command_name() -> str:
+    """The running command's path below the root (``ledger credit``), however it was run."""
+    names: list[str] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or "referral"
 
 
 def business_date_option(f: F) -> F:
