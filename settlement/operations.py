@@ -87,22 +87,39 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_PLAIN = (str, int)
+
+
 def row_text(row: Mapping[str, Any]) -> str:
-    """A row as the seal sees it: canonical JSON of its non-NULL columns, as the driver
-    returns them (a column added later is NULL in older rows, so their seals still hold)."""
-    return _dumps({k: _canonical(v) for k, v in row.items() if v is not None})
+    """A row as the seal sees it: canonical JSON of its non-NULL columns (sorted), as the
+    driver returns them (a column added later is NULL in older rows, so their seals hold)."""
+    return _ENCODE({k: v if type(v) in _PLAIN else _canonical(v)
+                    for k, v in sorted(row.items()) if v is not None})
 
 
-def table_rows(conn: Connection, table: str, op_id: str | None = None) -> Any:
-    """The rows of ``table`` in key order, raw (untyped, so every reader sees the same
-    values): all of them, or those of one operation (NULL op id: ``LEGACY_OP_ID``)."""
+def table_rows(conn: Connection, table: str, op_id: str | None = None
+               ) -> Iterator[tuple[str | None, str]]:
+    """(op id, ``row_text``) of each row of ``table`` in key order, read raw (untyped, so
+    every reader sees the same values): all rows, or one operation's (NULL op id:
+    ``LEGACY_OP_ID``)."""
     order = ", ".join(OPERATION_TABLES[table])
     if op_id is None:
-        sql = f"SELECT * FROM {table} ORDER BY {order}"
-        return conn.execute(sa.text(sql).execution_options(yield_per=STREAM_ROWS)).mappings()
-    where = "op_id IS NULL" if op_id == LEGACY_OP_ID else "op_id = :op"
-    sql = f"SELECT * FROM {table} WHERE {where} ORDER BY {order}"
-    return conn.execute(sa.text(sql), {"op": op_id}).mappings()
+        stmt = sa.text(f"SELECT * FROM {table} ORDER BY {order}"
+                       ).execution_options(yield_per=STREAM_ROWS)
+        result = conn.execute(stmt)
+    else:
+        where = "op_id IS NULL" if op_id == LEGACY_OP_ID else "op_id = :op"
+        result = conn.execute(sa.text(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}"),
+                              {"op": op_id})
+    names = list(result.keys())
+    ordered = sorted(range(len(names)), key=names.__getitem__)
+    at_op = names.index("op_id")
+    for row in result:
+        yield row[at_op], _ENCODE({
+            names[i]: v if type(v) in _PLAIN else _canonical(v)
+            for i in ordered if (v := row[i]) is not None
+        })
 
 
 class _Sealer:
@@ -112,12 +129,12 @@ class _Sealer:
         self.counts: dict[str, int] = {}
         self.hashes: dict[str, Any] = {}
 
-    def add(self, table: str, row: Mapping[str, Any]) -> None:
+    def add(self, table: str, text: str) -> None:
         h = self.hashes.get(table)
         if h is None:
             h = self.hashes[table] = hashlib.sha256()
             self.counts[table] = 0
-        h.update(row_text(row).encode("utf-8") + b"\n")
+        h.update(text.encode("utf-8") + b"\n")
         self.counts[table] += 1
 
     def seal(self) -> Seal:
@@ -128,8 +145,8 @@ def compute_seal(conn: Connection, op_id: str) -> Seal:
     """What the tables hold for ``op_id`` now."""
     sealer = _Sealer()
     for table in OPERATION_TABLES:
-        for row in table_rows(conn, table, op_id):
-            sealer.add(table, row)
+        for _, text in table_rows(conn, table, op_id):
+            sealer.add(table, text)
     return sealer.seal()
 
 
@@ -255,14 +272,13 @@ def _op_hash_problem(row: Any) -> str | None:
     return None
 
 
-def _row_op_problem(table: str, row: Mapping[str, Any], known: Mapping[str, _Known]
+def _row_op_problem(table: str, op: str | None, text: str, known: Mapping[str, _Known]
                     ) -> str | None:
     """A row whose op id is missing or not in the log: written behind the operations."""
-    op = row["op_id"]
     if op is None and LEGACY_OP_ID not in known:
-        return f"{_row_name(table, row)}: has no operation id (not written by a command)"
+        return f"{_row_name(table, text)}: has no operation id (not written by a command)"
     if op is not None and op not in known:
-        return (f"{_row_name(table, row)}: operation {op!r} is not in the operations log"
+        return (f"{_row_name(table, text)}: operation {op!r} is not in the operations log"
                 " (not written by a command)")
     return None
 
@@ -289,8 +305,9 @@ def _seal_problems(name: str, sealed: Mapping[str, list[Any]], digest: str, got:
     return problems
 
 
-def _row_name(table: str, row: Mapping[str, Any]) -> str:
-    key = ", ".join(f"{c}={row[c]!r}" for c in OPERATION_TABLES[table])
+def _row_name(table: str, text: str) -> str:
+    row = json.loads(text)
+    key = ", ".join(f"{c}={row.get(c)!r}" for c in OPERATION_TABLES[table])
     return f"{table} row {key}"
 
 
@@ -315,18 +332,18 @@ def verify_operations(conn: Connection) -> list[str]:
     sealers: dict[str, _Sealer] = {}
     stray = 0
     for table in OPERATION_TABLES:
-        for raw in table_rows(conn, table):
-            found = _row_op_problem(table, raw, known)
+        for row_op, text in table_rows(conn, table):
+            found = _row_op_problem(table, row_op, text, known)
             if found is not None:
                 stray += 1
                 if stray <= MAX_ROW_PROBLEMS:
                     problems.append(found)
                 continue
-            op = raw["op_id"] or LEGACY_OP_ID
+            op = row_op or LEGACY_OP_ID
             sealer = sealers.get(op)
             if sealer is None:
                 sealer = sealers[op] = _Sealer()
-            sealer.add(table, raw)
+            sealer.add(table, text)
     if stray > MAX_ROW_PROBLEMS:
         problems.append(f"{stray - MAX_ROW_PROBLEMS} more rows without a known operation")
     empty = Seal({}, {})
