@@ -11,6 +11,7 @@ schema is owned by the Alembic migrations shipped inside this package.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import sqlalchemy as sa
 from alembic import command
@@ -96,10 +97,10 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head", *, app_role: st
         cfg = _alembic_config()
         with engine.connect() as conn, backend(conn).schema_changes(conn), conn.begin():
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
-            if schema_role is not None:
-                backend(conn).use_schema_role(conn, schema_role)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            with (backend(conn).schema_role(conn, schema_role) if schema_role is not None
+                  else nullcontext()):
+                command.upgrade(cfg, revision)
             reached = current_revision(conn)
             backend(conn).check_schema(conn)
             if app_role is not None:

@@ -108,9 +108,11 @@ class Backend:
     def check_schema(self, conn: Connection) -> None:
         """Before ``db upgrade`` commits: refuse a schema that migrations left inconsistent."""
 
-    def use_schema_role(self, conn: Connection, role: str) -> None:
-        """For the rest of the transaction, create tables as ``role`` (their owner)."""
+    @contextmanager
+    def schema_role(self, conn: Connection, role: str) -> Iterator[None]:
+        """Within the block, create tables as ``role`` (their owner)."""
         raise SchemaNotReady(_NO_ROLES)
+        yield  # pragma: no cover
 
     def grant_app_role(self, conn: Connection, role: str) -> None:
         """Let ``role`` read and append, nothing else: no UPDATE, DELETE, TRUNCATE, and (not
@@ -342,8 +344,11 @@ class PostgresBackend(Backend):
     def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(sa.func.timezone("UTC", column), sa.Date)
 
-    def use_schema_role(self, conn: Connection, role: str) -> None:
+    @contextmanager
+    def schema_role(self, conn: Connection, role: str) -> Iterator[None]:
         conn.execute(sa.text(f"SET LOCAL ROLE {_role(role)}"))
+        yield
+        conn.execute(sa.text("RESET ROLE"))
 
     def grant_app_role(self, conn: Connection, role: str) -> None:
         quoted = _role(role)

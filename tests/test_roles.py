@@ -104,3 +104,31 @@ def test_app_role_on_sqlite_says_file_permissions_are_the_boundary(tmp_path) -> 
     assert (result.exit_code, result.stderr) == (
         1, "error: database roles are PostgreSQL's: on SQLite the database file's permissions"
            " are the boundary (the application's OS user should not own the file)\n")
+
+
+def test_schema_role_owns_the_tables(pg_url, app_role) -> None:
+    app, _ = app_role
+    owner = f"referral_owner_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{owner}" NOLOGIN'))
+        conn.execute(sa.text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{owner}"'))
+    try:
+        result = CliRunner().invoke(main, ["db", "upgrade", "--schema-role", owner,
+                                           "--app-role", app, "--db", pg_url])
+        assert result.exit_code == 0, result.output
+        with admin.connect() as conn:
+            owners = set(conn.execute(sa.text(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")).scalars())
+            granted = set(conn.execute(sa.text(
+                "SELECT privilege_type FROM information_schema.role_table_grants"
+                " WHERE grantee = :r AND table_name = 'ledger_entries'"), {"r": app}).scalars())
+        assert owners == {owner}
+        assert granted == {"SELECT", "INSERT"}
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+            conn.execute(sa.text(f'DROP OWNED BY "{owner}"'))
+            conn.execute(sa.text(f'DROP ROLE "{owner}"'))
+        admin.dispose()
