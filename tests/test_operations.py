@@ -118,3 +118,16 @@ def test_settle_rows_carry_the_run_id(db_url, tmp_path) -> None:
             assert sealed.get(table, [0])[0] == rows
         assert {"settlement_runs", "settlement_quarantine", "settlement_facts"} <= set(sealed)
     engine.dispose()
+
+
+def test_table_rows_encode_each_row_as_row_text(conn) -> None:
+    """The per-table fast path writes exactly the documented canonical text of a row."""
+    ledger.post_credit(conn, "u1", 100, "INR", "r1", status="confirmed")
+    ledger.pay(conn, "r1")
+    for table in ("ledger_entries", "ledger_transitions", "ledger_postings"):
+        raw = [dict(r._mapping) for r in conn.execute(sa.text(
+            f"SELECT * FROM {table} ORDER BY {', '.join(OPERATION_TABLES[table])}"))]
+        assert [text for _, text in operations.table_rows(conn, table)] == [
+            operations.row_text(r) for r in raw]
+        assert [op for op, _ in operations.table_rows(conn, table)] == [
+            r["op_id"] for r in raw]
