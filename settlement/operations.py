@@ -13,6 +13,10 @@ added under a known op id changes its operation's seal; a row with no op id, or 
 log does not know, is refused.  Rows written before op ids existed (NULL) were sealed by
 migration 0007 as one operation (``LEGACY_OP_ID``).
 
+A seal covers a row's non-NULL columns as the driver returns them, so a later migration may
+add a nullable column (old rows keep their seals) but must not give old rows a value (a
+``server_default`` on a sealed table) without resealing them.
+
 What this cannot see alone: an attacker who rewrites rows *and* recomputes every seal and
 the chain after them.  The chain's head written outside the database (``referral ledger
 anchor``) catches that; see ``settlement.anchors``.
