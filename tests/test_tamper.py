@@ -102,3 +102,15 @@ def test_verify_refuses_a_bad_or_missing_signature(book: Ledger, monkeypatch) ->
     result = runner.invoke(main, ["ledger", "verify", "--anchor", str(book.anchor),
                                   "--db", book.url])
     assert result.exit_code == 1 and "bad signature" in result.stderr
+
+
+def test_what_came_after_the_anchor_is_not_a_problem(book: Ledger) -> None:
+    runner = CliRunner()
+    for args in (["ledger", "credit", "u7", "₹9", "--reference", "hand:after"],
+                 ["ledger", "confirm", "hand:after"]):
+        assert runner.invoke(main, [*args, "--db", book.url]).exit_code == 0
+    result = runner.invoke(main, ["ledger", "verify", "--anchor", str(book.anchor),
+                                  "--db", book.url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok: ")
+    assert f"; nothing before anchor {book.anchor} (" in result.stdout
