@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -145,18 +145,20 @@ class _Sealer:
         return Seal(dict(self.counts), {t: h.hexdigest() for t, h in self.hashes.items()})
 
 
-def compute_seal(conn: Connection, op_id: str) -> Seal:
-    """What the tables hold for ``op_id`` now."""
+def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION_TABLES) -> Seal:
+    """What the tables hold for ``op_id`` now (``tables``: a migration names those it knows)."""
     sealer = _Sealer()
-    for table in OPERATION_TABLES:
+    for table in tables:
         for _, text in table_rows(conn, table, op_id):
             sealer.add(table, text)
     return sealer.seal()
 
 
 def operation_hash(row: Mapping[str, Any]) -> str:
-    """sha256 over an operations row's columns but ``hash`` (``prev_hash`` included)."""
-    return _sha(_dumps({c.name: _canonical(row[c.name]) for c in _OPS.c if c.name != "hash"}))
+    """sha256 over an operations row's non-NULL columns but ``hash`` (``prev_hash``
+    included; a column added later is NULL in older rows, so their hashes hold)."""
+    return _sha(_dumps({k: _canonical(v) for k, v in row.items()
+                        if k != "hash" and v is not None}))
 
 
 def operations_head(conn: Connection) -> tuple[int, str, str] | None:

@@ -68,7 +68,7 @@ def _seal_existing_rows() -> None:
     from settlement import operations
 
     bind = op.get_bind()
-    seal = operations.compute_seal(bind, operations.LEGACY_OP_ID)
+    seal = operations.compute_seal(bind, operations.LEGACY_OP_ID, TABLES)
     if seal.counts:
         legacy = operations.Operation(operations.LEGACY_OP_ID,
                                       "db upgrade 0007: rows written before operation ids",
