@@ -26,7 +26,8 @@ from sqlalchemy.engine import Connection
 
 from dsl.codec import program_from_json
 from dsl.model import SCHEMA_VERSION, FixedReward, PercentReward
-from settlement import ledger
+from settlement import anchors, ledger
+from settlement.anchors import Anchor
 from settlement.tables import (
     entries_with_status,
     ledger_entries,
@@ -68,11 +69,15 @@ def _aliases(conn: Connection) -> dict[str, str]:
         .order_by(settlement_rule_renames.c.id))}
 
 
-def verify(conn: Connection) -> ledger.VerifyReport:
+def verify(conn: Connection, anchor: Anchor | None = None, anchor_name: str = "anchor"
+           ) -> ledger.VerifyReport:
     """Everything ``ledger verify`` checks: the ledger's own invariants (chain, shape,
-    transitions, postings, zero sum, the heads settlement runs anchored) and settlement's."""
+    transitions, postings, zero sum, the heads settlement runs anchored, the sealed
+    operations) and settlement's; with ``anchor`` (a file outside the database,
+    ``settlement.anchors``), first that nothing before it was changed, deleted or emptied."""
     report = ledger.verify(conn, anchors=ledger.ledger_anchors(conn))
-    problems = report.problems + verify_settlement(conn)
+    outside = anchors.check(conn, anchor, anchor_name) if anchor is not None else []
+    problems = outside + report.problems + verify_settlement(conn)
     return ledger.VerifyReport(ok=not problems, problems=problems, checked=report.checked)
 
 

@@ -36,7 +36,7 @@ from dsl.errors import DateRangeError, EvaluationError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program, Rule
 from dsl.money import MAX_MINOR_UNITS
-from settlement import facts, guards, ledger
+from settlement import facts, guards, ledger, operations
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import OutcomeUnknown, SettlementError
@@ -262,7 +262,8 @@ class Settlement:
         versions = self.book.new_versions(self.granted_rules)
         if versions:
             self.conn.execute(settlement_rule_versions.insert(),
-                              [{**v, "run_id": self.summary.run_id} for v in versions])
+                              [{**v, "run_id": self.summary.run_id, "op_id": self.summary.run_id}
+                               for v in versions])
         self._fold_counts()
 
     def _fold_counts(self) -> None:
@@ -283,7 +284,7 @@ class Settlement:
             self.first_reasons.append(f"{bad.file}:{bad.line}: {bad.reason}")
         self.quarantine_rows.append(
             {"run_id": self.summary.run_id, "file": bad.file, "line": bad.line,
-             "raw": bad.raw, "reason": bad.reason}
+             "raw": bad.raw, "reason": bad.reason, "op_id": self.summary.run_id}
         )
         if self.explain is not None:
             line = {"file": bad.file, "line": bad.line, "quarantined": bad.reason}
@@ -525,10 +526,11 @@ class Settlement:
                     self.on_plan(PlannedReward(p.request, p.capped_from, p.kind))
         if changes.terminations:
             self.conn.execute(settlement_terminations.insert(), [
-                {"rule_id": rule_id, "referral_id": rid, "run_id": run_id}
+                {"rule_id": rule_id, "referral_id": rid, "run_id": run_id, "op_id": run_id}
                 for rule_id, rid in changes.terminations
             ])
-        backend(self.conn).append_rows(self.conn, settlement_facts, fact_rows)
+        backend(self.conn).append_rows(self.conn, settlement_facts,
+                                       [{**r, "op_id": run_id} for r in fact_rows])
         if self.quarantine_rows:
             self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
             self.quarantine_rows = []
@@ -720,6 +722,7 @@ def _settle_locked(
         # The ledger writer lock for the whole run: each chunk's lookups are then
         # made under it, so posting needs no second lookup (see post_credits(known=)).
         lock_ledger(conn)
+        operations.begin(conn, "settle", f"settle:{run_id}", op_id=run_id)
         book = RuleBook.load(conn, program, program.default_currency(currency))
         renames = check_program(book, renamed or {}, allow_anonymous=allow_anonymous)
         if renames:
@@ -760,10 +763,13 @@ def _settle_locked(
                 "input_name": input_name,
                 "amount_posted": json.dumps(summary.as_json()["amount_posted"]),
                 **{k: getattr(summary, k) for k in RunSummary.COUNTERS},
+                "op_id": run_id,
             },
         )
         if renames:
-            conn.execute(settlement_rule_renames.insert(), rename_rows(renames, run_id))
+            conn.execute(settlement_rule_renames.insert(),
+                         [{**r, "op_id": run_id} for r in rename_rows(renames, run_id)])
+        operations.seal(conn)
         observer.phase("committing", summary.as_json())
         if not dry_run:
             observer.before_commit(conn, summary)

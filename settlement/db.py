@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -173,10 +174,19 @@ def offline_sql(url: str, *, from_revision: str | None = None) -> str:
     return buffer.getvalue()
 
 
+DEFAULT_APP_ROLE = "referral_app"
+
+
 def upgrade(engine_or_url: Engine | str, revision: str = "head", *,
-            lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
+            lock_timeout: float = DEFAULT_LOCK_TIMEOUT, app_role: str | None = None,
+            schema_role: str | None = None) -> str:
     """Apply the shipped migrations up to head (idempotent); returns the revision reached.
-    Behind another writer it waits at most ``lock_timeout`` seconds (LockBusy)."""
+    Behind another writer it waits at most ``lock_timeout`` seconds (LockBusy).
+
+    PostgreSQL only: ``schema_role`` creates the tables as that role (their owner; the
+    connecting user must be a member); ``app_role`` (created NOLOGIN if missing) is granted
+    SELECT and INSERT on every table and USAGE on the sequences, and nothing else, so a
+    command connected as it can neither change nor delete rows nor disable the triggers."""
     engine = open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         cfg = _alembic_config()
@@ -184,9 +194,13 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head", *,
                 write_transaction(conn, lock_timeout=lock_timeout):
             lock_ledger(conn)  # two concurrent upgrades must not both create tables
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            with (backend(conn).schema_role(conn, schema_role) if schema_role is not None
+                  else nullcontext()):
+                command.upgrade(cfg, revision)
             reached = current_revision(conn)
             backend(conn).check_schema(conn)
+            if app_role is not None:
+                backend(conn).grant_app_role(conn, app_role)
     finally:
         if isinstance(engine_or_url, str):
             engine.dispose()

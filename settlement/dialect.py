@@ -14,6 +14,7 @@ database holds one.
 from __future__ import annotations
 
 import functools
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -139,6 +140,17 @@ class Backend:
 
     def check_schema(self, conn: Connection) -> None:
         """Before ``db upgrade`` commits: refuse a schema that migrations left inconsistent."""
+
+    @contextmanager
+    def schema_role(self, conn: Connection, role: str) -> Iterator[None]:
+        """Within the block, create tables as ``role`` (their owner)."""
+        raise SchemaNotReady(_NO_ROLES)
+        yield  # pragma: no cover
+
+    def grant_app_role(self, conn: Connection, role: str) -> None:
+        """Let ``role`` read and append, nothing else: no UPDATE, DELETE, TRUNCATE, and (not
+        owning the tables) no ALTER TABLE ... DISABLE TRIGGER."""
+        raise SchemaNotReady(_NO_ROLES)
 
     def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The UTC calendar date of a ``UTCDateTime`` column, as SQL."""
@@ -331,6 +343,18 @@ class SQLiteBackend(Backend):
         return "integer overflow" in str(error.orig)
 
 
+_NO_ROLES = ("database roles are PostgreSQL's: on SQLite the database file's permissions are"
+             " the boundary (the application's OS user should not own the file)")
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _role(name: str) -> str:
+    if not ROLE_NAME.fullmatch(name):
+        raise SchemaNotReady(f"role name {name!r}: use lower-case letters, digits and _"
+                             " (at most 63, not starting with a digit)")
+    return f'"{name}"'
+
+
 class PostgresBackend(Backend):
     """PostgreSQL (psycopg 3): advisory locks, COPY, and array parameters for bulk work."""
 
@@ -399,6 +423,36 @@ class PostgresBackend(Backend):
 
     def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
+    @contextmanager
+    def schema_role(self, conn: Connection, role: str) -> Iterator[None]:
+        conn.execute(sa.text(f"SET LOCAL ROLE {_role(role)}"))
+        yield
+        conn.execute(sa.text("RESET ROLE"))
+
+    def grant_app_role(self, conn: Connection, role: str) -> None:
+        quoted = _role(role)
+        row = conn.execute(sa.text("SELECT rolsuper, rolname = current_user FROM pg_roles"
+                                   " WHERE rolname = :r"), {"r": role}).first()
+        if row is not None and (row[0] or row[1]):
+            raise SchemaNotReady(
+                f"role {role!r} {'is a superuser' if row[0] else 'owns the tables'}: the"
+                " application role must be another role, without superuser rights")
+        if row is None:
+            conn.execute(sa.text(f"CREATE ROLE {quoted} NOLOGIN"))
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+        where = f'"{schema}"'
+        for statement in (
+            f"GRANT USAGE ON SCHEMA {where} TO {quoted}",
+            f"REVOKE ALL ON ALL TABLES IN SCHEMA {where} FROM {quoted}",
+            f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {where} TO {quoted}",
+            f"REVOKE INSERT ON alembic_version FROM {quoted}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {where} TO {quoted}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {where} GRANT SELECT, INSERT ON TABLES"
+            f" TO {quoted}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {where} GRANT USAGE ON SEQUENCES TO {quoted}",
+        ):
+            conn.execute(sa.text(statement))
 
     def prepare_report(self, conn: Connection) -> None:
         """No JIT: on a freshly loaded ledger (statistics not yet gathered) the planner's

@@ -101,3 +101,8 @@ class RecordsFileError(SettlementError):
     A broken JSON array or gzip stream (nothing after the break can be delimited)
     or a CSV header naming a column twice; one bad record is quarantined instead.
     """
+
+
+class AnchorError(LedgerError):
+    """An anchor file that cannot be trusted: unreadable, not an anchor, or its signature
+    does not hold (or cannot be checked)."""

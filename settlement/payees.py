@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 from settlement import records
 from settlement.dialect import backend
 from settlement.errors import PayeeImportError
-from settlement.locks import writing
+from settlement.operations import op_id, operation
 from settlement.tables import payees
 
 METHODS = ("bank", "upi", "paypal")
@@ -367,7 +367,8 @@ def import_payees(
     if problems:
         raise PayeeImportError(str(path), problems)
     result = ImportResult(rows=len(rows))
-    with writing(conn):  # under the ledger lock: payout create reads payees under it
+    # under the ledger lock: payout create reads payees under it
+    with operation(conn, "payees import", actor):
         current = current_payees(conn, (r.user_id for r in rows))
         now = datetime.now(UTC)
         fresh: list[dict[str, Any]] = []
@@ -385,6 +386,7 @@ def import_payees(
             fresh.append({"user_id": r.user_id, "method": r.method,
                           "details": _canonical(r.details), "name": r.name,
                           "business_date": business_date, "imported_at": now,
-                          "source": f"{path.name}:{r.line}", "actor": actor})
+                          "source": f"{path.name}:{r.line}", "actor": actor,
+                          "op_id": op_id(conn)})
         backend(conn).append_rows(conn, payees, fresh)
     return result

@@ -59,7 +59,7 @@ from settlement.dialect import backend
 from settlement.errors import EntryNotFound, PayoutError
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import OPEN_ITEM_STATUSES
-from settlement.locks import writing
+from settlement.operations import op_id, operation
 from settlement.payees import Payee, current_payees, payees_by_id
 from settlement.tables import (
     latest_status,
@@ -153,7 +153,7 @@ def create_batch(
     currency: the only one the ledger's confirmed credits are in."""
     if min_amount < 0:
         raise PayoutError("the minimum payout cannot be negative")
-    with writing(conn):
+    with operation(conn, "payout create", actor):
         currency = currency or _only_currency(conn)
         exponent(currency)
         batch_id = batch_id_for(as_of, currency)
@@ -242,12 +242,14 @@ def _create(
     entries = ledger.post_payout_items(conn, items, currency=currency, batch_id=batch_id,
                                        actor=actor, business_date=as_of)
     db = backend(conn)
+    op = op_id(conn)
     db.append_rows(conn, payout_items, [
-        {"entry_id": e.id, "item_id": item_id, "batch_id": batch_id, "payee_id": p[3].id}
+        {"entry_id": e.id, "item_id": item_id, "batch_id": batch_id, "payee_id": p[3].id,
+         "op_id": op}
         for e, (item_id, _, _), p in zip(entries, items, planned, strict=True)
     ])
     db.append_rows(conn, payout_covers, [
-        {"item_entry_id": e.id, "entry_id": covered}
+        {"item_entry_id": e.id, "entry_id": covered, "op_id": op}
         for e, p in zip(entries, planned, strict=True) for covered in p[2]
     ])
     total = sum(amount for _, _, amount in items)
@@ -258,7 +260,7 @@ def _create(
         "created_at": datetime.now(UTC), "actor": actor, "items": len(items), "total": total,
         "skipped": json.dumps(skips, sort_keys=True),
         "ledger_head_id": head[0] if head else None,
-        "ledger_head_hash": head[1] if head else None,
+        "ledger_head_hash": head[1] if head else None, "op_id": op,
     })
     batch = Batch(batch_id, as_of, currency, min_amount, total, skips, created=True)
     batch.items = [Item(item_id, e.id, user, amount, currency, "created", p[3].id)
@@ -348,7 +350,7 @@ def export_batch(
     ``paypal``: PayPal's payouts CSV, the items paid by PayPal), and mark them sent."""
     if fmt not in FORMATS:
         raise PayoutError(f"unknown payout file format {fmt!r} (one of {', '.join(FORMATS)})")
-    with writing(conn):
+    with operation(conn, "payout export", actor):
         batch = get_batch(conn, batch_id)
         open_items = [i for i in batch.items if i.status in OPEN_ITEM_STATUSES]
         details = payees_by_id(conn, [i.payee_id for i in open_items])
@@ -459,7 +461,7 @@ def complete_batch(
 ) -> Completion:
     """Mark the batch's sent items paid or failed, in one transaction: without ``results``
     every sent item is paid.  A paid item's covered credits become ``paid``."""
-    with writing(conn):
+    with operation(conn, "payout complete", actor):
         batch = get_batch(conn, batch_id)
         by_id = {i.item_id: i for i in batch.items}
         if results is None:

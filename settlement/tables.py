@@ -26,8 +26,12 @@ which entries it settles.
 Run history (migration 0006): ``settlement_run_events``, written outside the run's
 transaction so that failed and killed runs leave a trace too.
 
-All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002, 0005 and
-0006).
+Tamper evidence (migration 0007): every row above but the run history carries
+``op_id``, the operation that wrote it, and ``ledger_operations`` seals each
+operation's rows.
+
+All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002, 0005,
+0006 and 0007).
 """
 
 from __future__ import annotations
@@ -68,8 +72,15 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+OP_ID_LENGTH = 64
 
 metadata = sa.MetaData()
+
+
+def _op_id() -> sa.Column[str]:
+    """0007: the operation (settle run, payout run, hand write) that wrote the row; NULL for
+    rows written before operation ids, which the migration sealed as one operation."""
+    return sa.Column("op_id", sa.String(OP_ID_LENGTH), nullable=True, index=True)
 
 ledger_entries = sa.Table(
     "ledger_entries",
@@ -97,6 +108,7 @@ ledger_entries = sa.Table(
     # Hashed only when set (settlement.ledger.hashing), so rows older than the column keep
     # their hashes; readers take the UTC date of ``timestamp`` for those.
     sa.Column("business_date", sa.Date, nullable=True),
+    _op_id(),
     sa.UniqueConstraint("reference_id", name="uq_ledger_entries_reference_id"),
     sa.UniqueConstraint("reversal_id", name="uq_ledger_entries_reversal_id"),
     sa.CheckConstraint(
@@ -132,6 +144,7 @@ ledger_transitions = sa.Table(
     # the cash); NULL for ``ledger pay``, whose own postings do.
     sa.Column("item_id", BigId, sa.ForeignKey("ledger_entries.id",
               name="fk_ledger_transitions_item_id"), nullable=True),
+    _op_id(),
     sa.CheckConstraint(
         f"from_status IS NULL OR from_status IN ({_STATUS_LIST})",
         name="ck_ledger_transitions_from_status",
@@ -151,6 +164,7 @@ ledger_postings = sa.Table(
     sa.Column("account", sa.String(300), nullable=False),
     sa.Column("currency", sa.CHAR(3), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
+    _op_id(),
     sa.CheckConstraint("amount <> 0", name="ck_ledger_postings_amount_nonzero"),
     sa.Index("ix_ledger_postings_account", "account", "currency"),
     sa.Index("ix_ledger_postings_entry", "entry_id"),
@@ -182,6 +196,7 @@ settlement_runs = sa.Table(
     # 0004: what reconciliation did besides posting.
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
       for name in ("adjusted", "moved", "superseded", "stale", "retired", "conflicts")),
+    _op_id(),
 )
 
 settlement_quarantine = sa.Table(
@@ -194,6 +209,7 @@ settlement_quarantine = sa.Table(
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    _op_id(),
 )
 
 # Run history (migration 0006): what every settle run did, failed and aborted ones too.
@@ -245,6 +261,7 @@ settlement_facts = sa.Table(
     sa.Column("file", sa.Text, nullable=False),
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
+    _op_id(),
     sa.Index("ix_settlement_facts_referral", "referral_id", "id"),
 )
 
@@ -256,6 +273,7 @@ settlement_rule_versions = sa.Table(
     sa.Column("rule_hash", sa.String(128), primary_key=True),
     sa.Column("model", sa.Text, nullable=True),
     sa.Column("run_id", sa.String(64), nullable=True),
+    _op_id(),
 )
 
 settlement_rule_renames = sa.Table(
@@ -265,6 +283,7 @@ settlement_rule_renames = sa.Table(
     sa.Column("old_id", sa.String(255), nullable=False),
     sa.Column("new_id", sa.String(255), nullable=False),
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
+    _op_id(),
 )
 
 # (rule, referral) pairs whose REVERSE IF has held: that rule pays that referral nothing again.
@@ -274,6 +293,7 @@ settlement_terminations = sa.Table(
     sa.Column("rule_id", sa.String(255), primary_key=True),
     sa.Column("referral_id", sa.String(255), primary_key=True),
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
+    _op_id(),
 )
 
 payees = sa.Table(
@@ -289,6 +309,7 @@ payees = sa.Table(
     sa.Column("imported_at", UTCDateTime, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("actor", sa.String(255), nullable=False),
+    _op_id(),
     sa.Index("ix_payees_user", "user_id", "id"),
 )
 
@@ -308,6 +329,7 @@ payout_batches = sa.Table(
     # The ledger head when the batch committed: an anchor for verify, like a run's.
     sa.Column("ledger_head_id", sa.BigInteger, nullable=True),
     sa.Column("ledger_head_hash", sa.CHAR(64), nullable=True),
+    _op_id(),
     sa.UniqueConstraint("as_of", "currency", name="uq_payout_batches_as_of_currency"),
 )
 
@@ -320,6 +342,7 @@ payout_items = sa.Table(
     sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batches.batch_id",
               deferrable=True, initially="DEFERRED"), nullable=False),
     sa.Column("payee_id", BigId, sa.ForeignKey("payees.id"), nullable=False),
+    _op_id(),
     sa.UniqueConstraint("item_id", name="uq_payout_items_item_id"),
     sa.Index("ix_payout_items_batch", "batch_id", "entry_id"),
 )
@@ -331,8 +354,47 @@ payout_covers = sa.Table(
               autoincrement=False),
     sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), primary_key=True,
               autoincrement=False),
+    _op_id(),
     sa.Index("ix_payout_covers_entry", "entry_id"),
 )
+
+# The operations log (migration 0007): one row per command that wrote (a settle run, a payout
+# run, a hand write), hash-chained in id order like the entries (ids assigned under the ledger
+# writer lock).  ``counts`` and ``digest`` seal what the operation wrote: per table of
+# ``OPERATION_TABLES``, how many rows carry its op_id and the sha256 of them
+# (``settlement.operations``).
+ledger_operations = sa.Table(
+    "ledger_operations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
+    sa.Column("op_id", sa.String(OP_ID_LENGTH), nullable=False),
+    sa.Column("command", sa.String(255), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # {"table": rows, ...} as canonical JSON text (tables with rows only).
+    sa.Column("counts", sa.Text, nullable=False),
+    sa.Column("digest", sa.CHAR(64), nullable=False),
+    sa.Column("prev_hash", sa.CHAR(64), nullable=False),
+    sa.Column("hash", sa.CHAR(64), nullable=False),
+    sa.UniqueConstraint("op_id", name="uq_ledger_operations_op_id"),
+)
+
+# Every table whose rows carry an op_id, with the columns that order its rows (its key).
+OPERATION_TABLES: dict[str, tuple[str, ...]] = {
+    "ledger_entries": ("id",),
+    "ledger_transitions": ("id",),
+    "ledger_postings": ("id",),
+    "settlement_runs": ("run_id",),
+    "settlement_quarantine": ("id",),
+    "settlement_facts": ("id",),
+    "settlement_rule_versions": ("rule_id", "rule_hash"),
+    "settlement_rule_renames": ("id",),
+    "settlement_terminations": ("rule_id", "referral_id"),
+    "payees": ("id",),
+    "payout_batches": ("batch_id",),
+    "payout_items": ("entry_id",),
+    "payout_covers": ("item_entry_id", "entry_id"),
+}
 
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
 PAYOUT_TABLES = ("payees", "payout_batches", "payout_items", "payout_covers")

@@ -196,7 +196,7 @@ def test_verify_ok_then_names_hand_edited_row(cli, db_url) -> None:
     assert (bad.exit_code, bad.stderr) == (
         1,
         "error: ledger verification failed: entry id=2 reference 'r2': hash mismatch"
-        " (the row was changed after it was written) (and 1 more problem)\n",
+        " (the row was changed after it was written) (and 2 more problems)\n",
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
@@ -131,6 +134,7 @@ def test_migrations_match_metadata(db_url) -> None:
         "settlement_runs", "settlement_quarantine", "settlement_facts",
         "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",
         "settlement_run_events",
+        "ledger_operations",
     }
     engine.dispose()
 
@@ -156,7 +160,7 @@ def _old_entry(entry_id: int, prev: str) -> dict:
                timestamp=datetime(2026, 9, 1, 23, 30, tzinfo=UTC), actor="cli",
                prev_hash=prev)
     row["hash"] = entry_hash(row)
-    del row["business_date"], row["adjusts"]
+    del row["business_date"], row["adjusts"], row["op_id"]
     return row
 
 
@@ -200,4 +204,75 @@ def test_migrations_keep_an_existing_ledger_verifiable(db_url) -> None:
     with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
         conn.execute(sa.insert(ledger_postings).values(
             entry_id=99, account="user:u1", currency="INR", amount=1))
+    engine.dispose()
+
+
+def test_rows_from_before_operation_ids_are_sealed_by_the_migration(db_url) -> None:
+    """0007 seals the rows it finds (op id NULL) as one operation: a row added later without
+    an op id is then an addition to that operation, named by verify."""
+    from settlement import ledger, operations
+    from settlement.ledger.hashing import GENESIS_HASH
+    from settlement.tables import ledger_operations, ledger_postings
+
+    engine = open_engine(db_url)
+    upgrade(engine, "0005")
+    row = _old_entry(1, GENESIS_HASH)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO ledger_entries (" + ", ".join(row) + ") VALUES ("
+            + ", ".join(f":{k}" for k in row) + ")"
+        ).bindparams(sa.bindparam("timestamp", type_=UTCDateTime)), row)
+        conn.execute(sa.text("INSERT INTO ledger_transitions (entry_id, to_status, at, actor)"
+                             " VALUES (1, 'confirmed', :at, 'cli')"
+                             ).bindparams(sa.bindparam("at", type_=UTCDateTime)),
+                     {"at": row["timestamp"]})
+        for account, amount in (("program:funding", -500), ("user:u1", 500)):
+            conn.execute(sa.insert(ledger_postings).values(
+                entry_id=1, account=account, currency="INR", amount=amount))
+    upgrade(engine)
+    with engine.connect() as conn:
+        (legacy,) = conn.execute(sa.select(ledger_operations)).all()
+        assert (legacy.op_id, legacy.actor) == (operations.LEGACY_OP_ID, "migration 0007")
+        assert json.loads(legacy.counts)["ledger_postings"][0] == 2
+        assert ledger.verify(conn).ok
+    with engine.begin() as conn:
+        for account, amount in (("program:funding", -1), ("program:funding", 1)):
+            conn.execute(sa.insert(ledger_postings).values(
+                entry_id=1, account=account, currency="INR", amount=amount))
+    with engine.connect() as conn:
+        problems = ledger.verify(conn).problems
+    assert problems[1] == (
+        f"operation id=1 {operations.LEGACY_OP_ID!r} (db upgrade 0007: rows written before "
+        f"operation ids by migration 0007 at {operations._canonical(legacy.at)}): "
+        "ledger_postings holds 4 rows, it wrote 2 (rows were added under its id)")
+    assert problems[0] == "entry id=1 reference 'old1': postings do not match the entry and its" \
+        " transitions"
+    engine.dispose()
+
+
+def test_migration_0007_downgrades_and_upgrades_again(db_url) -> None:
+    from settlement import ledger
+
+    engine = open_engine(db_url)
+    upgrade(engine)
+    cfg = Config()
+    cfg.set_main_option("script_location", "settlement:migrations")
+
+    def downgrade() -> None:
+        with engine.connect() as conn, backend(conn).schema_changes(conn), conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("ledger_entries")}
+            assert "op_id" not in columns
+
+    downgrade()
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        ledger.post_credit(conn, "u1", 500, "INR", "r1")
+        conn.commit()
+    with pytest.raises(RuntimeError, match="1 entries carry op ids, which their hashes cover"):
+        downgrade()
+    with engine.connect() as conn:
+        report = ledger.verify(conn)
+    assert report.ok and report.checked == 1, report.problems
     engine.dispose()

@@ -308,8 +308,12 @@ def test_verify_names_hand_edited_row(ledger_engine) -> None:
     with ledger_engine.connect() as conn:
         report = L.verify(conn)
     assert (report.ok, report.checked) == (False, 3)
-    assert report.problems == [
+    assert report.problems[0] == (
         "entry id=2 reference 'r2': hash mismatch (the row was changed after it was written)"
+    )
+    # ... and the operation that wrote it no longer matches its seal.
+    assert [p.split(": ", 1)[1] for p in report.problems[1:]] == [
+        "ledger_entries rows differ from what it wrote (a row was changed)"
     ]
 
 
@@ -348,7 +352,10 @@ def test_verify_catches_a_reversed_status_appended_without_its_reversal(ledger_e
         ))
     with ledger_engine.connect() as conn:
         problems = L.verify(conn).problems
-    assert problems == ["entry reference 'r1': reversed but has no reversal entry"]
+    assert problems == [
+        "ledger_transitions row id=2: has no operation id (not written by a command)",
+        "entry reference 'r1': reversed but has no reversal entry",
+    ]
 
 
 def test_verify_catches_a_removed_reversal_entry(ledger_engine) -> None:
@@ -364,9 +371,15 @@ def test_verify_catches_a_removed_reversal_entry(ledger_engine) -> None:
     with ledger_engine.connect() as conn:
         report = L.verify(conn)
     # The last entry and its balanced postings are gone: the chain and the sums still
-    # look fine, the reversed status without its reversal does not.
+    # look fine; the seal of the operation that wrote them and the reversed status without
+    # its reversal do not.
     assert report.checked == 1
-    assert report.problems == ["entry reference 'r1': reversed but has no reversal entry"]
+    assert [p.split(": ", 1)[1] for p in report.problems] == [
+        "ledger_entries holds 0 of the 1 rows it wrote (rows were deleted)",
+        "ledger_transitions holds 1 of the 2 rows it wrote (rows were deleted)",
+        "ledger_postings holds 0 of the 2 rows it wrote (rows were deleted)",
+        "reversed but has no reversal entry",
+    ]
 
 
 # -- bulk API ---------------------------------------------------------------

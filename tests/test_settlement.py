@@ -356,11 +356,19 @@ def test_verify_detects_newest_entries_deleted_after_a_run(engine, program, tmp_
                               ("ledger_transitions", "entry_id"), ("ledger_entries", "id")):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": head[0]})
     with engine.connect() as conn:
-        assert ledger.verify(conn).ok  # what the chain alone says
+        unanchored = ledger.verify(conn).problems  # the chain alone sees nothing; the seal does
         problems = ledger.verify(conn, anchors=ledger_anchors(conn)).problems
+    n = head[0]
+    assert [p.split(": ", 1)[1].split(" holds")[0] for p in unanchored] == [
+        "ledger_entries", "ledger_transitions", "ledger_postings"]
+    assert unanchored[0].endswith(f"ledger_entries holds {n - 1} of the {n} rows it wrote"
+                                  " (rows were deleted)")
+    assert all(p.startswith(f"operation id=1 {summary.run_id!r} (settle by ") and
+               p.endswith("(rows were deleted)") for p in unanchored)
     assert problems == [
         f"entry id={head[0]} is missing: {summary.run_id} recorded it as the ledger head, "
-        f"but the ledger ends at id {head[0] - 1} (newest entries were removed)"
+        f"but the ledger ends at id {head[0] - 1} (newest entries were removed)",
+        *unanchored,
     ]
 
 

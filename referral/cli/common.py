@@ -40,6 +40,7 @@ from settlement.errors import (
     LockBusy,
 )
 from settlement.locks import DEFAULT_LOCK_TIMEOUT, write_transaction
+from settlement.operations import operation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -283,7 +284,12 @@ def db_transaction(db_url: str, *, read_only: bool = False,
             timeout = command_lock_timeout() if lock_timeout is None else lock_timeout
             with write_transaction(conn, lock_timeout=timeout):
                 require_schema(conn)
-                yield conn
+                if read_only:
+                    yield conn
+                    return
+                # One command, one operation: its rows carry the op id, sealed at the end.
+                with operation(conn, _command_name(), actor_name(None)):
+                    yield conn
     finally:
         engine.dispose()
 
@@ -314,6 +320,16 @@ def lock_timeout_option(f: F) -> F:
         help="Wait at most this long for another writer's lock, then stop (exit 75; "
              "also REFERRAL_LOCK_TIMEOUT).",
     )(f)
+
+
+def _command_name() -> str:
+    """The running command's path below the root (``ledger credit``), however it was run."""
+    names: list[str] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or "referral"
 
 
 def business_date_option(f: F) -> F:

@@ -7,14 +7,17 @@ Each command opens the database, checks the schema, calls one function of
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import click
 
 from dsl.money import Money, format_money, parse_money
 from referral.cli.common import (
     ChecksFailed,
+    CommandInputError,
     Group,
     actor_name,
     business_date_option,
@@ -23,7 +26,7 @@ from referral.cli.common import (
     lock_timeout_option,
     optional_date,
 )
-from settlement import audit
+from settlement import anchors, audit
 from settlement import ledger as ledger_api
 from settlement.csvcells import SafeDictWriter
 from settlement.ledger import (
@@ -300,16 +303,65 @@ def export(fmt: str, status: str | None, rule_id: str | None, user_id: str | Non
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+ANCHOR_KEY_ENV = "REFERRAL_ANCHOR_KEY"
+
+
+def _anchor_key() -> bytes | None:
+    key = os.environ.get(ANCHOR_KEY_ENV)
+    return key.encode("utf-8") if key else None
+
+
 @ledger.command()
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the anchor to this file (default: standard output).")
 @db_option
-def verify(db_url: str) -> None:
-    """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings."""
+def anchor(output: Path | None, db_url: str) -> None:
+    """Write the chains' heads and every table's row count as JSON, to keep outside the
+    database; signed (HMAC-SHA256) with REFERRAL_ANCHOR_KEY when it is set.  `ledger verify
+    --anchor FILE` then proves nothing before it was changed, deleted or emptied."""
     with db_transaction(db_url, read_only=True) as conn:
-        report = audit.verify(conn)
+        payload = anchors.take(conn)
+    text = anchors.dumps(payload, _anchor_key())
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CommandInputError(f"{output}: cannot write the anchor: {e.strerror}") from None
+    entries = payload["entries"]
+    signed = "signed" if _anchor_key() else "unsigned"
+    click.echo(f"anchor written to {output} ({signed}): entry head "
+               f"{entries['head_id'] if entries else 'none'}, "
+               f"{payload['counts']['ledger_operations']} operations", err=True)
+
+
+@ledger.command()
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="An anchor written by `ledger anchor`: also prove nothing before it changed.")
+@db_option
+def verify(anchor_file: Path | None, db_url: str) -> None:
+    """Re-check the whole ledger: hash chain, transitions, reversals, zero-sum postings, the
+    sealed operations; with --anchor, against heads and counts kept outside the database."""
+    anchored = None
+    if anchor_file is not None:
+        try:
+            text = anchor_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandInputError(f"{anchor_file}: cannot read the anchor: {e}") from None
+        anchored = anchors.loads(text, _anchor_key(), str(anchor_file))
+    with db_transaction(db_url, read_only=True) as conn:
+        report = audit.verify(conn, anchored, str(anchor_file))
     if not report.ok:
         more = len(report.problems) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ChecksFailed(f"ledger verification failed: {report.problems[0]}{extra}")
+    since = (f"; nothing before anchor {anchor_file} ({anchored.taken_at}) changed"
+             if anchored is not None else "")
     click.echo(
         f"ok: {report.checked} entries checked, hash chain intact, every currency sums to zero"
+        + since
     )

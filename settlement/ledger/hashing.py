@@ -17,7 +17,7 @@ GENESIS_HASH = "0" * 64
 HASHED_COLUMNS = tuple(c.name for c in ledger_entries.c if c.name != "hash")
 # Columns added after the chain began enter the hash only when set: rows written before
 # the column existed (NULL there) keep the hash they were written with.
-HASHED_WHEN_SET = frozenset({"adjusts", "business_date"})
+HASHED_WHEN_SET = frozenset({"adjusts", "business_date", "op_id"})
 
 
 def format_timestamp(ts: datetime) -> str:

@@ -109,6 +109,7 @@ class Entry:
     hash: str
     adjusts: str | None
     business_date: date | None
+    op_id: str | None
     status: str
 
     @property
@@ -133,6 +134,7 @@ class Transition:
     run_id: str | None
     business_date: date | None
     item_id: int | None
+    op_id: str | None = None
 
 
 @dataclass(frozen=True)

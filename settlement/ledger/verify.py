@@ -34,6 +34,7 @@ from settlement.ledger.types import (
     move_postings,
     opening_postings,
 )
+from settlement.operations import verify_operations
 from settlement.tables import (
     entries_with_status,
     latest_status,
@@ -87,39 +88,19 @@ def verify(
     for row in entries:
         checked += 1
         name = _entry_name(row["id"], row["reference_id"])
-        if row["prev_hash"] != prev:
-            problems.append(
-                f"{name}: prev_hash does not match the previous row's hash"
-                " (a row was removed, inserted or reordered)"
-            )
-        if entry_hash(row) != row["hash"]:
-            problems.append(f"{name}: hash mismatch (the row was changed after it was written)")
-        last_id = row["id"]
-        anchor = anchors.get(last_id)
-        if anchor is not None and anchor[0] != row["hash"]:
-            problems.append(f"{name}: hash differs from the one {anchor[1]} recorded")
-        prev = row["hash"]
         moves = transitions.take(row["id"])
-        seq = [(t.id, t.from_status, t.to_status) for t in moves]
-        problems.extend(f"{name}: {p}" for p in _check_transitions(row["entry_type"], seq))
-        kind, user, amount, run = row["entry_type"], row["user_id"], row["amount"], row["run_id"]
-        expected = [(0, account, row["currency"], value)
-                    for account, value in opening_postings(kind, user, amount, run)]
-        for t in moves:
-            expected += [(t.id, account, row["currency"], value) for account, value in
-                         move_postings(kind, t.to_status, user, amount, run, t.item_id)]
-        got = [(p.transition_id or 0, p.account, p.currency, p.amount)
-               for p in postings.take(row["id"])]
-        if sorted(got) != sorted(expected):
-            problems.append(f"{name}: postings do not match the entry and its transitions")
-        problems.extend(f"{name}: {p}" for p in _shape_problems(row))
-    for anchor_id, (_, recorded_by) in sorted(anchors.items()):
-        if anchor_id > last_id:
-            problems.append(
-                f"entry id={anchor_id} is missing: {recorded_by} recorded it as the ledger head,"
-                f" but the ledger ends at id {last_id} (newest entries were removed)"
-            )
-            break
+        found = [
+            _link_problem(row, prev), _hash_problem(row), _anchor_problem(row, anchors),
+            *_check_transitions(row["entry_type"], [(t.id, t.from_status, t.to_status)
+                                                    for t in moves]),
+            _postings_problem(row, moves, postings.take(row["id"])),
+            *_shape_problems(row),
+        ]
+        problems.extend(f"{name}: {p}" for p in found if p is not None)
+        last_id = row["id"]
+        prev = row["hash"]
+    problems += _missing_anchor_problems(anchors, last_id)
+    problems += verify_operations(conn)
     problems += _reversal_problems(conn)
     problems += _payout_problems(conn)
     for currency, total in conn.execute(
@@ -132,6 +113,53 @@ def verify(
     if not problems:  # balances derived from broken rows would only repeat the news
         problems += _netting_problems(conn)
     return VerifyReport(ok=not problems, problems=problems, checked=checked)
+
+
+# The detectors of the entry stream, one function each (a test switches each off alone).
+
+
+def _link_problem(row: Any, prev: str) -> str | None:
+    if row["prev_hash"] != prev:
+        return ("prev_hash does not match the previous row's hash"
+                " (a row was removed, inserted or reordered)")
+    return None
+
+
+def _hash_problem(row: Any) -> str | None:
+    if entry_hash(row) != row["hash"]:
+        return "hash mismatch (the row was changed after it was written)"
+    return None
+
+
+def _anchor_problem(row: Any, anchors: Mapping[int, tuple[str, str]]) -> str | None:
+    anchor = anchors.get(row["id"])
+    if anchor is not None and anchor[0] != row["hash"]:
+        return f"hash differs from the one {anchor[1]} recorded"
+    return None
+
+
+def _missing_anchor_problems(anchors: Mapping[int, tuple[str, str]], last_id: int
+                             ) -> list[str]:
+    for anchor_id, (_, recorded_by) in sorted(anchors.items()):
+        if anchor_id > last_id:
+            return [
+                f"entry id={anchor_id} is missing: {recorded_by} recorded it as the ledger head,"
+                f" but the ledger ends at id {last_id} (newest entries were removed)"
+            ]
+    return []
+
+
+def _postings_problem(row: Any, moves: list[Any], postings: list[Any]) -> str | None:
+    kind, user, amount, run = row["entry_type"], row["user_id"], row["amount"], row["run_id"]
+    expected = [(0, account, row["currency"], value)
+                for account, value in opening_postings(kind, user, amount, run)]
+    for t in moves:
+        expected += [(t.id, account, row["currency"], value) for account, value in
+                     move_postings(kind, t.to_status, user, amount, run, t.item_id)]
+    got = [(p.transition_id or 0, p.account, p.currency, p.amount) for p in postings]
+    if sorted(got) != sorted(expected):
+        return "postings do not match the entry and its transitions"
+    return None
 
 
 def _shape_problems(row: Any) -> list[str]:

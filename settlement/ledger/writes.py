@@ -53,7 +53,7 @@ from settlement.ledger.types import (
     move_postings,
     opening_postings,
 )
-from settlement.locks import writing
+from settlement.operations import op_id, operation
 from settlement.tables import (
     UTCDateTime,
     latest_status,
@@ -180,6 +180,7 @@ def _insert_entries(
         return []
     db = backend(conn)
     now = _now()
+    op = op_id(conn)
     last = head(conn)
     next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     rows: list[dict[str, Any]] = []
@@ -187,7 +188,7 @@ def _insert_entries(
     for spec in specs:
         row: dict[str, Any] = dict.fromkeys(HASHED_COLUMNS)
         row.update({k: v for k, v in spec.items() if k != "status"})
-        row.update(id=next_id, timestamp=now, actor=actor, prev_hash=prev)
+        row.update(id=next_id, timestamp=now, actor=actor, prev_hash=prev, op_id=op)
         row["hash"] = prev = entry_hash(row)
         rows.append(row)
         statuses.append(spec["status"])
@@ -202,13 +203,13 @@ def _insert_entries(
         [
             {"entry_id": row["id"], "from_status": None, "to_status": status, "at": now,
              "reason": reason, "actor": actor, "run_id": run_id,
-             "business_date": row["business_date"], "item_id": None}
+             "business_date": row["business_date"], "item_id": None, "op_id": op}
             for row, status in zip(rows, statuses, strict=True)
         ],
     )
     db.append_rows(conn, _P, [
         {"entry_id": row["id"], "transition_id": None, "account": account,
-         "currency": row["currency"], "amount": amount}
+         "currency": row["currency"], "amount": amount, "op_id": op}
         for row in rows
         for account, amount in opening_postings(
             row["entry_type"], row["user_id"], row["amount"], row["run_id"])
@@ -245,7 +246,7 @@ def post_credits(
         _validate(req, reserved=reserved)
     result = BulkPostResult()
     day = resolve_business_date(conn, business_date)
-    with writing(conn):
+    with operation(conn, "ledger credit", actor):
         existing = (
             find_entries(conn, (req.reference_id for req in requests)) if known is None
             else known
@@ -360,7 +361,7 @@ def transition_many(
     wanted = list(refs)
     paid_by = paid_by or {}
     results: list[TransitionResult] = []
-    with writing(conn):
+    with operation(conn, f"ledger {to_status}", actor):
         current = find_entries(conn, wanted)
         moves: list[tuple[Entry, str]] = []
         for ref in wanted:
@@ -423,10 +424,11 @@ def append_transitions(
     items = items or {}
     if dates is None:
         dates = move_dates(conn, [entry for entry, _ in moves], business_date)
+    op = op_id(conn)
     rows = [
         {"entry_id": entry.id, "from_status": from_status, "to_status": to_status, "at": now,
          "reason": reason, "actor": actor, "run_id": run_id, "business_date": dates[entry.id],
-         "item_id": items.get(entry.id)}
+         "item_id": items.get(entry.id), "op_id": op}
         for entry, from_status in moves
     ]
     posting = [
@@ -443,7 +445,7 @@ def append_transitions(
     ).scalars().all()
     db.append_rows(conn, _P, [
         {"entry_id": entry.id, "transition_id": transition_id, "account": account,
-         "currency": entry.currency, "amount": amount}
+         "currency": entry.currency, "amount": amount, "op_id": op}
         for (entry, _), transition_id, pairs in zip(moves, ids, posting, strict=True)
         for account, amount in pairs
     ])
@@ -467,7 +469,7 @@ def confirm_due(
     """
     day = business_date or as_of
     entry_day = sa.func.coalesce(_E.c.business_date, day)
-    with writing(conn):
+    with operation(conn, "confirm due", actor):
         due = (
             sa.select(
                 _E.c.id,
@@ -478,6 +480,7 @@ def confirm_due(
                 sa.literal(actor, sa.String),
                 sa.literal(run_id, sa.String),
                 sa.case((entry_day > day, entry_day), else_=sa.literal(day, sa.Date)),
+                sa.literal(op_id(conn), sa.String),
             )
             .where(
                 _E.c.entry_type == "credit",
@@ -490,7 +493,7 @@ def confirm_due(
         result = conn.execute(
             sa.insert(_T).inline().from_select(
                 ["entry_id", "from_status", "to_status", "at", "reason", "actor", "run_id",
-                 "business_date"], due
+                 "business_date", "op_id"], due
             ),
             execution_options={"preserve_rowcount": True},
         )
@@ -513,7 +516,7 @@ def approve(
         raise LedgerError("an approval needs a reason")
     if not approver or not approver.strip():
         raise LedgerError("an approval needs the approver's name")
-    with writing(conn):
+    with operation(conn, "ledger approve", approver):
         refs = [e.reference_id for e in
                 pending_credits(conn, rule_id=rule_id, user_id=user_id, until=until)]
         return transition_many(conn, refs, "confirmed", actor=approver, reason=reason,
@@ -558,7 +561,7 @@ def reverse_many(
         raise LedgerError("a reversal needs a reason")
     wanted = list(refs)
     day = resolve_business_date(conn, business_date)
-    with writing(conn):
+    with operation(conn, "ledger reverse", actor):
         given = known or {}
         unknown = [ref for ref in wanted if ref not in given or given[ref].status == "reversed"]
         originals = {**given, **find_entries(conn, unknown)}
