@@ -28,7 +28,7 @@ import pytest
 
 from compiler.catalog import try_fields
 from compiler.js import context_js, js_string, program_js, runtime_js
-from dsl.errors import EvaluationError
+from dsl.errors import DateRangeError, EvaluationError
 from dsl.evaluate import CompiledProgram, compile_program
 from dsl.examples import context_from_given
 from dsl.model import Compare, FieldRef, Money, PercentReward, Program, flatten, walk
@@ -313,7 +313,7 @@ def _iso_texts(rnd: random.Random, n: int) -> list[str]:
 def _python_reading(text: str, name: str | None) -> Any:
     try:
         found = temporal(text, zone(name))
-    except OverflowError:
+    except (OverflowError, DateRangeError):  # outside years 1..9999: JavaScript's RangeError
         return ["overflow"]
     if found is None:
         return None

@@ -22,7 +22,8 @@ from referral.cli import main
 from settlement import ledger
 from settlement.batch import RunSummary, settle
 from settlement.db import open_engine, upgrade
-from settlement.errors import SettlementError
+from settlement.errors import LedgerError, SettlementError
+from settlement.ledger import writes
 from settlement.records import read_records
 from settlement.references import MAX_REFERENCE_CHARS, max_referral_id_chars, reward_reference
 from settlement.tables import settlement_quarantine
@@ -170,7 +171,13 @@ def test_ids_at_the_documented_maximum_settle_and_reverse(engine: Any, tmp_path:
     assert len("reversal:" + reward_reference(rule_id, referral_id, "referrer", 999999)) == 255
 
 
-def test_the_database_refuses_what_does_not_fit_on_sqlite_too(engine: Any) -> None:
+def test_the_database_refuses_what_does_not_fit_on_sqlite_too(engine: Any,
+                                                              monkeypatch: Any) -> None:
+    """The ledger names an over-long reference itself; beneath that check the database
+    (SQLite's length triggers, PostgreSQL's VARCHAR(255)) refuses it as well."""
+    with engine.connect() as conn, pytest.raises(LedgerError, match="256 characters"):
+        ledger.post_credit(conn, "u", 1, "INR", "h" * 256)
+    monkeypatch.setattr(writes, "_validate", lambda req, *, reserved: None)
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="too long"):
         ledger.post_credit(conn, "u", 1, "INR", "h" * 256)
 
