@@ -376,8 +376,12 @@ class Settlement:
                         continue
                     user = str(ev.record.get(f"{role}.id"))
                     held = held_here.get(Key(rule.id, ev.record.referral_id, role))
+                    # Grants in another period are moved into the referral's: that takes room.
+                    start = period_window(rule.limit.period, ev.day)[0]
                     if held is not None and held.grants and all(
                         g.user_id == user and g.currency == reward.amount.currency
+                        and g.event_date is not None
+                        and period_window(rule.limit.period, g.event_date)[0] == start
                         for g in held.grants
                     ) and held.total >= reward.amount.amount:
                         continue
