@@ -36,7 +36,7 @@ from dsl.errors import EvaluationError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program
 from dsl.money import MAX_MINOR_UNITS
-from settlement import facts, ledger
+from settlement import facts, faultpoints, ledger
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import SettlementError
@@ -185,8 +185,11 @@ class Settlement:
     # -- the run ---------------------------------------------------------------
 
     def run(self, items: Iterable[Record | BadRecord]) -> None:
-        for chunk in _chunks(items, CHUNK):
+        for i, chunk in enumerate(_chunks(items, CHUNK)):
             self._settle_chunk(chunk)
+            if i == 0:
+                faultpoints.reached("mid-write")
+        faultpoints.reached("after-read")
         changes = Changes()
         actions = self.reconciler.top_up(changes)
         self._write(changes, [])
@@ -565,8 +568,10 @@ def settle(
         )
         if renames:
             conn.execute(settlement_rule_renames.insert(), rename_rows(renames, run_id))
+        faultpoints.reached("before-commit")
     if dry_run:
         tx.rollback()
     else:
         tx.commit()
+        faultpoints.reached("after-commit")
     return summary
