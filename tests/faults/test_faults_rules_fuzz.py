@@ -126,7 +126,7 @@ def big_programs(draw: st.DrawFn, most_rules: int = 40, most_fields: int = 100) 
 # written here, as they are or mutated; random: any text, soup of the language's tokens,
 # mutated example programs.  Big programs are smaller in the short form (validation of
 # many rules and fields is slow today: issue 18 item 8).
-BIG = {"short": (15, 40), "full": (40, 100)}
+BIG = {"short": (8, 30), "full": (40, 100)}
 
 
 def texts(scale: str) -> st.SearchStrategy[tuple[str, str]]:

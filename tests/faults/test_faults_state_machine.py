@@ -79,7 +79,7 @@ PAYMENTS = [0, 300000, 700000, 999999, 1000000, 2500000]
 CREATED = ["2026-01-01", "2026-01-15", "2026-01-31T22:00:00-05:00"]
 START = date(2026, 1, 20)
 STEPS = {"short": 25, "full": 50}
-EXAMPLES = {"short": 6, "full": 80}  # on SQLite; PostgreSQL runs half as many
+EXAMPLES = {"short": 10, "full": 80}  # on SQLite; PostgreSQL runs half as many
 
 
 class LedgerMachine(RuleBasedStateMachine):
