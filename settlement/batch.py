@@ -36,7 +36,7 @@ from dsl.errors import DateRangeError, EvaluationError
 from dsl.evaluate import Evaluation, compile_program
 from dsl.model import Program, Rule
 from dsl.money import MAX_MINOR_UNITS
-from settlement import facts, guards, ledger, operations
+from settlement import facts, faultpoints, guards, ledger, operations
 from settlement.db import require_schema
 from settlement.dialect import backend
 from settlement.errors import OutcomeUnknown, SettlementError
@@ -245,10 +245,13 @@ class Settlement:
 
     def run(self, items: Iterable[Record | BadRecord]) -> None:
         self.observer.phase("reading", self.counts_so_far())
-        for chunk in _chunks(items, CHUNK):
+        for i, chunk in enumerate(_chunks(items, CHUNK)):
             self._settle_chunk(chunk)
+            if i == 0:
+                faultpoints.reached("mid-write")
             self.observer.progress(self.counts_so_far())
             self.observer.phase("reading", self.counts_so_far())
+        faultpoints.reached("after-read")
         changes = Changes()
         actions = self.reconciler.top_up(changes)
         self.observer.phase("posting", self.counts_so_far())
@@ -491,8 +494,12 @@ class Settlement:
                         continue
                     user = str(ev.record.get(f"{role}.id"))
                     held = held_here.get(Key(rule.id, ev.record.referral_id, role))
+                    # Grants in another period are moved into the referral's: that takes room.
+                    start = period_window(rule.limit.period, ev.day)[0]
                     if held is not None and held.grants and all(
                         g.user_id == user and g.currency == reward.amount.currency
+                        and g.event_date is not None
+                        and period_window(rule.limit.period, g.event_date)[0] == start
                         for g in held.grants
                     ) and held.total >= reward.amount.amount:
                         continue
@@ -773,6 +780,7 @@ def _settle_locked(
         observer.phase("committing", summary.as_json())
         if not dry_run:
             observer.before_commit(conn, summary)
+        faultpoints.reached("before-commit")
     if dry_run:
         tx.rollback()
         return summary
@@ -783,4 +791,5 @@ def _settle_locked(
         orig = e.orig if e.orig is not None else e
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         raise OutcomeUnknown(run_id, reason) from e
+    faultpoints.reached("after-commit")
     return summary

@@ -182,11 +182,17 @@ def verify_ok(url: str) -> str:
     return result.stdout.strip()
 
 
-def strip_limits(src: Path, dst: Path) -> Path:
-    """The example program without its LIMIT lines (caps make results depend on run order)."""
+def tight_limits(src: Path, dst: Path, divisor: int = 5) -> Path:
+    """The example program with every LIMIT ``divisor`` times smaller, so that a few
+    thousand demo records meet them (the example's own limits are for a real month)."""
     dst.mkdir(parents=True, exist_ok=True)
+
+    def smaller(m: re.Match[str]) -> str:
+        rupees = int(m.group(2).replace(",", "")) // divisor
+        return f"{m.group(1)}₹{rupees:,}"
+
     for f in sorted(src.glob("*.rule")):
-        text = re.sub(r"(?m)^\s*LIMIT .*\n", "", f.read_text(encoding="utf-8"))
+        text = re.sub(r"(?m)^(\s*LIMIT )₹([\d,]+)", smaller, f.read_text(encoding="utf-8"))
         (dst / f.name).write_text(text, encoding="utf-8")
     return dst
 
