@@ -6,9 +6,9 @@ lays out, and runs its EXAMPLE blocks without any other exception.
 Texts are not capped: random text and token soup run to thousands of characters;
 generated programs have up to 40 rules over up to 100 fields, conditions nested up to
 ``DEEP`` levels (NOT chains, parentheses, AND/OR groups), long titles and literals.
-Deeper nesting and huger literals crash today (issue 18 item 7, lane ``rulebounds``
-adds the bounds): those are the xfail cases at the end, which pass once ``rules check``
-refuses them."""
+Deeper nesting and huger literals crashed evaluation before ``rules check`` had bounds
+(issue 18 item 7, ``dsl/bounds.py``): the cases at the end must be refused by the check
+or run cleanly."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lark.exceptions import VisitError
 
 from compiler.dot import program_to_dot
 from compiler.text import format_program
@@ -227,9 +226,7 @@ def _rule(condition: str, extra: str = "") -> str:
     return f'CURRENCY INR\nRULE r "t"\n  IF {condition}\n  THEN ISSUE ₹1 TO referrer\n{extra}'
 
 
-ITEM_7 = "issue 18 item 7: rules check accepts it and a later stage crashes (lane rulebounds)"
-# What those crashes are today (lark wraps the 4,300-digit int() limit in a VisitError).
-ITEM_7_CRASHES = (RecursionError, MemoryError, OverflowError, SyntaxError, VisitError)
+# The crashes issue 18 item 7 found: now refused by `rules check` (or run cleanly).
 
 
 @pytest.mark.parametrize("text", [
@@ -243,7 +240,6 @@ ITEM_7_CRASHES = (RecursionError, MemoryError, OverflowError, SyntaxError, Visit
                  + 'DEFINE "d0" AS referee.x = 1\nRULE r "t"\n  IF "d2999"\n'
                  "  THEN ISSUE ₹1 TO referrer\n", id="a 3,000-long DEFINE chain"),
 ])
-@pytest.mark.xfail(reason=ITEM_7, strict=False, raises=ITEM_7_CRASHES)
 def test_deep_or_huge_rule_text_raises_only_project_errors(text: str, tmp_path: Path) -> None:
     try:
         loaded = load(tmp_path / "deep.rule", text)

@@ -19,7 +19,7 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from settlement.dialect import backend
 
@@ -59,6 +59,12 @@ def upgrade() -> None:
             op.execute(statement)
     for statement in db.append_only_ddl(LOG) + db.length_ddl(LOG, LOG_BOUNDS):
         op.execute(statement)
+    if context.is_offline_mode():
+        # An offline script (db upgrade --sql) cannot read the rows already there: a
+        # database that holds some must be upgraded online to have them sealed.
+        op.execute("-- 0007: rows written before this revision are sealed only by an online"
+                   " `referral db upgrade`")
+        return
     _seal_existing_rows()
 
 
