@@ -188,9 +188,9 @@ def current_config() -> config.Config:
     return cfg if cfg is not None else config.load()
 
 
-class Command(click.Command):
-    """A ``referral`` command: errors of the project's tree end it with their exit code,
-    and its ``--help`` lists the exit codes."""
+class _Referral(click.Command):
+    """What commands and groups share: ``--help`` lists the exit codes, and the options'
+    defaults come from the configuration (``referral.config``) before parsing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
@@ -199,6 +199,10 @@ class Command(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         _configure(self, ctx)
         return super().parse_args(ctx, args)
+
+
+class Command(_Referral):
+    """A ``referral`` command: errors of the project's tree end it with their exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -222,19 +226,11 @@ def _fail(ctx: click.Context, error: BaseException) -> NoReturn:
     ctx.exit(exit_code_for(error))
 
 
-class Group(click.Group):
+class Group(_Referral, click.Group):
     """A ``referral`` group: its commands are ``Command``s and its sub-groups ``Group``s."""
 
     command_class = Command
     group_class = type
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("epilog", EXIT_CODES_HELP)
-        super().__init__(*args, **kwargs)
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _configure(self, ctx)
-        return super().parse_args(ctx, args)
 
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
