@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-ref", default=None,
                    help="git ref whose settle to time against this tree (git worktree add)")
     p.add_argument("--compare-records", type=int, default=50_000)
+    p.add_argument("--compare-sqlite", action=argparse.BooleanOptionalAction, default=True,
+                   help="also compare on SQLite (the settle's CPU time); default on")
     p.add_argument("--profile-records", type=int, default=50_000)
     p.add_argument("--money-records", type=int,
                    help="records settled before the payout run (default 1,000,000)")
@@ -159,7 +161,7 @@ def run_settlement(report: Report, args: argparse.Namespace, parts: set[str],
     if "compare" in parts and args.compare_ref:
         report.data["compare"] = settling.bench_compare_ref(
             dbs, args.compare_ref, records(args.compare_records), args.compare_records,
-            args.settle_reps, report.log)
+            args.settle_reps, report.log, sqlite=args.compare_sqlite)
         report.save()
     if "settle" in parts:
         start = time.perf_counter()

@@ -200,7 +200,7 @@ def drop_worktree(tree: Path) -> None:
 
 
 def bench_compare_ref(dbs: Databases, ref: str, records: Path, count: int, reps: int,
-                      log: Callable[[str], None]) -> dict[str, Any]:
+                      log: Callable[[str], None], *, sqlite: bool = True) -> dict[str, Any]:
     """The same settle with the code at ``ref`` and with this tree, interleaved: a first
     run into an empty database, then its no-change rerun; on PostgreSQL (wall clock) and
     on SQLite (the settle process's CPU time, which is all of SQLite's work and is not
@@ -221,23 +221,22 @@ def bench_compare_ref(dbs: Databases, ref: str, records: Path, count: int, reps:
                         dbs.drop_pg(name)
                     times[which].append(run.seconds)
                     times[f"{which}_rerun"].append(again.seconds)
+                    if not sqlite:
+                        continue
                     lite = Path(tmp) / f"{which}.db"
                     lite.unlink(missing_ok=True)
                     run, again = _first_and_rerun(f"sqlite:///{lite}", records, env,
                                                   which == "now")
                     times[f"{which}_sqlite_cpu"].append(run.cpu_seconds)
                     times[f"{which}_sqlite_rerun_cpu"].append(again.cpu_seconds)
-                log(f"compare {ref} rep {rep + 1}: {ref} {times['ref'][-1]:.1f}s"
-                    f" (rerun {times['ref_rerun'][-1]:.1f}s; SQLite CPU"
-                    f" {times['ref_sqlite_cpu'][-1]:.1f}s, rerun"
-                    f" {times['ref_sqlite_rerun_cpu'][-1]:.1f}s), this tree"
-                    f" {times['now'][-1]:.1f}s (rerun {times['now_rerun'][-1]:.1f}s; SQLite CPU"
-                    f" {times['now_sqlite_cpu'][-1]:.1f}s, rerun"
-                    f" {times['now_sqlite_rerun_cpu'][-1]:.1f}s)")
+                log(f"compare {ref} rep {rep + 1}: " + ", ".join(
+                    f"{k} {v[-1]:.1f}s" for k, v in times.items()))
         finally:
             drop_worktree(tree)
     out: dict[str, Any] = {"ref": ref, "records": count, "reps": reps, "all": dict(times)}
     for measure in ("", "_rerun", "_sqlite_cpu", "_sqlite_rerun_cpu"):
+        if f"ref{measure}" not in times:
+            continue
         out[f"ref{measure}_s"] = median(times[f"ref{measure}"])
         out[f"now{measure}_s"] = median(times[f"now{measure}"])
     return out
