@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -99,3 +100,24 @@ def ledger_engine(db_url: str) -> Iterator[sa.Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    """A rules directory holding tests.test_settlement's program (settle CLI tests)."""
+    from tests.test_settlement import RULES
+
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "program.rule").write_text(RULES, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def small_input(tmp_path: Path) -> Path:
+    """tests.test_settlement's first records as a JSON Lines file."""
+    from tests.test_settlement import FIRST
+
+    path = tmp_path / "first.jsonl"
+    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
+    return path

@@ -13,15 +13,7 @@ from referral.cli import main
 from settlement.db import upgrade
 from settlement.guards import QuarantineLimit
 from tests.test_settle_cli import error_line, settle_args, snapshot
-from tests.test_settlement import FIRST, RULES
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
+from tests.test_settlement import FIRST
 
 
 def records(tmp_path: Path, lines: list[str], name: str = "in.jsonl") -> Path:

@@ -10,29 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import upgrade
 from tests.test_settle_cli import error_line, settle_args, snapshot
-from tests.test_settlement import FIRST, RULES
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
+from tests.test_settlement import FIRST
 
 
 def one_line(result, code: int) -> str:

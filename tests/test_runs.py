@@ -22,22 +22,7 @@ from settlement.demo import write_records
 from settlement.tables import settlement_run_events, settlement_runs
 from tests.faults.helpers import spawn
 from tests.test_settle_cli import settle_args, snapshot
-from tests.test_settlement import FIRST, RULES
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
+from tests.test_settlement import FIRST
 
 
 def invoke(*args: str):

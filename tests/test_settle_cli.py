@@ -22,20 +22,11 @@ from settlement.db import open_engine, upgrade
 from settlement.demo import write_records
 from settlement.locks import LEDGER_LOCK_KEY, SETTLE_LOCK_KEY
 from tests.faults.helpers import spawn
-from tests.test_settlement import FIRST, RULES
+from tests.test_settlement import FIRST
 
 SUMMARY_KEYS = ["run_id", "dry_run", "as_of", "duration_s", "records", "rewarded", "posted",
                 "already_posted", "capped", "reversed", "adjusted", "moved", "superseded",
                 "stale", "retired", "conflicts", "confirmed", "quarantined", "amount_posted"]
-
-
-@pytest.fixture
-
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
 
 
 def error_line(stderr: str) -> str:
@@ -45,14 +36,6 @@ def error_line(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and stderr.endswith(errors[0] + "\n"), stderr
     return errors[0] + "\n"
-
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
 
 
 def settle_args(rules_dir: Path, records: Path, db: str, *extra: str) -> list[str]:

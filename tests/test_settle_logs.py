@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from referral.cli import main
 from settlement.db import upgrade
 from tests.faults.helpers import spawn
 from tests.test_settle_cli import settle_args
-from tests.test_settlement import FIRST, RULES
 
 LOG_KEYS = {"ts", "level", "run_id", "phase", "event", "message", "counts"}
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
 
 
 def parse_every_line(stderr: str) -> list[dict]:

@@ -14,22 +14,6 @@ from referral.cli import main
 from settlement.db import upgrade
 from settlement.metrics import RunMetrics, write_metrics
 from tests.test_settle_cli import settle_args
-from tests.test_settlement import FIRST, RULES
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
 
 
 def samples(path: Path) -> dict[tuple[str, tuple], float]:

@@ -4,7 +4,6 @@ whether the run committed."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,22 +13,6 @@ from referral.cli import main
 from settlement.batch import RUN_INFO_KEY
 from settlement.db import upgrade
 from tests.test_settle_cli import settle_args, snapshot
-from tests.test_settlement import FIRST, RULES
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
-
-
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    path = tmp_path / "first.jsonl"
-    path.write_text("\n".join(FIRST) + "\n", encoding="utf-8")
-    return path
 
 
 def lose_the_connection_at_commit(monkeypatch, *, committed: bool) -> None:

@@ -13,7 +13,7 @@ from referral.cli import main
 from settlement.db import upgrade
 from settlement.demo import write_records
 from tests.test_settle_cli import settle_args
-from tests.test_settlement import RULES, rec
+from tests.test_settlement import rec
 
 # Where the input stands after the run: the same on a rerun.
 STATE = ("records", "rewarded", "capped", "stale", "retired", "conflicts", "quarantined")
@@ -31,14 +31,6 @@ LIMIT_FREED_LATE = [
     rec("r4", "A", "E", created="2026-01-25"),
     rec("r1", "A", "B", created="2026-01-01", refunded=True),
 ]
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "program.rule").write_text(RULES, encoding="utf-8")
-    return d
 
 
 def settle_json(rules_dir: Path, path: Path, db_url: str, *extra: str) -> dict:
