@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import operators
 
 from settlement.errors import InvalidDatabaseURL, SchemaNotReady
 from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
@@ -155,9 +156,6 @@ class Backend:
     def utc_date(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The UTC calendar date of a ``UTCDateTime`` column, as SQL."""
         raise NotImplementedError
-
-    def prepare_report(self, conn: Connection) -> None:
-        """Before the large aggregate queries of a report, in the caller's transaction."""
 
     # -- statements -------------------------------------------------------------
 
@@ -365,7 +363,12 @@ class PostgresBackend(Backend):
         # No server-side prepared statements: a settlement run fills tables inside
         # one transaction, and a generic plan made while they looked empty kept
         # scanning them (find_entries 12x slower on 20k records).
-        return {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS, "prepare_threshold": None}
+        # No JIT: on tables without statistics (a run's own rows, autovacuum off) the
+        # planner's estimates put short lookups over the JIT threshold, and compiling
+        # took 10-60 ms for a query that runs in 3 ms (the liabilities query: six times
+        # its run time; bench/RESULTS.md).
+        return {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS, "prepare_threshold": None,
+                "options": "-c jit=off"}
 
     def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
         """A transaction-scoped advisory lock: re-entrant, released at commit or rollback."""
@@ -454,12 +457,6 @@ class PostgresBackend(Backend):
         ):
             conn.execute(sa.text(statement))
 
-    def prepare_report(self, conn: Connection) -> None:
-        """No JIT: on a freshly loaded ledger (statistics not yet gathered) the planner's
-        estimates put the liabilities query over the JIT threshold, and compiling it took
-        six times as long as running it (bench/RESULTS.md, section 5)."""
-        conn.execute(sa.text("SET LOCAL jit = off"))
-
     def append_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """COPY on the same psycopg connection, so inside the caller's transaction
         (several times faster than multi-row INSERT for a settlement run's
@@ -501,7 +498,8 @@ class PostgresBackend(Backend):
         """One array parameter, as ``select_references``."""
         if not values:
             return iter(())
-        return iter(conn.execute(_any_of(stmt, column), {"values": list(values)}))
+        return iter(conn.execute(_probe_each(stmt, column),
+                                 {"values": list(dict.fromkeys(values))}))
 
     def credited_totals(self, conn: Connection, keys: list[TotalsKey]) -> Iterator[TotalsRow]:
         params = {"rules": [k[0] for k in keys], "users": [k[1] for k in keys],
@@ -520,9 +518,36 @@ def _any_reference(stmt: sa.Select[Any]) -> sa.Select[Any]:
 
 
 @functools.cache
-def _any_of(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Select[Any]:
+def _probe_each(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """``stmt`` for the values of one array parameter, as one index probe per value.
+
+    ``column = ANY(:values)`` was planned from the column's statistics, which a run's own
+    rows never have (a transaction's inserts are not analyzed, and autovacuum may be off):
+    with none, a thousand values looked like most of the table, so every chunk scanned
+    the whole table and a run slowed down as the ledger grew.  A LATERAL subquery behind
+    an OFFSET 0 fence is planned for one value, which an index answers.  Rows come in
+    ``stmt``'s order.
+    """
     kind = sa.BigInteger() if isinstance(column.type, sa.Integer) else sa.String()
-    return stmt.where(column == sa.any_(sa.bindparam("values", type_=postgresql.ARRAY(kind))))
+    wanted = (sa.func.unnest(sa.bindparam("values", type_=postgresql.ARRAY(kind)))
+              .table_valued("value").render_derived(name="wanted"))
+    shown = list(stmt.selected_columns)
+    keys: list[tuple[sa.ColumnElement[Any], bool]] = []
+    for clause in stmt._order_by_clauses:
+        descending = (isinstance(clause, sa.UnaryExpression)
+                      and clause.modifier is operators.desc_op)
+        keys.append((clause.element if isinstance(clause, sa.UnaryExpression) else clause,
+                     descending))
+    inner = stmt.order_by(None).with_only_columns(
+        *(c.label(f"shown_{i}") for i, c in enumerate(shown)),
+        *(key.label(f"order_{i}") for i, (key, _) in enumerate(keys)),
+        maintain_column_froms=True)
+    found = inner.where(column == wanted.c.value).offset(0).lateral("found")
+    return (sa.select(*(found.c[f"shown_{i}"].label(c.key) if c.key else found.c[f"shown_{i}"]
+                        for i, c in enumerate(shown)))
+            .select_from(wanted.join(found, sa.true()))
+            .order_by(*(found.c[f"order_{i}"].desc() if descending else found.c[f"order_{i}"]
+                        for i, (_, descending) in enumerate(keys))))
 
 
 def _credited_totals_query() -> sa.Select[Any]:

@@ -294,6 +294,7 @@ settlement_terminations = sa.Table(
     sa.Column("referral_id", sa.String(255), primary_key=True),
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
     _op_id(),
+    sa.Index("ix_settlement_terminations_referral", "referral_id"),
 )
 
 payees = sa.Table(

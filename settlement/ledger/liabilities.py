@@ -38,7 +38,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from settlement.dialect import backend
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import as_int, entry_day, move_day
 from settlement.tables import (
@@ -227,7 +226,6 @@ def liabilities(
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
     report = Liabilities(as_of=as_of, by=by)
-    backend(conn).prepare_report(conn)
     if by == "user":
         for (user, cur), b in _sums(conn, _pieces(conn, as_of, None), ("user_id", "currency"),
                                     currency):
