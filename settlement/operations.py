@@ -36,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from settlement.dialect import backend
 from settlement.errors import LedgerError
 from settlement.locks import lock_ledger, writing
 from settlement.tables import OPERATION_TABLES, ledger_operations
@@ -108,14 +109,15 @@ def table_rows(conn: Connection, table: str, op_id: str | None = None
     every reader sees the same values): all rows, or one operation's (NULL op id:
     ``LEGACY_OP_ID``)."""
     order = ", ".join(OPERATION_TABLES[table])
-    if op_id is None:
-        stmt = sa.text(f"SELECT * FROM {table} ORDER BY {order}"
-                       ).execution_options(yield_per=STREAM_ROWS)
-        result = conn.execute(stmt)
-    else:
-        where = "op_id IS NULL" if op_id == LEGACY_OP_ID else "op_id = :op"
-        result = conn.execute(sa.text(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}"),
-                              {"op": op_id})
+    where = ("" if op_id is None else "op_id IS NULL" if op_id == LEGACY_OP_ID
+             else "op_id = :op")
+    written = backend(conn).sealed_rows(conn, table, where, {"op": op_id}, order)
+    if written is not None:
+        yield from written
+        return
+    result = conn.execute(
+        sa.text(f"SELECT * FROM {table}{' WHERE ' + where if where else ''} ORDER BY {order}"
+                ).execution_options(yield_per=STREAM_ROWS), {"op": op_id})
     names = list(result.keys())
     ordered = sorted(range(len(names)), key=names.__getitem__)
     at_op = names.index("op_id")

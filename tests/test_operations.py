@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from referral.cli import main
 from settlement import ledger, operations
+from settlement.dialect import backend
 from settlement.errors import IdempotencyConflict, LedgerError
 from settlement.tables import OPERATION_TABLES, ledger_operations
 
@@ -131,3 +132,30 @@ def test_table_rows_encode_each_row_as_row_text(conn) -> None:
             operations.row_text(r) for r in raw]
         assert [op for op, _ in operations.table_rows(conn, table)] == [
             r["op_id"] for r in raw]
+
+
+HOSTILE = ['quote " backslash \\ slash /', "new\nline\ttab\rcr\x01\x1f\x7f", "é ü ₹ 𝄞 😀",
+           "line\u2028sep\u2029", "{\"json\": [1]}", "trailing  "]
+
+
+def test_table_rows_agree_with_row_text_on_hostile_values(conn) -> None:
+    """The database's own encoding of rows (PostgreSQL) is byte for byte ``row_text``:
+    quotes, backslashes, control characters, astral code points, line separators and
+    NULLs; on SQLite both are ``row_text``."""
+    for n, text in enumerate(HOSTILE):
+        ledger.post_credit(conn, f"u{n} {text}", 100 + n, "INR", f"r{n} {text}",
+                           status="confirmed", reason=text)
+        ledger.pay(conn, f"r{n} {text}")
+    for table in ("ledger_entries", "ledger_transitions", "ledger_postings"):
+        raw = [dict(r._mapping) for r in conn.execute(sa.text(
+            f"SELECT * FROM {table} ORDER BY {', '.join(OPERATION_TABLES[table])}"))]
+        assert len(raw) >= len(HOSTILE)
+        got = list(operations.table_rows(conn, table))
+        assert [t for _, t in got] == [operations.row_text(r) for r in raw]
+        assert [op for op, _ in got] == [r["op_id"] for r in raw]
+        assert [t for _, t in operations.table_rows(conn, table, raw[0]["op_id"])] == [
+            operations.row_text(r) for r in raw if r["op_id"] == raw[0]["op_id"]]
+    assert any("😀" in json.loads(t).get("user_id", "") for _, t in
+               operations.table_rows(conn, "ledger_entries"))
+    by_server = backend(conn).sealed_rows(conn, "ledger_entries", "", {}, "id")
+    assert (by_server is not None) == (conn.dialect.name == "postgresql")
