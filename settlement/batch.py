@@ -531,16 +531,14 @@ class Settlement:
             if self.on_plan is not None:
                 for p in planned:
                     self.on_plan(PlannedReward(p.request, p.capped_from, p.kind))
-        if changes.terminations:
-            self.conn.execute(settlement_terminations.insert(), [
-                {"rule_id": rule_id, "referral_id": rid, "run_id": run_id, "op_id": run_id}
-                for rule_id, rid in changes.terminations
-            ])
-        backend(self.conn).append_rows(self.conn, settlement_facts,
-                                       [{**r, "op_id": run_id} for r in fact_rows])
-        if self.quarantine_rows:
-            self.conn.execute(settlement_quarantine.insert(), self.quarantine_rows)
-            self.quarantine_rows = []
+        db = backend(self.conn)
+        db.append_rows(self.conn, settlement_terminations, [
+            {"rule_id": rule_id, "referral_id": rid, "run_id": run_id, "op_id": run_id}
+            for rule_id, rid in changes.terminations
+        ])
+        db.append_rows(self.conn, settlement_facts, [{**r, "op_id": run_id} for r in fact_rows])
+        db.append_rows(self.conn, settlement_quarantine, self.quarantine_rows)
+        self.quarantine_rows = []
 
     def _without_conflicts(self, grants: list[PlannedGrant]) -> list[PlannedGrant]:
         """Grants whose reference no entry already holds.

@@ -95,7 +95,7 @@ def open_engine(url: str, *, must_exist: bool = False) -> Engine:
             f"SQLite database {os.path.abspath(path)} does not exist; "
             "run `referral db upgrade` to create it (or check --db)")
     try:
-        engine = sa.create_engine(parsed, connect_args=db.connect_args())
+        engine = sa.create_engine(parsed, connect_args=db.connect_args(parsed))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
         raise InvalidDatabaseURL(
             f"unsupported database URL {db.describe(parsed)}: {e}"

@@ -68,7 +68,8 @@ class Backend:
         port = f":{url.port}" if url.port else ""
         return f"{self.label} database {url.database or ''} on {host}{port}"
 
-    def connect_args(self) -> dict[str, Any]:
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
+        """Driver arguments for every connection (the URL's own query may add to them)."""
         return {}
 
     def prepare(self, engine: Engine) -> None:
@@ -246,7 +247,7 @@ class SQLiteBackend(Backend):
     def describe(self, url: sa.URL) -> str:
         return f"SQLite database {url.database or ':memory:'}"
 
-    def connect_args(self) -> dict[str, Any]:
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
         return {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
 
     def prepare(self, engine: Engine) -> None:
@@ -366,7 +367,7 @@ class PostgresBackend(Backend):
     name = "postgresql"
     label = "PostgreSQL"
 
-    def connect_args(self) -> dict[str, Any]:
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
         # No server-side prepared statements: a settlement run fills tables inside
         # one transaction, and a generic plan made while they looked empty kept
         # scanning them (find_entries 12x slower on 20k records).
@@ -374,8 +375,11 @@ class PostgresBackend(Backend):
         # planner's estimates put short lookups over the JIT threshold, and compiling
         # took 10-60 ms for a query that runs in 3 ms (the liabilities query: six times
         # its run time; bench/RESULTS.md).
+        # The URL's own ``options`` (say ``-c default_transaction_read_only=on``) come after.
+        given = url.query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
         return {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS, "prepare_threshold": None,
-                "options": "-c jit=off"}
+                "options": f"-c jit=off {given}".strip()}
 
     def transaction_lock(self, conn: Connection, key: int, *, wait: bool) -> bool:
         """A transaction-scoped advisory lock: re-entrant, released at commit or rollback."""

@@ -29,7 +29,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -56,6 +56,10 @@ class Operation:
     command: str
     actor: str
     started: datetime
+    # Per table keyed by id, its newest id when the operation began: the operation's rows
+    # come after it (writers hold the ledger lock; ids only grow), so its seal reads them
+    # by id, and the largest tables need no index on op_id.
+    after: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,21 +107,24 @@ def row_text(row: Mapping[str, Any]) -> str:
                     for k, v in sorted(row.items()) if v is not None})
 
 
-def table_rows(conn: Connection, table: str, op_id: str | None = None
-               ) -> Iterator[tuple[str | None, str]]:
+def table_rows(conn: Connection, table: str, op_id: str | None = None,
+               after: int | None = None) -> Iterator[tuple[str | None, str]]:
     """(op id, ``row_text``) of each row of ``table`` in key order, read raw (untyped, so
     every reader sees the same values): all rows, or one operation's (NULL op id:
-    ``LEGACY_OP_ID``)."""
+    ``LEGACY_OP_ID``), among those with an id above ``after`` when given."""
     order = ", ".join(OPERATION_TABLES[table])
     where = ("" if op_id is None else "op_id IS NULL" if op_id == LEGACY_OP_ID
              else "op_id = :op")
-    written = backend(conn).sealed_rows(conn, table, where, {"op": op_id}, order)
+    if after is not None and op_id is not None:
+        where = f"id > :after AND {where}"
+    params = {"op": op_id, "after": after}
+    written = backend(conn).sealed_rows(conn, table, where, params, order)
     if written is not None:
         yield from written
         return
     result = conn.execute(
         sa.text(f"SELECT * FROM {table}{' WHERE ' + where if where else ''} ORDER BY {order}"
-                ).execution_options(yield_per=STREAM_ROWS), {"op": op_id})
+                ).execution_options(yield_per=STREAM_ROWS), params)
     names = list(result.keys())
     ordered = sorted(range(len(names)), key=names.__getitem__)
     at_op = names.index("op_id")
@@ -147,13 +154,24 @@ class _Sealer:
         return Seal(dict(self.counts), {t: h.hexdigest() for t, h in self.hashes.items()})
 
 
-def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION_TABLES) -> Seal:
-    """What the tables hold for ``op_id`` now (``tables``: a migration names those it knows)."""
+def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION_TABLES,
+                 after: Mapping[str, int] | None = None) -> Seal:
+    """What the tables hold for ``op_id`` now (``tables``: a migration names those it knows;
+    ``after``: per table, an id its rows of ``op_id`` all follow)."""
     sealer = _Sealer()
     for table in tables:
-        for _, text in table_rows(conn, table, op_id):
+        for _, text in table_rows(conn, table, op_id, (after or {}).get(table)):
             sealer.add(table, text)
     return sealer.seal()
+
+
+BY_ID = tuple(t for t, key in OPERATION_TABLES.items() if key == ("id",))
+
+
+def newest_ids(conn: Connection) -> dict[str, int]:
+    """Per table keyed by id, its newest id (0 when empty): one index probe each."""
+    return {t: conn.execute(sa.text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one()
+            for t in BY_ID}
 
 
 def operation_hash(row: Mapping[str, Any]) -> str:
@@ -210,7 +228,8 @@ def begin(conn: Connection, command: str, actor: str, op_id: str | None = None) 
         raise LedgerError("an operation needs a transaction")
     if current(conn) is not None:
         raise LedgerError("an operation is already running in this transaction")
-    op = Operation(op_id or uuid.uuid4().hex, command, actor, datetime.now(UTC))
+    op = Operation(op_id or uuid.uuid4().hex, command, actor, datetime.now(UTC),
+                   newest_ids(conn))
     conn.info[_KEY] = (tx, op)
     return op
 
@@ -222,7 +241,7 @@ def seal(conn: Connection) -> dict[str, Any] | None:
     conn.info.pop(_KEY, None)
     if op is None:
         return None
-    sealed = compute_seal(conn, op.op_id)
+    sealed = compute_seal(conn, op.op_id, after=op.after)
     if not sealed.counts:
         return None
     return append_operation(conn, op, sealed)

@@ -77,10 +77,12 @@ OP_ID_LENGTH = 64
 metadata = sa.MetaData()
 
 
-def _op_id() -> sa.Column[str]:
+def _op_id(*, index: bool = True) -> sa.Column[str]:
     """0007: the operation (settle run, payout run, hand write) that wrote the row; NULL for
-    rows written before operation ids, which the migration sealed as one operation."""
-    return sa.Column("op_id", sa.String(OP_ID_LENGTH), nullable=True, index=True)
+    rows written before operation ids, which the migration sealed as one operation.
+    The largest tables have no index on it (0008): an operation's seal reads its rows
+    by id from the ids it found when it began (``settlement.operations``)."""
+    return sa.Column("op_id", sa.String(OP_ID_LENGTH), nullable=True, index=index)
 
 ledger_entries = sa.Table(
     "ledger_entries",
@@ -108,7 +110,7 @@ ledger_entries = sa.Table(
     # Hashed only when set (settlement.ledger.hashing), so rows older than the column keep
     # their hashes; readers take the UTC date of ``timestamp`` for those.
     sa.Column("business_date", sa.Date, nullable=True),
-    _op_id(),
+    _op_id(index=False),
     sa.UniqueConstraint("reference_id", name="uq_ledger_entries_reference_id"),
     sa.UniqueConstraint("reversal_id", name="uq_ledger_entries_reversal_id"),
     sa.CheckConstraint(
@@ -144,7 +146,7 @@ ledger_transitions = sa.Table(
     # the cash); NULL for ``ledger pay``, whose own postings do.
     sa.Column("item_id", BigId, sa.ForeignKey("ledger_entries.id",
               name="fk_ledger_transitions_item_id"), nullable=True),
-    _op_id(),
+    _op_id(index=False),
     sa.CheckConstraint(
         f"from_status IS NULL OR from_status IN ({_STATUS_LIST})",
         name="ck_ledger_transitions_from_status",
@@ -164,7 +166,7 @@ ledger_postings = sa.Table(
     sa.Column("account", sa.String(300), nullable=False),
     sa.Column("currency", sa.CHAR(3), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
-    _op_id(),
+    _op_id(index=False),
     sa.CheckConstraint("amount <> 0", name="ck_ledger_postings_amount_nonzero"),
     sa.Index("ix_ledger_postings_account", "account", "currency"),
     sa.Index("ix_ledger_postings_entry", "entry_id"),
@@ -261,7 +263,7 @@ settlement_facts = sa.Table(
     sa.Column("file", sa.Text, nullable=False),
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("run_id", sa.String(64), _run_fk(), nullable=False),
-    _op_id(),
+    _op_id(index=False),
     sa.Index("ix_settlement_facts_referral", "referral_id", "id"),
 )
 
@@ -396,6 +398,10 @@ OPERATION_TABLES: dict[str, tuple[str, ...]] = {
     "payout_items": ("entry_id",),
     "payout_covers": ("item_entry_id", "entry_id"),
 }
+
+# Tables whose rows an operation's seal finds by id (no index on op_id; see _op_id).
+UNINDEXED_OP_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings",
+                       "settlement_facts")
 
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
 PAYOUT_TABLES = ("payees", "payout_batches", "payout_items", "payout_covers")

@@ -276,3 +276,47 @@ def test_migration_0007_downgrades_and_upgrades_again(db_url) -> None:
         report = ledger.verify(conn)
     assert report.ok and report.checked == 1, report.problems
     engine.dispose()
+
+
+def test_postgresql_connections_run_without_jit_and_keep_the_urls_options(pg_url) -> None:
+    """JIT compiled short lookups for longer than they ran (tables without statistics look
+    large to the planner); a URL's own ``options`` still apply beside it."""
+    url = sa.make_url(pg_url).update_query_dict(
+        {"options": "-c statement_timeout=12345"}).render_as_string(hide_password=False)
+    engine = open_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "12345ms"
+    engine.dispose()
+
+
+def test_postgresql_lookups_by_referral_probe_the_index_on_tables_without_statistics(
+        pg_url) -> None:
+    """A run's own rows have no statistics (and autovacuum may be off): ``= ANY`` of a
+    chunk's thousand ids was planned as a scan of the whole table for every chunk, so a
+    run slowed down as the table grew.  The lookup must use the index anyway."""
+    from settlement import facts
+
+    upgrade(pg_url)
+    engine = open_engine(pg_url)
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    with engine.connect() as conn, conn.begin() as tx:
+        conn.exec_driver_sql(
+            "INSERT INTO settlement_facts (referral_id, digest, data, file, line, run_id)"
+            " SELECT 'ref-' || n, repeat('0', 64), repeat('x', 300), 'f', n, 'run'"
+            " FROM generate_series(1, 50000) AS n")
+        sa.event.listen(conn, "before_cursor_execute", record)
+        kept = facts.kept_snapshots(conn, [f"ref-{n}" for n in range(1, 2001, 2)])
+        sa.event.remove(conn, "before_cursor_execute", record)
+        assert len(kept) == 1000
+        (statement, parameters), = statements
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+            "EXPLAIN " + statement, parameters))
+        tx.rollback()
+    engine.dispose()
+    assert "Seq Scan on settlement_facts" not in plan, plan
+    assert "ix_settlement_facts_referral" in plan, plan
