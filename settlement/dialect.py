@@ -717,7 +717,10 @@ def of_error(error: sa.exc.DBAPIError) -> Backend | None:
 
 def backend(conn: Connection) -> Backend:
     """The connection's backend: chosen on first use, then kept in ``conn.info``."""
-    info = getattr(conn, "info", None)
+    try:
+        info = getattr(conn, "info", None)
+    except sa.exc.PendingRollbackError:  # the server dropped it: its own error is raised
+        return for_name(conn.dialect.name)
     if info is None:  # alembic's offline MockConnection (``db upgrade --sql``)
         return for_name(conn.dialect.name)
     chosen = info.get(_INFO_KEY)

@@ -320,3 +320,21 @@ def test_postgresql_lookups_by_referral_probe_the_index_on_tables_without_statis
     engine.dispose()
     assert "Seq Scan on settlement_facts" not in plan, plan
     assert "ix_settlement_facts_referral" in plan, plan
+
+
+def test_a_connection_the_server_dropped_raises_the_servers_error_at_the_ledger_lock(
+        pg_url) -> None:
+    """The fault suite's backend kill met the ledger lock: its error handling asked the
+    dropped connection for its info and raised SQLAlchemy's PendingRollbackError, which
+    no exit code maps (exit 1 where a lost database is 3)."""
+    from settlement.locks import lock_ledger
+
+    upgrade(pg_url)
+    engine = open_engine(pg_url)
+    with engine.connect() as conn, engine.connect() as killer:
+        conn.begin()
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        killer.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(sa.exc.OperationalError):
+            lock_ledger(conn)
+    engine.dispose()
