@@ -195,8 +195,9 @@ def postgresql_factory(url: str):
         with engine.begin() as conn:
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
             conn.execute(sa.text(
-                "TRUNCATE ledger_postings, ledger_transitions, ledger_entries, payout_covers, liability_days,"
-                " payout_items, payout_batches, payees, ledger_operations RESTART IDENTITY"
+                "TRUNCATE ledger_postings, ledger_transitions, ledger_entries, payout_covers,"
+                " payout_items, payout_batches, payees, liability_days, ledger_operations"
+                " RESTART IDENTITY"
             ))
         return engine
 

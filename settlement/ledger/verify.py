@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from settlement.ledger.daily import aggregate_problems
 from settlement.ledger.hashing import GENESIS_HASH, entry_hash
-from settlement.ledger.liabilities import identity_problems
+from settlement.ledger.liabilities import aggregate_report_problems, identity_problems
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import LIVE_ITEM_STATUSES, OPEN_ITEM_STATUSES, as_int
 from settlement.ledger.types import (
@@ -448,5 +448,5 @@ def _netting_problems(conn: Connection) -> list[str]:
             if len(problems) >= 20:
                 break
     problems += identity_problems(conn)
-    problems += aggregate_problems(conn)
+    problems += aggregate_problems(conn) + aggregate_report_problems(conn)
     return problems
