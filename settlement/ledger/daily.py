@@ -103,10 +103,9 @@ def _grouped(conn: Connection, op_id: str | None) -> sa.Select[Any]:
     return sa.select(*keys, *(sa.func.sum(union.c[n]).label(n) for n in FOLDED)).group_by(*keys)
 
 
-def fold(conn: Connection, op_id: str, *, everything: bool = False) -> int:
+def fold(conn: Connection, op_id: str, *, everything: bool = False) -> None:
     """Write the aggregate rows of what ``op_id`` wrote (``everything``: of every row there
-    is, under ``op_id``; migration 0009 folds the rows from before it so).  Returns how
-    many rows were written."""
+    is, under ``op_id``; migration 0009 folds the rows from before it so)."""
     grouped = _grouped(conn, None if everything else op_id).subquery("grouped")
     stmt = sa.insert(_D).from_select(
         ["business_date", "currency", "rule_id", *FOLDED, "op_id"],
@@ -115,7 +114,7 @@ def fold(conn: Connection, op_id: str, *, everything: bool = False) -> int:
                   sa.literal(op_id, _D.c.op_id.type))
         .order_by(grouped.c.business_date, grouped.c.currency, grouped.c.rule_id),
     )
-    return conn.execute(stmt).rowcount or 0
+    conn.execute(stmt)
 
 
 def summed(as_of: date | None) -> sa.Select[Any]:

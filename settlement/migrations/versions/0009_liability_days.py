@@ -66,12 +66,13 @@ def _fold_existing_rows() -> None:
     from settlement.ledger.daily import fold
 
     bind = op.get_bind()
-    if fold(bind, OP_ID, everything=True):
+    fold(bind, OP_ID, everything=True)
+    seal = operations.compute_seal(bind, OP_ID, (TABLE,))
+    if seal.counts:
         folded = operations.Operation(OP_ID, "db upgrade 0009: the liabilities of the rows"
                                       " before it, per day", "migration 0009",
                                       datetime.now(UTC))
-        operations.append_operation(
-            bind, folded, operations.compute_seal(bind, OP_ID, (TABLE,)))
+        operations.append_operation(bind, folded, seal)
 
 
 def downgrade() -> None:
