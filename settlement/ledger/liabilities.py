@@ -24,7 +24,13 @@ rules: with ``by="rule"`` each rule's row is gross (its own confirmed credits an
 its own debt; ``rule_id`` None for credits posted by hand) and one row
 ``NETTING_ROW`` holds the netting, so the rows add up to the totals.  Only people
 with debt are grouped one by one; the totals of everyone else come from the
-identity, which keeps the report a few table scans.
+identity.
+
+The totals and the rules' rows sum the daily aggregate (``settlement.ledger.daily``: what
+each operation's entries, moves and covers add per business date) plus the reversal
+debits, read from the ledger because a clawback's debt depends on where its credit's money
+was on the day asked about; ``reference=True`` computes everything from the rows alone
+(what ``verify`` compares against).  ``by="user"`` and the debtors' netting read the rows.
 """
 
 from __future__ import annotations
