@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from referral.cli import main
-from settlement.db import open_engine
+from settlement.db import head_revision, open_engine
 from settlement.demo import write_records
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -56,7 +56,8 @@ def test_app_role_settles_but_cannot_change_delete_or_disable(pg_url, app_role, 
     runner = CliRunner()
     done = runner.invoke(main, ["db", "upgrade", "--app-role", name, "--db", pg_url])
     assert (done.exit_code, done.stdout) == (
-        0, f"database schema at revision 0007; role {name} may read and append only\n")
+        0, f"database schema at revision {head_revision()}; role {name} may read and append"
+        " only\n")
     records = tmp_path / "records.jsonl"
     with records.open("w") as fh:
         write_records(fh, 40, seed=3)

@@ -15,10 +15,11 @@ one pair of rows) adds on one business date, per currency and rule:
 
 So each operation, when it is sealed (``settlement.operations.seal``, inside its
 transaction), folds the rows it wrote into one ``liability_days`` row per business
-date, currency and rule (a cover/move pair is folded by whichever operation wrote the
-later of the two), and carries its op id: the rows are sealed with the rest, append-only,
-and a report as of ``D`` sums the rows dated on or before ``D``.  A row dated in the
-past (``--backfill``) changes the reports of that date on, exactly as the entries do.
+date, currency and rule (a cover/move pair is folded by whichever of the two operations
+comes later in the log), and carries its op id: the rows are sealed with the rest,
+append-only, and a report as of ``D`` sums the rows dated on or before ``D``.  A row
+dated in the past (``--backfill``) changes the reports of that date on, exactly as the
+entries do.
 
 What is left to the report itself: clawbacks and netting (a reversal's debt depends on
 where its credit's money was on the day asked about), read from the debits, which are few.
@@ -37,9 +38,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from settlement.ledger.reads import as_int, entry_day, move_day
-from settlement.tables import ledger_entries, ledger_transitions, liability_days, payout_covers
+from settlement.tables import (
+    ledger_entries,
+    ledger_operations,
+    ledger_transitions,
+    liability_days,
+    payout_covers,
+)
 
-_E, _T, _D = ledger_entries, ledger_transitions, liability_days
+_E, _T, _D, _OPS = ledger_entries, ledger_transitions, liability_days, ledger_operations
+_UNSEALED = sa.literal(2**62, sa.BigInteger)
 FOLDED = ("granted", "reversed", "pending", "in_payout", "paid_out")
 Key = tuple[date, str, str | None]  # business date, currency, rule id
 MAX_PROBLEMS = 20
@@ -91,10 +99,20 @@ def contributions(conn: Connection, op_id: str | None) -> list[sa.Select[Any]]:
     )
     if op_id is None:
         return [entries, moves, covers, ends]
-    # A pair is the later row's: the move's, or the cover's when the move came first.
-    earlier_move = sa.or_(_T.c.op_id.is_(None), _T.c.op_id != op_id)
-    return [entries, moves, covers, ends.where(_T.c.op_id == op_id),
-            ends.where(payout_covers.c.op_id == op_id, earlier_move)]
+    # A pair is the later operation's (in the log's order; the one being sealed is last),
+    # so folding an operation again later (after a rewrite) counts each pair once too.
+    mine = _rank(sa.literal(op_id, _OPS.c.op_id.type))
+    return [entries, moves, covers,
+            ends.where(_T.c.op_id == op_id, _rank(payout_covers.c.op_id) <= mine),
+            ends.where(payout_covers.c.op_id == op_id,
+                       sa.or_(_T.c.op_id.is_(None), _T.c.op_id != op_id),
+                       _rank(_T.c.op_id) < mine)]
+
+
+def _rank(op_id: Any) -> Any:
+    """An operation's place in the log: 0 for rows without an op id, last if not sealed yet."""
+    place = sa.select(_OPS.c.id).where(_OPS.c.op_id == op_id).scalar_subquery()
+    return sa.case((op_id.is_(None), 0), else_=sa.func.coalesce(place, _UNSEALED))
 
 
 def _grouped(conn: Connection, op_id: str | None) -> sa.Select[Any]:
