@@ -5,9 +5,11 @@ An operation is one command that writes: a settlement run (its op id is the run 
 payout run, a payee import, a hand write (``ledger credit``, ``confirm``, ``pay``,
 ``reverse``, ``approve``).  Its rows, in every table of ``OPERATION_TABLES``, carry its op
 id.  When it ends (inside its transaction, before the commit) the operation is *sealed*:
-its rows are read back in key order, and one ``ledger_operations`` row records, per
-table, how many there are and the sha256 of their canonical JSON; that row is chained to
-the previous operation's (``prev_hash``), as entries are.  ``ledger verify`` recomputes
+its ledger rows are folded into the liabilities report's daily aggregate
+(``settlement.ledger.daily``, a table of its own), then its rows are read back in key
+order, and one ``ledger_operations`` row records, per table, how many there are and the
+sha256 of their canonical JSON; that row is chained to the previous operation's
+(``prev_hash``), as entries are.  ``ledger verify`` recomputes
 every operation's rows from the tables (``verify_operations``): a row edited, deleted or
 added under a known op id changes its operation's seal; a row with no op id, or one the
 log does not know, is refused.  Rows written before op ids existed (NULL) were sealed by
@@ -241,6 +243,10 @@ def seal(conn: Connection) -> dict[str, Any] | None:
     conn.info.pop(_KEY, None)
     if op is None:
         return None
+    # Imported here: the ledger package's writers import this module.
+    from settlement.ledger.daily import fold
+
+    fold(conn, op.op_id, after=op.after)  # the report's daily aggregate, sealed with the rest
     sealed = compute_seal(conn, op.op_id, after=op.after)
     if not sealed.counts:
         return None

@@ -30,8 +30,11 @@ Tamper evidence (migration 0007): every row above but the run history carries
 ``op_id``, the operation that wrote it, and ``ledger_operations`` seals each
 operation's rows.
 
+The liabilities report's daily aggregate (migration 0009): ``liability_days``, written
+by each operation as it is sealed (``settlement.ledger.daily``), sealed with its rows.
+
 All are append-only: triggers refuse UPDATE and DELETE (migrations 0001, 0002, 0005,
-0006 and 0007).
+0006, 0007 and 0009).
 """
 
 from __future__ import annotations
@@ -361,6 +364,26 @@ payout_covers = sa.Table(
     sa.Index("ix_payout_covers_entry", "entry_id"),
 )
 
+# The liabilities report's daily aggregate (migration 0009, ``settlement.ledger.daily``):
+# per operation, business date, currency and rule, the signed sums the report would read
+# from that operation's entries, transitions and payout covers (granted, reversed, pending,
+# in payout, paid out).  Written by the operation itself when it is sealed.
+liability_days = sa.Table(
+    "liability_days",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("rule_id", sa.String(255), nullable=True),
+    sa.Column("granted", sa.BigInteger, nullable=False),
+    sa.Column("reversed", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.BigInteger, nullable=False),
+    sa.Column("in_payout", sa.BigInteger, nullable=False),
+    sa.Column("paid_out", sa.BigInteger, nullable=False),
+    sa.Column("op_id", sa.String(OP_ID_LENGTH), nullable=False, index=True),
+    sa.Index("ix_liability_days_business_date", "business_date"),
+)
+
 # The operations log (migration 0007): one row per command that wrote (a settle run, a payout
 # run, a hand write), hash-chained in id order like the entries (ids assigned under the ledger
 # writer lock).  ``counts`` and ``digest`` seal what the operation wrote: per table of
@@ -397,6 +420,7 @@ OPERATION_TABLES: dict[str, tuple[str, ...]] = {
     "payout_batches": ("batch_id",),
     "payout_items": ("entry_id",),
     "payout_covers": ("item_entry_id", "entry_id"),
+    "liability_days": ("id",),
 }
 
 # Tables whose rows an operation's seal finds by id (no index on op_id; see _op_id).

@@ -24,6 +24,7 @@ from settlement import anchors, audit, operations
 from settlement.db import open_engine
 from settlement.demo import generate_records
 from settlement.ledger import entry_hash, head
+from settlement.ledger.daily import fold
 from settlement.ledger.hashing import GENESIS_HASH
 from settlement.tables import (
     OPERATION_TABLES,
@@ -90,11 +91,16 @@ def rechain(conn: sa.Connection, *, heads: bool) -> None:
                       f" WHERE ledger_entries.id = {table}.ledger_head_id)")
 
 
-def reseal(conn: sa.Connection) -> None:
+def reseal(conn: sa.Connection, *, refold: bool = True) -> None:
     """Recompute every operation's seal and the operations chain from the tables as they
-    are now: what an attacker who read settlement/operations.py can do."""
+    are now: what an attacker who read settlement/operations.py can do; ``refold``: the
+    liabilities report's daily aggregate first (settlement/ledger/daily.py)."""
     o = ledger_operations
     prev = operations.GENESIS_HASH
+    if refold:
+        sql(conn, "DELETE FROM liability_days")
+        for op_id in conn.execute(sa.select(o.c.op_id).order_by(o.c.id)).scalars().all():
+            fold(conn, op_id)
     for row in [dict(r) for r in conn.execute(sa.select(o).order_by(o.c.id)).mappings()]:
         seal = operations.compute_seal(conn, row["op_id"])
         row.update(counts=operations._dumps(seal.as_json()), digest=seal.digest(),
@@ -302,6 +308,7 @@ def delete_late_operations(conn, book: Ledger) -> None:
                        ).scalars().all()
     delete_entries(conn, reversed(book.late))
     for op in ops:
+        sql(conn, "DELETE FROM liability_days WHERE op_id = :o", o=op)
         sql(conn, "DELETE FROM ledger_operations WHERE op_id = :o", o=op)
 
 
@@ -328,12 +335,18 @@ def edit_run_counters(conn, book: Ledger) -> None:
 
 
 def empty_everything(conn, book: Ledger) -> None:
-    for table in ("payout_covers", "payout_items", "payout_batches", "payees",
+    for table in ("liability_days", "payout_covers", "payout_items", "payout_batches", "payees",
                   "settlement_terminations", "settlement_rule_renames",
                   "settlement_rule_versions", "settlement_facts", "settlement_quarantine",
                   "ledger_postings", "ledger_transitions", "ledger_entries",
                   "settlement_runs", "ledger_operations"):
         sql(conn, f"DELETE FROM {table}")
+
+
+def edit_liability_day(conn, book: Ledger) -> None:
+    sql(conn, "UPDATE liability_days SET granted = granted + 100 WHERE id = (SELECT min(id)"
+              " FROM liability_days WHERE granted > 0)")
+    reseal(conn, refold=False)
 
 
 def edit_operation(conn, book: Ledger) -> None:
@@ -366,6 +379,10 @@ DETECTORS: dict[str, tuple[tuple[object, str, Callable[..., object]], ...]] = {
     "seals": ((operations, "_seal_problems", EMPTY),),
     "anchor-heads": ((anchors, "_head_problem", NONE),),
     "anchor-counts": ((anchors, "_count_problems", EMPTY),),
+    # The liabilities report's daily aggregate against the rows it folds: a second reader
+    # of what most attacks change, switched off with every other sole detector.
+    "daily": ((verify_mod, "aggregate_problems", EMPTY),
+              (verify_mod, "aggregate_report_problems", EMPTY)),
 }
 MESSAGES: dict[str, str | tuple[str, ...]] = {
     "chain": "prev_hash does not match the previous row's hash",
@@ -379,6 +396,7 @@ MESSAGES: dict[str, str | tuple[str, ...]] = {
     "seals": " it wrote",
     "anchor-heads": ("recorded it as the head", "recorded (the chain was rewritten)"),
     "anchor-counts": "(rows were deleted)",
+    "daily": ("liability_days", "from the daily aggregate"),
 }
 
 
@@ -436,6 +454,8 @@ ATTACKS = [
            ("transitions", "seals")),
     Attack("a move's from-status edited, seals recomputed", edit_from_status, ("transitions",),
            sole="transitions", resealed=True),
+    Attack("the report's daily aggregate edited, seals recomputed", edit_liability_day,
+           ("daily",), sole="daily"),
 ]
 
 

@@ -134,7 +134,7 @@ def test_migrations_match_metadata(db_url) -> None:
         "settlement_runs", "settlement_quarantine", "settlement_facts",
         "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",
         "settlement_run_events",
-        "ledger_operations",
+        "ledger_operations", "liability_days",
     }
     engine.dispose()
 
@@ -209,10 +209,12 @@ def test_migrations_keep_an_existing_ledger_verifiable(db_url) -> None:
 
 def test_rows_from_before_operation_ids_are_sealed_by_the_migration(db_url) -> None:
     """0007 seals the rows it finds (op id NULL) as one operation: a row added later without
-    an op id is then an addition to that operation, named by verify."""
+    an op id is then an addition to that operation, named by verify.  0009 folds them into
+    the liabilities report's daily aggregate, from which the report then reads them."""
     from settlement import ledger, operations
     from settlement.ledger.hashing import GENESIS_HASH
-    from settlement.tables import ledger_operations, ledger_postings
+    from settlement.ledger.liabilities import liabilities
+    from settlement.tables import ledger_operations, ledger_postings, liability_days
 
     engine = open_engine(db_url)
     upgrade(engine, "0005")
@@ -231,10 +233,21 @@ def test_rows_from_before_operation_ids_are_sealed_by_the_migration(db_url) -> N
                 entry_id=1, account=account, currency="INR", amount=amount))
     upgrade(engine)
     with engine.connect() as conn:
-        (legacy,) = conn.execute(sa.select(ledger_operations)).all()
+        legacy, folded = conn.execute(sa.select(ledger_operations).order_by("id")).all()
         assert (legacy.op_id, legacy.actor) == (operations.LEGACY_OP_ID, "migration 0007")
         assert json.loads(legacy.counts)["ledger_postings"][0] == 2
+        # 0009 folds the rows it finds into the report's daily aggregate, sealed as its own.
+        assert (folded.actor, json.loads(folded.counts)["liability_days"][0]) == (
+            "migration 0009", 1)
+        day = conn.execute(sa.select(liability_days)).one()
+        assert (str(day.business_date), day.granted, day.op_id) == (
+            "2026-09-01", 500, folded.op_id)
         assert ledger.verify(conn).ok
+        for by in ("none", "rule"):
+            fast, slow = (liabilities(conn, date(2026, 9, 1), by=by, reference=ref)
+                          for ref in (False, True))
+            assert (fast.currencies, fast.rows) == (slow.currencies, slow.rows)
+            assert fast.currencies["INR"].granted == 500
     with engine.begin() as conn:
         for account, amount in (("program:funding", -1), ("program:funding", 1)):
             conn.execute(sa.insert(ledger_postings).values(
@@ -270,7 +283,7 @@ def test_migration_0007_downgrades_and_upgrades_again(db_url) -> None:
     with engine.connect() as conn:
         ledger.post_credit(conn, "u1", 500, "INR", "r1")
         conn.commit()
-    with pytest.raises(RuntimeError, match="1 entries carry op ids, which their hashes cover"):
+    with pytest.raises(RuntimeError, match="below 0009: 1 liability_days rows are sealed"):
         downgrade()
     with engine.connect() as conn:
         report = ledger.verify(conn)

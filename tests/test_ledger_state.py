@@ -196,7 +196,8 @@ def postgresql_factory(url: str):
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
             conn.execute(sa.text(
                 "TRUNCATE ledger_postings, ledger_transitions, ledger_entries, payout_covers,"
-                " payout_items, payout_batches, payees, ledger_operations RESTART IDENTITY"
+                " payout_items, payout_batches, payees, liability_days, ledger_operations"
+                " RESTART IDENTITY"
             ))
         return engine
 

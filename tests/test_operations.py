@@ -50,7 +50,7 @@ def test_each_cli_command_is_one_operation(db_url) -> None:
         assert [(o.id, o.command, o.actor) for o in ops] == [
             (1, "ledger credit", getpass.getuser()), (2, "ledger confirm", getpass.getuser())]
         assert json.loads(ops[0].counts).keys() == {"ledger_entries", "ledger_transitions",
-                                                    "ledger_postings"}
+                                                    "ledger_postings", "liability_days"}
         assert json.loads(ops[1].counts)["ledger_transitions"][0] == 1
         assert _op_ids(conn, "ledger_entries") == {ops[0].op_id}
         assert _op_ids(conn, "ledger_transitions") == {ops[0].op_id, ops[1].op_id}

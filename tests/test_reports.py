@@ -21,16 +21,21 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from dsl.program import load_program
 from referral.cli import main
 from settlement import ledger
 from settlement.batch import settle
+from settlement.ledger import daily
+from settlement.ledger.daily import aggregate_problems
 from settlement.payees import import_payees
 from settlement.payouts import complete_batch, create_batch, export_batch
 from settlement.records import read_records
 from settlement.reports import activity, format_amount, liabilities, resolve_locale
+from settlement.tables import ledger_operations, liability_days
+from tests.tampering import disable_append_only
 
 RULES = """\
 RULE bonus "Referrers earn ₹500 when their referee subscribes"
@@ -157,6 +162,73 @@ def test_scripted_month_liabilities_and_weekly_activity(month) -> None:
                                                    receivable=100),
             "z": rupees(payable=100),
         }
+
+
+def same_as_history(conn, days) -> None:
+    """The report from the daily aggregate equals the one from the history alone, each day."""
+    for day in days:
+        for by in ("none", "rule"):
+            fast = liabilities(conn, day, by=by)
+            slow = liabilities(conn, day, by=by, reference=True)
+            assert (fast.currencies, fast.rows) == (slow.currencies, slow.rows), (day, by)
+
+
+def test_scripted_month_aggregate_equals_the_history_every_day(month) -> None:
+    engine, run, payees = month
+    days = [date(2026, 11, d) for d in range(1, 31)]
+    with engine.connect() as conn:
+        run(NOV[3])
+        with conn.begin():
+            import_payees(conn, payees, business_date=NOV[3], actor="finance")
+        run(NOV[10])
+        with conn.begin():
+            batch = create_batch(conn, as_of=NOV[10], currency="INR", actor="finance")
+        same_as_history(conn, days)
+        conn.rollback()
+        with conn.begin():
+            export_batch(conn, batch.batch_id, "paypal", business_date=NOV[11])
+        with conn.begin():
+            complete_batch(conn, batch.batch_id, business_date=NOV[12])
+        run(NOV[20])
+        same_as_history(conn, days)
+        assert conn.execute(sa.select(sa.func.count()).select_from(liability_days)).scalar()
+        conn.rollback()
+        # A hand credit dated back (as --backfill may): both change from that day on.
+        before = {d: liabilities(conn, d).currencies["INR"].payable for d in (NOV[3], NOV[9])}
+        conn.rollback()
+        ledger.post_credit(conn, "a", 7000, "INR", "late", status="confirmed",
+                           business_date=NOV[9])
+        conn.commit()
+        same_as_history(conn, days)
+        assert liabilities(conn, NOV[9]).currencies["INR"].payable == before[NOV[9]] + 7000
+        assert liabilities(conn, NOV[3]).currencies["INR"].payable == before[NOV[3]]
+        conn.rollback()
+        verified(conn)
+        # Folded again now, each operation gives what it wrote (a cover and the payout's
+        # move written by two operations are counted once, by the later).
+        d = liability_days
+        for op_id in conn.execute(sa.select(ledger_operations.c.op_id)).scalars().all():
+            stored = daily._by_key(conn, sa.select(
+                d.c.business_date, d.c.currency, d.c.rule_id,
+                *(sa.func.sum(d.c[n]) for n in daily.FOLDED)).where(d.c.op_id == op_id)
+                .group_by(d.c.business_date, d.c.currency, d.c.rule_id))
+            assert daily._by_key(conn, daily._grouped(conn, op_id)) == stored, op_id
+
+
+def test_report_reads_the_aggregate_not_the_history(ledger_engine) -> None:
+    """What the totals show is what liability_days holds (verify names the difference)."""
+    with ledger_engine.connect() as conn:
+        ledger.post_credit(conn, "u1", 50000, "INR", "c1", status="confirmed",
+                           business_date=NOV[1])
+        conn.commit()
+        with conn.begin():
+            disable_append_only(conn, "UPDATE", ("liability_days",))
+            conn.execute(sa.update(liability_days).values(granted=liability_days.c.granted + 1))
+        assert liabilities(conn, NOV[1]).currencies["INR"].payable == 50001
+        assert liabilities(conn, NOV[1], reference=True).currencies["INR"].payable == 50000
+        assert aggregate_problems(conn) == [
+            "liability_days 2026-11-01 INR rule None: granted 50001 (rows say 50000)"]
+        assert "liability_days rows differ from what it wrote" in ledger.verify(conn).problems[0]
 
 
 def test_netting_row_reconciles_rules_with_the_totals(ledger_engine) -> None:

@@ -24,7 +24,13 @@ rules: with ``by="rule"`` each rule's row is gross (its own confirmed credits an
 its own debt; ``rule_id`` None for credits posted by hand) and one row
 ``NETTING_ROW`` holds the netting, so the rows add up to the totals.  Only people
 with debt are grouped one by one; the totals of everyone else come from the
-identity, which keeps the report a few table scans.
+identity.
+
+The totals and the rules' rows sum the daily aggregate (``settlement.ledger.daily``: what
+each operation's entries, moves and covers add per business date) plus the reversal
+debits, read from the ledger because a clawback's debt depends on where its credit's money
+was on the day asked about; ``reference=True`` computes everything from the rows alone
+(what ``verify`` compares against).  ``by="user"`` and the debtors' netting read the rows.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from settlement.ledger import daily
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import as_int, entry_day, move_day
 from settlement.tables import (
@@ -198,14 +205,17 @@ def _covered_live(conn: Connection, entries: Any, as_of: date | None) -> Any:
 
 
 def _sums(conn: Connection, pieces: list[sa.Select[Any]], keys: tuple[str, ...],
-          currency: str | None) -> Iterator[tuple[tuple[Any, ...], dict[str, int]]]:
+          currency: str | None, *, stream: bool = True
+          ) -> Iterator[tuple[tuple[Any, ...], dict[str, int]]]:
+    """Bucket sums per ``keys``; ``stream`` (per person: many rows) on a server-side cursor,
+    which on PostgreSQL doubles the time of a query of few rows."""
     union = sa.union_all(*pieces).subquery("movements")
     stmt = sa.select(*(union.c[k] for k in keys),
                      *(sa.func.sum(union.c[b]).label(b) for b in _BUCKETS))
     if currency is not None:
         stmt = stmt.where(union.c.currency == currency)
     stmt = stmt.group_by(*(union.c[k] for k in keys)).order_by(*(union.c[k] for k in keys))
-    for row in conn.execute(stmt.execution_options(yield_per=1000)):
+    for row in conn.execute(stmt.execution_options(yield_per=1000) if stream else stmt):
         m = row._mapping
         yield tuple(m[k] for k in keys), {b: as_int(m[b]) for b in _BUCKETS}
 
@@ -219,10 +229,41 @@ def _standing(b: dict[str, int], *, gross: bool) -> Standing:
                     clawed_back=b["c"], receivable=receivable, granted=b["g"], reversed=b["r"])
 
 
+def _days(as_of: date | None) -> sa.Select[Any]:
+    """The daily aggregate's sums as one more piece (no person: totals and rules only)."""
+    d = daily.summed(as_of).subquery("days")
+    return sa.select(*_piece([sa.cast(sa.null(), sa.String).label("user_id"),
+                              d.c.currency.label("currency"), d.c.rule_id.label("rule_id")],
+                             g=d.c.granted, r=d.c.reversed, p=d.c.pending, i=d.c.in_payout,
+                             o=d.c.paid_out))
+
+
+def _with_debts(
+    days: Iterator[tuple[tuple[Any, ...], dict[str, int]]],
+    owed: list[tuple[tuple[Any, ...], dict[str, int]]], keys: tuple[str, ...],
+    currency: str | None,
+) -> Iterator[tuple[tuple[Any, ...], dict[str, int]]]:
+    """The aggregate's sums per ``keys`` with the debits' (per person, currency, rule)."""
+    out = dict(days)
+    for (_, cur, rule), b in owed:
+        if currency is not None and cur != currency:
+            continue
+        key = (cur,) if keys == ("currency",) else (rule, cur)
+        into = out.setdefault(key, dict.fromkeys(_BUCKETS, 0))
+        for name, amount in b.items():
+            into[name] += amount
+    yield from out.items()
+
+
 def liabilities(
-    conn: Connection, as_of: date | None, *, by: str = "none", currency: str | None = None
+    conn: Connection, as_of: date | None, *, by: str = "none", currency: str | None = None,
+    reference: bool = False,
 ) -> Liabilities:
-    """The standing at the end of ``as_of`` (None: everything the ledger holds)."""
+    """The standing at the end of ``as_of`` (None: everything the ledger holds).
+
+    Totals and rules come from the daily aggregate (``settlement.ledger.daily``) and the
+    debits; ``reference``: from the entries, transitions and covers alone, as ``verify``
+    and the tests compare.  Per person (``by="user"``) always reads the history."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
     report = Liabilities(as_of=as_of, by=by)
@@ -234,17 +275,25 @@ def liabilities(
             report.currencies.setdefault(cur, Standing()).add(s)
         report.currencies = dict(sorted(report.currencies.items()))
         return report
-    debtors = _debts(conn, as_of).subquery()
-    owing = sa.select(debtors.c.user_id).where(debtors.c.d != 0).distinct()
+    keys = ("currency",) if by == "none" else ("rule_id", "currency")
+    if reference:
+        debtors = _debts(conn, as_of).subquery()
+        owing = sa.select(debtors.c.user_id).where(debtors.c.d != 0).distinct()
+        people = list(conn.execute(owing).scalars())
+        totals = _sums(conn, _pieces(conn, as_of, None), keys, currency)
+    else:  # the debits are read once: who owes, and what the rules' rows need
+        owed = list(_sums(conn, [_debts(conn, as_of)], ("user_id", "currency", "rule_id"),
+                          None, stream=False))
+        people = sorted({key[0] for key, b in owed if b["d"]})
+        totals = _with_debts(_sums(conn, [_days(as_of)], keys, currency, stream=False), owed,
+                             keys, currency)
     netted: dict[str, int] = defaultdict(int)
-    people = list(conn.execute(owing).scalars())
     if people:  # netting needs each debtor's own figures; nobody else's
         listed = people if len(people) <= MAX_LISTED_DEBTORS else None
         for (_, cur), b in _sums(conn, _pieces(conn, as_of, listed), ("user_id", "currency"),
                                  currency):
             netted[cur] += _standing(b, gross=False).receivable
-    keys = ("currency",) if by == "none" else ("rule_id", "currency")
-    for key, b in _sums(conn, _pieces(conn, as_of, None), keys, currency):
+    for key, b in totals:
         gross = _standing(b, gross=True)
         cur = key[-1]
         total = report.currencies.setdefault(cur, Standing())
@@ -267,7 +316,7 @@ def liabilities(
 def identity_problems(conn: Connection) -> list[str]:
     """The identity, and the report for all of history against the current state."""
     problems: list[str] = []
-    report = liabilities(conn, None)
+    report = liabilities(conn, None, reference=True)
     now = _current(conn)
     for cur in sorted(set(report.currencies) | set(now)):
         got, want = report.currencies.get(cur, Standing()), now.get(cur, Standing())
@@ -283,6 +332,23 @@ def identity_problems(conn: Connection) -> list[str]:
                                 f"{getattr(got, name)}, the ledger's current state says "
                                 f"{getattr(want, name)}")
     return problems
+
+
+def aggregate_report_problems(conn: Connection) -> list[str]:
+    """The report for all of history from the daily aggregate against the history alone."""
+    problems = []
+    for by in ("none", "rule"):
+        fast = liabilities(conn, None, by=by)
+        slow = liabilities(conn, None, by=by, reference=True)
+        if (fast.currencies, fast.rows) != (slow.currencies, slow.rows):
+            problems.append(f"liabilities by {by} from the daily aggregate differ from the"
+                            f" history: {_shown(fast)} against {_shown(slow)}")
+    return problems
+
+
+def _shown(report: Liabilities) -> str:
+    return "; ".join([f"{c} {s.as_json()}" for c, s in report.currencies.items()]
+                     + [f"{k} {c} {s.as_json()}" for k, c, s in report.rows])
 
 
 def _current(conn: Connection) -> dict[str, Standing]:

@@ -8,7 +8,9 @@ credit paid by an item is covered by it; the ``payout:`` accounts hold exactly
 the paid items plus the credits paid by hand; each batch's clearing account
 holds exactly its open items; per person ``user:<id> = pending + C - D``
 (``netting``); and per currency ``granted - reversed = pending + payable +
-in_payout + paid_out - receivable`` (the liabilities identity of the README).
+in_payout + paid_out - receivable`` (the liabilities identity of the README); the
+liabilities report's daily aggregate equals a fold of every row, and the report from
+it equals the one from the history alone.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from settlement.ledger.daily import aggregate_problems
 from settlement.ledger.hashing import GENESIS_HASH, entry_hash
-from settlement.ledger.liabilities import identity_problems
+from settlement.ledger.liabilities import aggregate_report_problems, identity_problems
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import LIVE_ITEM_STATUSES, OPEN_ITEM_STATUSES, as_int
 from settlement.ledger.types import (
@@ -445,4 +448,5 @@ def _netting_problems(conn: Connection) -> list[str]:
             if len(problems) >= 20:
                 break
     problems += identity_problems(conn)
+    problems += aggregate_problems(conn) + aggregate_report_problems(conn)
     return problems
