@@ -170,10 +170,14 @@ def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION
 BY_ID = tuple(t for t, key in OPERATION_TABLES.items() if key == ("id",))
 
 
+_NEWEST_IDS = sa.text("SELECT " + ", ".join(
+    f"(SELECT coalesce(max(id), 0) FROM {t})" for t in BY_ID))
+
+
 def newest_ids(conn: Connection) -> dict[str, int]:
-    """Per table keyed by id, its newest id (0 when empty): one index probe each."""
-    return {t: conn.execute(sa.text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one()
-            for t in BY_ID}
+    """Per table keyed by id, its newest id (0 when empty): one statement, an index probe
+    per table."""
+    return dict(zip(BY_ID, conn.execute(_NEWEST_IDS).one(), strict=True))
 
 
 def operation_hash(row: Mapping[str, Any]) -> str:
