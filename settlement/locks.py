@@ -84,11 +84,10 @@ def lock_run_history(conn: Connection) -> None:
 
 def lock_ledger(conn: Connection) -> None:
     """Take the ledger writer lock for the rest of the caller's transaction."""
-    db = backend(conn)  # not after a failure: a connection the server dropped is unusable
     try:
-        db.transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
+        backend(conn).transaction_lock(conn, LEDGER_LOCK_KEY, wait=True)
     except sa.exc.OperationalError as e:
-        if db.is_lock_busy(e):
+        if backend(conn).is_lock_busy(e):
             raise LockBusy(_busy("another writer holds the ledger lock",
                                  conn.info.get(_TIMEOUT_KEY))) from e
         raise
