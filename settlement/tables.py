@@ -423,10 +423,6 @@ OPERATION_TABLES: dict[str, tuple[str, ...]] = {
     "liability_days": ("id",),
 }
 
-# Tables whose rows an operation's seal finds by id (no index on op_id; see _op_id).
-UNINDEXED_OP_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings",
-                       "settlement_facts")
-
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")
 PAYOUT_TABLES = ("payees", "payout_batches", "payout_items", "payout_covers")
 
