@@ -14,7 +14,13 @@ from click.testing import CliRunner
 
 from dsl.errors import ReferralError
 from referral.cli import main
-from referral.cli.common import EXIT_CODE_MEANINGS, ChecksFailed, Command, Group
+from referral.cli.common import (
+    EXIT_CODE_MEANINGS,
+    ChecksFailed,
+    Command,
+    Group,
+    commands_of,
+)
 from referral.cli.rules import check
 from settlement.errors import (
     DatabaseUnavailable,
@@ -118,7 +124,7 @@ def test_help_lists_every_exit_code():
 
 
 def _tree(command: click.Command) -> list[click.Command]:
-    children = command.commands.values() if isinstance(command, click.Group) else ()
+    children = commands_of(command).values() if isinstance(command, click.Group) else ()
     return [command, *(c for child in children for c in _tree(child))]
 
 
@@ -144,7 +150,7 @@ def _path_of(target: click.Command) -> list[str]:
         if command is target:
             return path
         if isinstance(command, click.Group):
-            for name, child in command.commands.items():
+            for name, child in commands_of(command).items():
                 found = walk(child, [*path, name])
                 if found is not None:
                     return found

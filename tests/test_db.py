@@ -12,7 +12,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
-from settlement.db import head_revision, normalise_url, open_engine, require_schema, upgrade
+from settlement.db import (
+    SCHEMA_REVISION,
+    current_revision,
+    head_revision,
+    normalise_url,
+    open_engine,
+    require_schema,
+    upgrade,
+)
 from settlement.dialect import backend
 from settlement.errors import DatabaseUnavailable, InvalidDatabaseURL, SchemaNotReady
 from settlement.tables import APPEND_ONLY_TABLES, PAYOUT_TABLES, UTCDateTime, metadata
@@ -106,6 +114,19 @@ def test_require_schema_missing(db_url) -> None:
     with engine.connect() as conn, pytest.raises(SchemaNotReady) as err:
         require_schema(conn)
     assert str(err.value) == "database schema is missing; run `referral db upgrade`"
+    engine.dispose()
+
+
+def test_schema_revision_is_the_migrations_head(db_url) -> None:
+    """Commands check the constant, not alembic's scripts: a new migration must bump it."""
+    assert SCHEMA_REVISION == head_revision()
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        assert current_revision(conn) is None
+    upgrade(engine, "0002")
+    with engine.connect() as conn:
+        assert current_revision(conn) == MigrationContext.configure(conn).get_current_revision()
+        assert current_revision(conn) == "0002"
     engine.dispose()
 
 

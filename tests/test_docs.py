@@ -143,9 +143,10 @@ def _leaf(argv: list[str]) -> tuple[list[str], click.Command]:
     names: list[str] = []
     command: click.Command = main
     for word in argv:
-        if not isinstance(command, click.Group) or word not in command.commands:
+        child = command.get_command(None, word) if isinstance(command, click.Group) else None
+        if child is None:
             break
-        command = command.commands[word]
+        command = child
         names.append(word)
     return names, command
 

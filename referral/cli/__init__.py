@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import click
 
-from referral.cli.common import DEBUG_KEY, EXIT_CODES_HELP, Group
-from referral.cli.config import config
-from referral.cli.db import db
-from referral.cli.demo import demo
-from referral.cli.draft import draft_cmd
-from referral.cli.ledger import ledger
-from referral.cli.lsp import lsp
-from referral.cli.payees import payees
-from referral.cli.payout import payout
-from referral.cli.report import report
-from referral.cli.rules import rules
-from referral.cli.runs import quarantine, runs
-from referral.cli.settle import settle
+from referral.cli.common import DEBUG_KEY, EXIT_CODES_HELP, LazyGroup
+
+# Each command's module is imported when a command line names it (LazyGroup).
+COMMANDS = {
+    "rules": "referral.cli.rules:rules",
+    "db": "referral.cli.db:db",
+    "ledger": "referral.cli.ledger:ledger",
+    "settle": "referral.cli.settle:settle",
+    "runs": "referral.cli.runs:runs",
+    "quarantine": "referral.cli.runs:quarantine",
+    "payees": "referral.cli.payees:payees",
+    "payout": "referral.cli.payout:payout",
+    "report": "referral.cli.report:report",
+    "demo": "referral.cli.demo:demo",
+    "lsp": "referral.cli.lsp:lsp",
+    "config": "referral.cli.config:config",
+}
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]},
              epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="referral-rewards")
 @click.option("--debug", is_flag=True, envvar="REFERRAL_DEBUG",
@@ -32,9 +37,3 @@ from referral.cli.settle import settle
 def main(ctx: click.Context, debug: bool) -> None:
     """Referral rewards: rules that decide, a ledger that records."""
     ctx.meta[DEBUG_KEY] = debug
-
-
-rules.add_command(draft_cmd)
-for command in (rules, db, ledger, settle, runs, quarantine, payees, payout, report, demo, lsp,
-                config):
-    main.add_command(command)

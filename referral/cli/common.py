@@ -17,11 +17,12 @@ refused), so no command prints a traceback for what a user can cause;
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterator, Sequence
+import importlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -29,7 +30,6 @@ from sqlalchemy.engine import Connection
 
 from dsl import timeutil
 from dsl.errors import ReferralError, RuleError
-from dsl.program import LoadedProgram, load_program
 from referral import config
 from settlement.db import READ_ONLY, database_error, open_engine, require_schema
 from settlement.errors import (
@@ -41,6 +41,9 @@ from settlement.errors import (
 )
 from settlement.locks import DEFAULT_LOCK_TIMEOUT, write_transaction
 from settlement.operations import operation
+
+if TYPE_CHECKING:
+    from dsl.program import LoadedProgram
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,20 +145,31 @@ class ConfiguredOption(click.Option):
         self.config_key = config_key
 
 
-def default_map(command: click.Command, cfg: config.Config) -> dict[str, Any]:
-    """click's ``default_map`` for ``command`` and its sub-commands: the configured
-    options' values from the environment or the file (a flag still wins)."""
-    out: dict[str, Any] = {}
-    for param in command.params:
-        key = getattr(param, "config_key", None)
-        if key is not None and param.name and cfg.settings[key].source != "default":
-            out[param.name] = cfg.value(key)
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            sub_map = default_map(sub, cfg)
-            if sub_map:
-                out[name] = sub_map
-    return out
+class Defaults(dict[str, Any]):
+    """click's ``default_map`` for ``command``: its configured options' values from the
+    environment or the file (a flag still wins); a sub-command's map is made when click
+    asks for it, so a lazy group's other commands stay unimported."""
+
+    def __init__(self, command: click.Command, cfg: config.Config) -> None:
+        super().__init__()
+        self._command, self._cfg = command, cfg
+        for param in command.params:
+            key = getattr(param, "config_key", None)
+            if key is not None and param.name and cfg.settings[key].source != "default":
+                self[param.name] = cfg.value(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self or not isinstance(self._command, click.Group):
+            return super().get(key, default)
+        sub = self._command.get_command(click.get_current_context(silent=True), key)
+        return Defaults(sub, self._cfg) if sub is not None else default
+
+
+def commands_of(group: click.Group) -> dict[str, click.Command]:
+    """Every command of ``group`` by name, loading lazy ones (help, tests, docs)."""
+    ctx = click.Context(group)
+    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
 
 
 class _ConfigUnusable(click.ClickException):
@@ -175,7 +189,7 @@ def _configure(command: click.Command, ctx: click.Context) -> None:
         raise _ConfigUnusable(str(e)) from None
     ctx.meta[CONFIG_KEY] = cfg
     if ctx.default_map is None:
-        ctx.default_map = default_map(command, cfg)
+        ctx.default_map = Defaults(command, cfg)
 
 
 CONFIG_KEY = "referral.config"
@@ -231,6 +245,25 @@ class Group(_Referral, click.Group):
 
     command_class = Command
     group_class = type
+
+
+class LazyGroup(Group):
+    """A group whose commands' modules are imported when a command line names them (or
+    help lists them): a command pays for its own imports only, not for the parser, the
+    compiler and alembic that other commands need (a third of a payout run's start)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)  # name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
 
 
 def as_of_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date:
@@ -387,6 +420,9 @@ def load_rules(
     """
     def stderr(line: str) -> None:
         click.echo(line, err=True)
+
+    # Imported here: the parser and its grammar are for the commands that read rules.
+    from dsl.program import load_program
 
     echo = echo or stderr
     try:

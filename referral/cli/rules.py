@@ -26,7 +26,7 @@ from dsl.program import LoadedProgram, load_program, parse_files, program_files
 from referral.cli.common import (
     ChecksFailed,
     CommandInputError,
-    Group,
+    LazyGroup,
     as_of_date,
     currency_option,
     load_rules,
@@ -41,7 +41,7 @@ CHECK_FORMATS = ("text", "json", "github")
 STDIN = "<stdin>"  # the file name diagnostics give to `rules fmt -`'s input
 
 
-@click.group(cls=Group)
+@click.group(cls=LazyGroup, lazy={"draft": "referral.cli.draft:draft_cmd"})
 def rules() -> None:
     """Check, compile, format, render and test rule programs."""
 
