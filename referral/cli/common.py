@@ -161,7 +161,8 @@ class Defaults(dict[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         if key in self or not isinstance(self._command, click.Group):
             return super().get(key, default)
-        sub = self._command.get_command(click.get_current_context(silent=True), key)
+        ctx = click.get_current_context(silent=True) or click.Context(self._command)
+        sub = self._command.get_command(ctx, key)
         return Defaults(sub, self._cfg) if sub is not None else default
 
 
@@ -259,7 +260,7 @@ class LazyGroup(Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
-    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:
             module, _, attribute = self.lazy[cmd_name].partition(":")
             self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
