@@ -241,8 +241,19 @@ def _create(
              enumerate(planned, start=1)]
     entries = ledger.post_payout_items(conn, items, currency=currency, batch_id=batch_id,
                                        actor=actor, business_date=as_of)
-    db = backend(conn)
+    total = sum(amount for _, _, amount in items)
+    skips = {reason: skipped[reason] for reason in SKIP_REASONS if skipped[reason]}
+    head = ledger.head(conn)
     op = op_id(conn)
+    # The batch before its items: their reference to it is checked as they are written.
+    conn.execute(payout_batches.insert(), {
+        "batch_id": batch_id, "as_of": as_of, "currency": currency, "min_amount": min_amount,
+        "created_at": datetime.now(UTC), "actor": actor, "items": len(items), "total": total,
+        "skipped": json.dumps(skips, sort_keys=True),
+        "ledger_head_id": head[0] if head else None,
+        "ledger_head_hash": head[1] if head else None, "op_id": op,
+    })
+    db = backend(conn)
     db.append_rows(conn, payout_items, [
         {"entry_id": e.id, "item_id": item_id, "batch_id": batch_id, "payee_id": p[3].id,
          "op_id": op}
@@ -252,16 +263,6 @@ def _create(
         {"item_entry_id": e.id, "entry_id": covered, "op_id": op}
         for e, p in zip(entries, planned, strict=True) for covered in p[2]
     ])
-    total = sum(amount for _, _, amount in items)
-    skips = {reason: skipped[reason] for reason in SKIP_REASONS if skipped[reason]}
-    head = ledger.head(conn)
-    conn.execute(payout_batches.insert(), {
-        "batch_id": batch_id, "as_of": as_of, "currency": currency, "min_amount": min_amount,
-        "created_at": datetime.now(UTC), "actor": actor, "items": len(items), "total": total,
-        "skipped": json.dumps(skips, sort_keys=True),
-        "ledger_head_id": head[0] if head else None,
-        "ledger_head_hash": head[1] if head else None, "op_id": op,
-    })
     batch = Batch(batch_id, as_of, currency, min_amount, total, skips, created=True)
     batch.items = [Item(item_id, e.id, user, amount, currency, "created", p[3].id)
                    for (item_id, user, amount), e, p in zip(items, entries, planned, strict=True)]

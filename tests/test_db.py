@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -143,6 +144,89 @@ def test_require_schema_behind(db_url) -> None:
     engine.dispose()
 
 
+_0010 = importlib.import_module("settlement.migrations.versions.0010_references_per_statement")
+_PER_STATEMENT = {(t, r.column) for t, refs in _0010.REFERENCES.items() for r in refs}
+
+
+def _orphans(conn: sa.Connection) -> dict[str, tuple[sa.Table, list[dict[str, object]]]]:
+    """Per reference of 0010, two rows for its table: one valid, one whose ``column``
+    names a parent that does not exist (id 999999)."""
+    from settlement.ledger import post_credit
+    from settlement.operations import operation
+    from settlement.tables import (
+        ledger_postings,
+        ledger_transitions,
+        payees,
+        payout_batches,
+        payout_covers,
+        payout_items,
+    )
+
+    with operation(conn, "test", "test"):
+        entry = post_credit(conn, "u1", 500, "INR", "ref:1").entry
+        other = post_credit(conn, "u1", 700, "INR", "ref:2").entry
+    conn.execute(payees.insert(), {"user_id": "u1", "method": "upi", "details": "{}",
+                                   "business_date": date(2026, 12, 1),
+                                   "imported_at": datetime.now(UTC), "source": "t",
+                                   "actor": "t", "op_id": "t"})
+    payee = conn.execute(sa.select(sa.func.max(payees.c.id))).scalar()
+    conn.execute(payout_batches.insert(), {
+        "batch_id": "b1", "as_of": date(2026, 12, 1), "currency": "INR", "min_amount": 0,
+        "created_at": datetime.now(UTC), "actor": "t", "items": 0, "total": 0,
+        "skipped": "{}", "op_id": "t"})
+    transition = conn.execute(sa.select(sa.func.max(ledger_transitions.c.id))).scalar()
+    good = {
+        "ledger_transitions": (ledger_transitions, {
+            "entry_id": entry.id, "to_status": "pending", "at": datetime.now(UTC),
+            "actor": "t", "op_id": "t", "item_id": entry.id}),
+        "ledger_postings": (ledger_postings, {
+            "entry_id": entry.id, "transition_id": transition, "account": "a",
+            "currency": "INR", "amount": 1, "op_id": "t"}),
+        "payout_items": (payout_items, {"entry_id": entry.id, "item_id": "i1",
+                                        "batch_id": "b1", "payee_id": payee, "op_id": "t"}),
+        "payout_covers": (payout_covers, {"item_entry_id": entry.id, "entry_id": entry.id,
+                                          "op_id": "t"}),
+    }
+    cases = {}
+    for table, column in sorted(_PER_STATEMENT):
+        target, row = good[table]
+        bad = {**row, column: "nobatch" if column == "batch_id" else 999999}
+        if table == "payout_items":
+            bad["item_id"] = "i2"
+            bad["entry_id"] = other.id if column != "entry_id" else 999999
+        cases[f"{table}.{column}"] = (target, [row, bad])
+    return cases
+
+
+def test_a_reference_to_no_row_refuses_the_whole_statement(ledger_engine) -> None:
+    """The bulk tables' foreign keys hold on both databases (0010: checked per statement on
+    PostgreSQL), for COPY as for INSERT: a batch with one dangling reference writes
+    nothing."""
+    with ledger_engine.connect() as conn:
+        cases = _orphans(conn)
+        conn.commit()
+    assert set(cases) == {f"{t}.{c}" for t, c in _PER_STATEMENT}
+    db_kind = ledger_engine.dialect.name
+    def count(table: sa.Table) -> int:
+        with ledger_engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
+
+    for name, (table, rows) in cases.items():
+        before = count(table)
+        with ledger_engine.connect() as conn, pytest.raises(sa.exc.IntegrityError) as err:
+            backend(conn).append_rows(conn, table, rows)
+            conn.commit()  # SQLite checks a deferred key (payout_items.batch_id) here
+        ledger_engine.dispose()  # SQLite keeps a transaction whose COMMIT failed open
+        if db_kind == "postgresql":
+            column = name.split(".")[1]
+            assert err.value.orig.sqlstate == "23503", name
+            assert f"insert on {table.name} refused: {column} " in str(err.value), name
+        assert count(table) == before, name
+        with ledger_engine.connect() as conn:  # the valid row alone is accepted
+            backend(conn).append_rows(conn, table, rows[:1])
+            conn.rollback()
+
+
 def test_migrations_match_metadata(db_url) -> None:
     """Alembic's autogenerate finds nothing to do: every table is in the one MetaData,
     exactly as the migrations made it."""
@@ -150,7 +234,11 @@ def test_migrations_match_metadata(db_url) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(ctx, metadata) == []
+        diffs = compare_metadata(ctx, metadata)
+    # On PostgreSQL the bulk tables' foreign keys are statement-level triggers (0010).
+    moved = {(d[1].table.name, d[1].column_keys[0]) for d in diffs if d[0] == "add_fk"}
+    assert [d for d in diffs if d[0] != "add_fk"] == []
+    assert moved == (_PER_STATEMENT if engine.dialect.name == "postgresql" else set())
     assert set(metadata.tables) == set(APPEND_ONLY_TABLES) | set(PAYOUT_TABLES) | {
         "settlement_runs", "settlement_quarantine", "settlement_facts",
         "settlement_rule_versions", "settlement_rule_renames", "settlement_terminations",

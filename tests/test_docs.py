@@ -143,7 +143,8 @@ def _leaf(argv: list[str]) -> tuple[list[str], click.Command]:
     names: list[str] = []
     command: click.Command = main
     for word in argv:
-        child = command.get_command(click.Context(command), word) if isinstance(command, click.Group) else None
+        child = (command.get_command(click.Context(command), word)
+                 if isinstance(command, click.Group) else None)
         if child is None:
             break
         command = child
