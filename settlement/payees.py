@@ -158,7 +158,12 @@ class Payee:
 
     def receives(self, currency: str) -> bool:
         """Whether the method pays ``currency`` (UPI and IFSC only rupees, ABA only dollars)."""
-        return all(SCHEME_CURRENCY.get(k, currency) == currency for k in self.details)
+        return receives(self.details, currency)
+
+
+def receives(details: Iterable[str], currency: str) -> bool:
+    """Whether a payee with these detail fields can be paid in ``currency``."""
+    return all(SCHEME_CURRENCY.get(k, currency) == currency for k in details)
 
 
 def mask(name: str, value: str) -> str:
@@ -326,12 +331,22 @@ def _payee(row: Any) -> Payee:
                  source=m["source"])
 
 
+def _newest(where: Any, *columns: Any) -> sa.Select[Any]:
+    ids = sa.select(sa.func.max(payees.c.id)).where(where).group_by(payees.c.user_id)
+    return sa.select(*(columns or (payees,))).where(payees.c.id.in_(ids.scalar_subquery()))
+
+
+def paying_payees(conn: Connection, currency: str) -> dict[str, tuple[int, bool]]:
+    """Per person, the current payee's id and whether it pays ``currency``: what a payout
+    run needs of everyone, without building every payee (a tenth of a run)."""
+    rows = conn.execute(_newest(sa.true(), payees.c.user_id, payees.c.id, payees.c.details))
+    return {user: (payee_id, receives(json.loads(details), currency))
+            for user, payee_id, details in rows}
+
+
 def current_payees(conn: Connection, users: Iterable[str] | None = None) -> dict[str, Payee]:
     """Each person's current payee (everyone's, or those of ``users``)."""
-    def newest(where: Any) -> sa.Select[Any]:
-        ids = sa.select(sa.func.max(payees.c.id)).where(where).group_by(payees.c.user_id)
-        return sa.select(payees).where(payees.c.id.in_(ids.scalar_subquery()))
-
+    newest = _newest
     if users is None:
         return {p.user_id: p for p in map(_payee, conn.execute(newest(sa.true())))}
     wanted = sorted(set(users))

@@ -60,7 +60,7 @@ from settlement.errors import EntryNotFound, PayoutError
 from settlement.ledger.netting import outstanding_debts, payable_credits
 from settlement.ledger.reads import OPEN_ITEM_STATUSES
 from settlement.operations import op_id, operation
-from settlement.payees import Payee, current_payees, payees_by_id
+from settlement.payees import Payee, payees_by_id, paying_payees
 from settlement.tables import (
     latest_status,
     ledger_entries,
@@ -188,21 +188,20 @@ def _only_currency(conn: Connection) -> str:
 def _balances(
     conn: Connection, as_of: date, currency: str
 ) -> dict[str, tuple[int, int, list[int]]]:
-    """Per person: payable credits, outstanding debt (positive), the entries they are."""
-    found: dict[str, tuple[int, int, list[int]]] = {}
-    for stmt, is_debt in ((payable_credits(conn, as_of), False),
-                          (outstanding_debts(conn, as_of), True)):
+    """Per person: payable credits, outstanding debt (positive), the entries they are (in
+    id order; sorted here, where the database's sort of every payable row spilled to
+    disk)."""
+    credits: dict[str, int] = defaultdict(int)
+    debts: dict[str, int] = defaultdict(int)
+    ids: dict[str, list[int]] = defaultdict(list)
+    for stmt, sums, sign in ((payable_credits(conn, as_of), credits, 1),
+                             (outstanding_debts(conn, as_of), debts, -1)):
         sub = stmt.where(_E.c.currency == currency).subquery()
-        for row in conn.execute(sa.select(sub.c.id, sub.c.user_id, sub.c.amount)
-                                .order_by(sub.c.user_id, sub.c.id)):
-            credits, debt, ids = found.get(row.user_id, (0, 0, []))
-            if is_debt:
-                debt -= row.amount
-            else:
-                credits += row.amount
-            ids.append(row.id)
-            found[row.user_id] = (credits, debt, ids)
-    return found
+        for entry_id, user, amount in conn.execute(sa.select(sub.c.id, sub.c.user_id,
+                                                             sub.c.amount)):
+            sums[user] += sign * amount
+            ids[user].append(entry_id)
+    return {user: (credits[user], debts[user], sorted(found)) for user, found in ids.items()}
 
 
 def _in_flight(conn: Connection, currency: str) -> set[str]:
@@ -217,9 +216,9 @@ def _create(
 ) -> Batch:
     balances = _balances(conn, as_of, currency)
     busy = _in_flight(conn, currency)
-    people = current_payees(conn)
+    people = paying_payees(conn, currency)
     skipped: Counter[str] = Counter()
-    planned: list[tuple[str, int, list[int], Payee]] = []
+    planned: list[tuple[str, int, list[int], int]] = []  # user, amount, entries, payee id
     for user in sorted(balances):
         credits, debt, ids = balances[user]
         if credits <= 0:
@@ -233,10 +232,10 @@ def _create(
             skipped["below_minimum"] += 1
         elif payee is None:
             skipped["no_payee"] += 1
-        elif not payee.receives(currency):
+        elif not payee[1]:
             skipped["method_currency"] += 1
         else:
-            planned.append((user, credits - debt, ids, payee))
+            planned.append((user, credits - debt, ids, payee[0]))
     items = [(f"{batch_id}-{n:06d}", user, amount) for n, (user, amount, _, _) in
              enumerate(planned, start=1)]
     entries = ledger.post_payout_items(conn, items, currency=currency, batch_id=batch_id,
@@ -255,7 +254,7 @@ def _create(
     })
     db = backend(conn)
     db.append_rows(conn, payout_items, [
-        {"entry_id": e.id, "item_id": item_id, "batch_id": batch_id, "payee_id": p[3].id,
+        {"entry_id": e.id, "item_id": item_id, "batch_id": batch_id, "payee_id": p[3],
          "op_id": op}
         for e, (item_id, _, _), p in zip(entries, items, planned, strict=True)
     ])
@@ -264,7 +263,7 @@ def _create(
         for e, p in zip(entries, planned, strict=True) for covered in p[2]
     ])
     batch = Batch(batch_id, as_of, currency, min_amount, total, skips, created=True)
-    batch.items = [Item(item_id, e.id, user, amount, currency, "created", p[3].id)
+    batch.items = [Item(item_id, e.id, user, amount, currency, "created", p[3])
                    for (item_id, user, amount), e, p in zip(items, entries, planned, strict=True)]
     return batch
 
