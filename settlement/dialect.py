@@ -444,10 +444,13 @@ class PostgresBackend(Backend):
 
     def markers_held(self, conn: Connection, namespace: int) -> set[int] | None:
         """From ``pg_locks``: a two-int advisory lock shows its keys as classid, objid
-        (objsubid 2); a session that died released its locks."""
+        (objsubid 2); a session that died released its locks.  Advisory locks belong to
+        a database, and ``pg_locks`` shows the whole server's: this database's only."""
         rows = conn.execute(sa.text(
             "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
-            " AND classid = :ns AND granted"), {"ns": namespace})
+            " AND classid = :ns AND granted AND database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"ns": namespace})
         return {int(objid) for (objid,) in rows}
 
     def append_only_ddl(self, table: str) -> list[str]:

@@ -259,3 +259,28 @@ def test_interrupted_run_leaves_a_failed_row_with_its_phase(db_url, rules_dir, b
     [run] = runs_json(db_url)
     assert (run["status"], run["error"]) == ("failed", "interrupted")
     assert run["phase"] in ("reading", "evaluating", "posting")
+
+
+def test_a_run_marker_in_another_database_is_not_this_ones(pg_url) -> None:
+    """Advisory locks belong to a database while ``pg_locks`` lists the server's: a live run
+    of another database on the same server (another program, a parallel test) must not
+    make this database's run look alive."""
+    from settlement.dialect import backend
+    from settlement.locks import RUN_MARKER_NAMESPACE
+    from tests.conftest import fresh_pg_database
+
+    with fresh_pg_database("referral_other") as other_url:
+        other, here = open_engine(other_url), open_engine(pg_url)
+        try:
+            with other.connect() as holder, here.connect() as conn:
+                backend(holder).hold_marker(holder, RUN_MARKER_NAMESPACE, 4242)
+                holder.commit()
+                assert 4242 in (backend(holder).markers_held(holder, RUN_MARKER_NAMESPACE)
+                                or set())
+                assert 4242 not in (backend(conn).markers_held(conn, RUN_MARKER_NAMESPACE)
+                                    or set())
+                backend(holder).release_marker(holder, RUN_MARKER_NAMESPACE, 4242)
+                holder.commit()
+        finally:
+            other.dispose()
+            here.dispose()
