@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import operators
 
 from settlement.errors import InvalidDatabaseURL, SchemaNotReady
-from settlement.tables import UTCDateTime, entries_with_status, ledger_entries
+from settlement.tables import entries_with_status, ledger_entries
 
 if TYPE_CHECKING:
     import sqlite3
@@ -535,17 +535,17 @@ class PostgresBackend(Backend):
                 copy.write_row([row[c] for c in columns])
 
     def insert_entries(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        """One column array per column (``INSERT ... SELECT unnest``).
-
-        One short statement whatever the row count: the multi-row VALUES that
-        SQLAlchemy renders for executemany was parsed by psycopg and PostgreSQL
-        anew for every chunk, which cost more than the inserts.  ON CONFLICT DO
-        NOTHING keeps the unique reference_id the judge of idempotency.
-        """
-        arrays = [_pg_array([row[name] for row in rows]) for name in _ENTRY_COLUMNS]
-        with _translated(_INSERT_ENTRIES), _psycopg(conn).cursor() as cursor:
-            cursor.execute(_INSERT_ENTRIES, arrays)
-            return cursor.rowcount
+        """COPY, as ``append_rows`` (two fifths less than ``INSERT ... SELECT unnest``
+        with ON CONFLICT).  The writers checked every reference free under the ledger
+        lock, so a clash means a writer that skipped the lock: the unique index refuses
+        the statement, and none of the rows counts as inserted."""
+        try:
+            self.append_rows(conn, _E, rows)
+        except sa.exc.IntegrityError as e:
+            if getattr(e.orig, "sqlstate", None) == _UNIQUE_VIOLATION:
+                return 0
+            raise
+        return len(rows)
 
     def sealed_rows(self, conn: Connection, table: str, where: str, params: dict[str, Any],
                     order: str) -> Iterator[tuple[str | None, str]] | None:
@@ -638,6 +638,8 @@ def _probe_each(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Selec
 # parent's index: hash and merge joins and sequential scans are off inside the function,
 # since the parents' statistics (none, when autovacuum has not run) would otherwise pick a
 # scan of the whole parent, every statement.
+_UNIQUE_VIOLATION = "23505"
+
 _CHECK_REFERENCES = """
 CREATE OR REPLACE FUNCTION ledger_check_references() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
@@ -716,43 +718,6 @@ def _credited_totals_query() -> sa.Select[Any]:
 
 
 _TOTALS = _credited_totals_query()
-
-
-def _pg_array_type(column: sa.Column[Any]) -> str:
-    if isinstance(column.type, sa.BigInteger) or column.name == "id":
-        return "bigint"
-    if isinstance(column.type, sa.Date):
-        return "date"
-    if isinstance(column.type, UTCDateTime):
-        return "timestamptz"
-    return "text"
-
-
-_ENTRY_COLUMNS = tuple(c.name for c in _E.c)
-_INSERT_ENTRIES = (
-    f"INSERT INTO {_E.name} ({', '.join(_ENTRY_COLUMNS)}) "
-    "SELECT * FROM unnest("
-    + ", ".join(f"%s::{_pg_array_type(_E.c[name])}[]" for name in _ENTRY_COLUMNS)
-    + ") ON CONFLICT (reference_id) DO NOTHING"
-)
-
-
-def _pg_array_item(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(value)
-    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _pg_array(values: list[Any]) -> str:
-    """A PostgreSQL array literal (``{"a","b",NULL}``) cast by the statement to its type.
-
-    Built here in one join: psycopg's generic list adapter looked up a dumper for
-    every element, which cost more than the INSERT.
-    """
-    return "{" + ",".join(map(_pg_array_item, values)) + "}"
 
 
 @contextmanager

@@ -1,15 +1,18 @@
 """The ledger's bulk paths (settlement's): awkward text round-trips, lookups, LIMIT totals.
 
-On PostgreSQL entries go in as one array literal per column (``INSERT ...
-SELECT unnest``), built by ``settlement.dialect._pg_array``; quotes, backslashes, braces,
-commas and the word NULL must come back exactly, with the hash chain intact.
+On PostgreSQL entries go in by COPY; quotes, backslashes, braces, commas, tabs and the
+word NULL must come back exactly, with the hash chain intact.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
+import pytest
+import sqlalchemy as sa
+
 from settlement import ledger as L
+from settlement.tables import ledger_entries
 
 AWKWARD = ['a"b\\c,{}', "NULL", "null", " sp ace ", "é₹\t", "x'y", "{1,2}"]
 
@@ -31,6 +34,24 @@ def test_bulk_post_round_trips_awkward_text(ledger_engine) -> None:
         assert L.verify(conn).ok
         assert L.existing_references(conn, [*AWKWARD[:3], "absent"]) == set(AWKWARD[:3])
         assert L.existing_references(conn, []) == set()
+
+
+def test_a_reference_written_behind_the_lock_refuses_the_whole_post(ledger_engine) -> None:
+    """The writers look references up under the ledger lock; one they did not see (passed
+    as unknown) still meets the unique index, and the post writes nothing, on both
+    databases (COPY has no ON CONFLICT: PostgreSQL refuses the statement)."""
+    with ledger_engine.connect() as conn:
+        L.post_credit(conn, "u1", 500, "INR", "ref:taken")
+        conn.commit()
+        fresh = L.CreditRequest("u2", 700, "INR", "ref:fresh")
+        taken = L.CreditRequest("u1", 500, "INR", "ref:taken")
+        with pytest.raises(L.LedgerError, match="another writer added entries without the"
+                                                " ledger lock; nothing was written"):
+            L.post_credits(conn, [fresh, taken], actor="t", known={})
+        conn.rollback()
+        refs = conn.execute(sa.select(ledger_entries.c.reference_id)).scalars().all()
+        assert refs == ["ref:taken"]
+        assert L.verify(conn).ok
 
 
 def test_credited_totals_probe_matches_per_user_sums(ledger_engine) -> None:
