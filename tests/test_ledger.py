@@ -240,6 +240,33 @@ def test_entry_hash_recomputes_after_read_back(conn) -> None:
     assert read.prev_hash == L.GENESIS_HASH
 
 
+def _entry_hash_as_written_first(row) -> str:
+    """The chain's hash as the first version wrote it: ``json.dumps`` with sorted keys."""
+    import hashlib
+    import json
+
+    from settlement.ledger.hashing import HASHED_COLUMNS, HASHED_WHEN_SET, canonical
+
+    content = {name: canonical(row[name]) for name in HASHED_COLUMNS
+               if name not in HASHED_WHEN_SET or row[name] is not None}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("text", ['a"b\\c', "é₹\t\n", "\u2028x", "", "NULL", "0"])
+def test_entry_hash_is_the_chains_first_encoding(conn, text) -> None:
+    """Old ledgers keep verifying: the shared encoder writes byte for byte what json.dumps
+    with sorted keys wrote, for awkward text, dates, NULLs and the columns added later."""
+    posted = L.post_credit(
+        conn, f"u{text}", 7, "INR", f"r{text}", rule_id=text or None, rule_hash=text,
+        referral_id=text, role="referrer", event_date=date(2026, 1, 2),
+    ).entry
+    for row in (posted.__dict__, {**posted.__dict__, "adjusts": None, "business_date": None,
+                                  "op_id": None}, {**posted.__dict__, "adjusts": text}):
+        assert L.entry_hash(row) == _entry_hash_as_written_first(row)
+    assert L.entry_hash(posted.__dict__) == posted.hash
+
+
 def test_writes_join_the_callers_transaction(ledger_engine) -> None:
     with ledger_engine.connect() as conn:
         with conn.begin() as tx:

@@ -33,12 +33,19 @@ def canonical(value: Any) -> Any:
     return value
 
 
+_SORTED_COLUMNS = tuple(sorted(HASHED_COLUMNS))
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_PLAIN = (str, int)
+
+
 def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
     """sha256 over the row's canonical JSON (every column but ``hash``, prev_hash included;
-    a later column only when set)."""
-    content = {
-        name: canonical(row[name]) for name in HASHED_COLUMNS
-        if name not in HASHED_WHEN_SET or row[name] is not None
-    }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    a later column only when set).  The keys go in sorted, so one shared encoder writes
+    what ``json.dumps(..., sort_keys=True)`` would (tests/test_ledger.py holds them equal)."""
+    content = {}
+    for name in _SORTED_COLUMNS:
+        value = row[name]
+        if value is None and name in HASHED_WHEN_SET:
+            continue
+        content[name] = value if type(value) in _PLAIN else canonical(value)
+    return hashlib.sha256(_ENCODE(content).encode("utf-8")).hexdigest()
