@@ -110,16 +110,19 @@ def row_text(row: Mapping[str, Any]) -> str:
 
 
 def table_rows(conn: Connection, table: str, op_id: str | None = None,
-               after: int | None = None) -> Iterator[tuple[str | None, str]]:
+               after: int | None = None, upto: int | None = None
+               ) -> Iterator[tuple[str | None, str]]:
     """(op id, ``row_text``) of each row of ``table`` in key order, read raw (untyped, so
     every reader sees the same values): all rows, or one operation's (NULL op id:
-    ``LEGACY_OP_ID``), among those with an id above ``after`` when given."""
+    ``LEGACY_OP_ID``), among those with an id above ``after`` (and at most ``upto``)
+    when given."""
     order = ", ".join(OPERATION_TABLES[table])
     where = ("" if op_id is None else "op_id IS NULL" if op_id == LEGACY_OP_ID
              else "op_id = :op")
     if after is not None and op_id is not None:
-        where = f"id > :after AND {where}"
-    params = {"op": op_id, "after": after}
+        where = f"id > :after AND {where}" if upto is None else (
+            f"id > :after AND id <= :upto AND {where}")
+    params = {"op": op_id, "after": after, "upto": upto}
     written = backend(conn).sealed_rows(conn, table, where, params, order)
     if written is not None:
         yield from written
@@ -157,12 +160,15 @@ class _Sealer:
 
 
 def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION_TABLES,
-                 after: Mapping[str, int] | None = None) -> Seal:
+                 after: Mapping[str, int] | None = None,
+                 upto: Mapping[str, int] | None = None) -> Seal:
     """What the tables hold for ``op_id`` now (``tables``: a migration names those it knows;
-    ``after``: per table, an id its rows of ``op_id`` all follow)."""
+    ``after``: per table, an id its rows of ``op_id`` all follow; ``upto``: the newest
+    id now)."""
     sealer = _Sealer()
     for table in tables:
-        for _, text in table_rows(conn, table, op_id, (after or {}).get(table)):
+        for _, text in table_rows(conn, table, op_id, (after or {}).get(table),
+                                  (upto or {}).get(table)):
             sealer.add(table, text)
     return sealer.seal()
 
@@ -250,8 +256,11 @@ def seal(conn: Connection) -> dict[str, Any] | None:
     # Imported here: the ledger package's writers import this module.
     from settlement.ledger.daily import fold
 
-    fold(conn, op.op_id, after=op.after)  # the report's daily aggregate, sealed with the rest
-    sealed = compute_seal(conn, op.op_id, after=op.after)
+    # The operation's rows lie between the newest ids when it began and the newest now: a
+    # range with both ends, which the planner reads by index on a table without
+    # statistics (with one end it guessed a third of the table, and scanned all of it).
+    fold(conn, op.op_id, after=op.after, upto=newest_ids(conn))  # sealed with the rest
+    sealed = compute_seal(conn, op.op_id, after=op.after, upto=newest_ids(conn))
     if not sealed.counts:
         return None
     return append_operation(conn, op, sealed)

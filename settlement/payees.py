@@ -339,9 +339,14 @@ def _newest(where: Any, *columns: Any) -> sa.Select[Any]:
 def paying_payees(conn: Connection, currency: str) -> dict[str, tuple[int, bool]]:
     """Per person, the current payee's id and whether it pays ``currency``: what a payout
     run needs of everyone, without building every payee (a tenth of a run)."""
-    rows = conn.execute(_newest(sa.true(), payees.c.user_id, payees.c.id, payees.c.details))
+    # One pass in id order, the newest row of each person winning: the grouped newest-id
+    # subquery spilled to disk and took 1.5 s for 340,000 payees.
+    newest: dict[str, tuple[int, str]] = {}
+    for user, payee_id, details in conn.execute(
+            sa.select(payees.c.user_id, payees.c.id, payees.c.details).order_by(payees.c.id)):
+        newest[user] = (payee_id, details)
     return {user: (payee_id, receives(json.loads(details), currency))
-            for user, payee_id, details in rows}
+            for user, (payee_id, details) in newest.items()}
 
 
 def current_payees(conn: Connection, users: Iterable[str] | None = None) -> dict[str, Payee]:

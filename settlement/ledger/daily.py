@@ -62,16 +62,20 @@ def _row(day: Any, entry: Any, **sums: Any) -> list[Any]:
 
 
 def contributions(conn: Connection, op_id: str | None,
-                  after: Mapping[str, int] | None = None) -> list[sa.Select[Any]]:
+                  after: Mapping[str, int] | None = None,
+                  upto: Mapping[str, int] | None = None) -> list[sa.Select[Any]]:
     """The signed amounts of the rows ``op_id`` wrote (None: of every row), one select
     per kind of row, each (business_date, currency, rule_id, *FOLDED); ``after``: per
     table, an id the operation's rows all follow (the largest tables have no index on
-    op_id, ``settlement.operations.Operation.after``)."""
+    op_id, ``settlement.operations.Operation.after``), ``upto`` the newest id now."""
     def by(table: Any) -> Any:
         if op_id is None:
             return sa.true()
         if after and table.name in after:
-            return sa.and_(table.c.id > after[table.name], table.c.op_id == op_id)
+            mine = [table.c.id > after[table.name], table.c.op_id == op_id]
+            if upto and table.name in upto:
+                mine.append(table.c.id <= upto[table.name])
+            return sa.and_(*mine)
         return table.c.op_id == op_id
 
     credit = sa.case((_E.c.entry_type == "credit", _E.c.amount), else_=0)
@@ -123,19 +127,20 @@ def _rank(op_id: Any) -> Any:
     return sa.case((op_id.is_(None), 0), else_=sa.func.coalesce(place, _UNSEALED))
 
 
-def _grouped(conn: Connection, op_id: str | None,
-             after: Mapping[str, int] | None = None) -> sa.Select[Any]:
-    union = sa.union_all(*contributions(conn, op_id, after)).subquery("contributions")
+def _grouped(conn: Connection, op_id: str | None, after: Mapping[str, int] | None = None,
+             upto: Mapping[str, int] | None = None) -> sa.Select[Any]:
+    union = sa.union_all(*contributions(conn, op_id, after, upto)).subquery("contributions")
     keys = (union.c.business_date, union.c.currency, union.c.rule_id)
     return sa.select(*keys, *(sa.func.sum(union.c[n]).label(n) for n in FOLDED)).group_by(*keys)
 
 
 def fold(conn: Connection, op_id: str, *, everything: bool = False,
-         after: Mapping[str, int] | None = None) -> None:
+         after: Mapping[str, int] | None = None, upto: Mapping[str, int] | None = None
+         ) -> None:
     """Write the aggregate rows of what ``op_id`` wrote (``everything``: of every row there
-    is, under ``op_id``; migration 0009 folds the rows from before it so); ``after`` as
-    for ``contributions``."""
-    grouped = _grouped(conn, None if everything else op_id, after).subquery("grouped")
+    is, under ``op_id``; migration 0009 folds the rows from before it so); ``after`` and
+    ``upto`` as for ``contributions``."""
+    grouped = _grouped(conn, None if everything else op_id, after, upto).subquery("grouped")
     stmt = sa.insert(_D).from_select(
         ["business_date", "currency", "rule_id", *FOLDED, "op_id"],
         sa.select(grouped.c.business_date, grouped.c.currency, grouped.c.rule_id,
