@@ -101,24 +101,35 @@ def contributions(conn: Connection, op_id: str | None,
                      .join(covered, covered.c.id == payout_covers.c.entry_id))
         .where(by(payout_covers))
     )
-    paid = _T.c.to_status == "paid"
-    ends = (
-        sa.select(*_row(move_day(conn), covered, in_payout=-covered.c.amount,
-                        paid_out=sa.case((paid, covered.c.amount), else_=0)))
-        .select_from(_T.join(payout_covers, payout_covers.c.item_entry_id == _T.c.entry_id)
-                     .join(covered, covered.c.id == payout_covers.c.entry_id))
-        .where(_T.c.to_status.in_(("paid", "failed")))
-    )
+    def ends(*where: Any) -> sa.Select[Any]:
+        # The (item move, cover) pairs first, behind OFFSET 0, then their covered entries:
+        # left to itself the planner read the covered entry of every cover of the
+        # operation (half a million random reads) before finding no move to pair it with.
+        pairs = (
+            sa.select(move_day(conn).label("day"), _T.c.to_status,
+                      payout_covers.c.entry_id.label("covered_id"))
+            .select_from(_T.join(payout_covers,
+                                 payout_covers.c.item_entry_id == _T.c.entry_id))
+            .where(_T.c.to_status.in_(("paid", "failed")), *where)
+            .offset(0).subquery("pairs")
+        )
+        paid = pairs.c.to_status == "paid"
+        return (
+            sa.select(*_row(pairs.c.day, covered, in_payout=-covered.c.amount,
+                            paid_out=sa.case((paid, covered.c.amount), else_=0)))
+            .select_from(pairs.join(covered, covered.c.id == pairs.c.covered_id))
+        )
+
     if op_id is None:
-        return [entries, moves, covers, ends]
+        return [entries, moves, covers, ends()]
     # A pair is the later operation's (in the log's order; the one being sealed is last),
     # so folding an operation again later (after a rewrite) counts each pair once too.
     mine = _rank(sa.literal(op_id, _OPS.c.op_id.type))
     return [entries, moves, covers,
-            ends.where(by(_T), _rank(payout_covers.c.op_id) <= mine),
-            ends.where(payout_covers.c.op_id == op_id,
-                       sa.or_(_T.c.op_id.is_(None), _T.c.op_id != op_id),
-                       _rank(_T.c.op_id) < mine)]
+            ends(by(_T), _rank(payout_covers.c.op_id) <= mine),
+            ends(payout_covers.c.op_id == op_id,
+                 sa.or_(_T.c.op_id.is_(None), _T.c.op_id != op_id),
+                 _rank(_T.c.op_id) < mine)]
 
 
 def _rank(op_id: Any) -> Any:
