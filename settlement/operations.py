@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from settlement.dialect import backend
 from settlement.errors import LedgerError
 from settlement.locks import lock_ledger, writing
-from settlement.tables import OPERATION_TABLES, ledger_operations
+from settlement.tables import OPERATION_TABLES, RANGED_BY, ledger_operations
 
 GENESIS_HASH = "0" * 64
 LEGACY_OP_ID = "0007:before-operation-ids"
@@ -120,8 +120,9 @@ def table_rows(conn: Connection, table: str, op_id: str | None = None,
     where = ("" if op_id is None else "op_id IS NULL" if op_id == LEGACY_OP_ID
              else "op_id = :op")
     if after is not None and op_id is not None:
-        where = f"id > :after AND {where}" if upto is None else (
-            f"id > :after AND id <= :upto AND {where}")
+        column = RANGED_BY[table][1]
+        where = f"{column} > :after AND {where}" if upto is None else (
+            f"{column} > :after AND {column} <= :upto AND {where}")
     params = {"op": op_id, "after": after, "upto": upto}
     written = backend(conn).sealed_rows(conn, table, where, params, order)
     if written is not None:
@@ -167,8 +168,9 @@ def compute_seal(conn: Connection, op_id: str, tables: Iterable[str] = OPERATION
     id now)."""
     sealer = _Sealer()
     for table in tables:
-        for _, text in table_rows(conn, table, op_id, (after or {}).get(table),
-                                  (upto or {}).get(table)):
+        bound = RANGED_BY.get(table, (table, ""))[0]
+        for _, text in table_rows(conn, table, op_id, (after or {}).get(bound),
+                                  (upto or {}).get(bound)):
             sealer.add(table, text)
     return sealer.seal()
 

@@ -348,7 +348,7 @@ payout_items = sa.Table(
     sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batches.batch_id",
               deferrable=True, initially="DEFERRED"), nullable=False),
     sa.Column("payee_id", BigId, sa.ForeignKey("payees.id"), nullable=False),
-    _op_id(),
+    _op_id(index=False),
     sa.UniqueConstraint("item_id", name="uq_payout_items_item_id"),
     sa.Index("ix_payout_items_batch", "batch_id", "entry_id"),
 )
@@ -360,7 +360,7 @@ payout_covers = sa.Table(
               autoincrement=False),
     sa.Column("entry_id", BigId, sa.ForeignKey("ledger_entries.id"), primary_key=True,
               autoincrement=False),
-    _op_id(),
+    _op_id(index=False),
     sa.Index("ix_payout_covers_entry", "entry_id"),
 )
 
@@ -421,6 +421,15 @@ OPERATION_TABLES: dict[str, tuple[str, ...]] = {
     "payout_items": ("entry_id",),
     "payout_covers": ("item_entry_id", "entry_id"),
     "liability_days": ("id",),
+}
+
+# Where an operation's rows lie, per table that has no index on op_id: above the newest
+# value of (table, column) when it began (writers hold the ledger lock; ids only grow):
+# its own id, or for a payout's items and covers the item entries the operation wrote.
+RANGED_BY: dict[str, tuple[str, str]] = {
+    **{t: (t, "id") for t, key in OPERATION_TABLES.items() if key == ("id",)},
+    "payout_items": ("ledger_entries", "entry_id"),
+    "payout_covers": ("ledger_entries", "item_entry_id"),
 }
 
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_transitions", "ledger_postings")

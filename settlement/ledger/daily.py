@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 from settlement.ledger.reads import as_int, entry_day, move_day
 from settlement.tables import (
+    RANGED_BY,
     ledger_entries,
     ledger_operations,
     ledger_transitions,
@@ -71,10 +72,12 @@ def contributions(conn: Connection, op_id: str | None,
     def by(table: Any) -> Any:
         if op_id is None:
             return sa.true()
-        if after and table.name in after:
-            mine = [table.c.id > after[table.name], table.c.op_id == op_id]
-            if upto and table.name in upto:
-                mine.append(table.c.id <= upto[table.name])
+        bound, name = RANGED_BY.get(table.name, (table.name, ""))
+        if after and bound in after:
+            column = table.c[name]
+            mine = [column > after[bound], table.c.op_id == op_id]
+            if upto and bound in upto:
+                mine.append(column <= upto[bound])
             return sa.and_(*mine)
         return table.c.op_id == op_id
 
@@ -127,7 +130,7 @@ def contributions(conn: Connection, op_id: str | None,
     mine = _rank(sa.literal(op_id, _OPS.c.op_id.type))
     return [entries, moves, covers,
             ends(by(_T), _rank(payout_covers.c.op_id) <= mine),
-            ends(payout_covers.c.op_id == op_id,
+            ends(by(payout_covers),
                  sa.or_(_T.c.op_id.is_(None), _T.c.op_id != op_id),
                  _rank(_T.c.op_id) < mine)]
 

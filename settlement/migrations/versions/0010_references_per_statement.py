@@ -11,6 +11,10 @@ keys (a row's check is an index lookup there, with no lock).
 ``payout_items.batch_id`` was checked at commit (items were written before their batch);
 a batch is now written before its items.
 
+The op_id indexes of payout_items and payout_covers go too: an operation's seal and fold
+read a payout's items and covers by the range of item entries it wrote
+(``settlement.tables.RANGED_BY``), as 0008 did for the four largest tables.
+
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01
@@ -51,14 +55,21 @@ REFERENCES = {
 }
 
 
+BY_ENTRY = ("payout_items", "payout_covers")
+
+
 def upgrade() -> None:
     db = backend(op.get_bind())
     for table, references in REFERENCES.items():
         for statement in db.reference_checks_ddl(table, references):
             op.execute(statement)
+    for table in BY_ENTRY:
+        op.drop_index(f"ix_{table}_op_id", table_name=table)
 
 
 def downgrade() -> None:
+    for table in BY_ENTRY:
+        op.create_index(f"ix_{table}_op_id", table, ["op_id"])
     db = backend(op.get_bind())
     for table, references in REFERENCES.items():
         for statement in db.row_references_ddl(table, references):
