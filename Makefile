@@ -32,9 +32,12 @@ run: system $(STAMP)
 	REFERRAL_DB_URL=$(DB) PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
 # The catalog's browser test drives Debian's headless Chromium (never a downloaded one).
+# TEST_WORKERS pytest-xdist workers (one per core by default; 0: in this process); each has
+# its own PostgreSQL database (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: NEEDS := dot chromium
 test: system $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The bench extra (rule-engine, business-rules, py-spy) has its own stamp.
 BENCH_STAMP := $(VENV)/.installed-bench
