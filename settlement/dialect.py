@@ -633,13 +633,13 @@ def _probe_each(stmt: sa.Select[Any], column: sa.ColumnElement[Any]) -> sa.Selec
                         for i, (_, descending) in enumerate(keys))))
 
 
+_UNIQUE_VIOLATION = "23505"  # SQLSTATE unique_violation
+
 # The statement-level reference check (``PostgresBackend.reference_checks_ddl``): its
 # arguments are (column, parent, parent column) triples.  Each new row is looked up in the
 # parent's index: hash and merge joins and sequential scans are off inside the function,
 # since the parents' statistics (none, when autovacuum has not run) would otherwise pick a
 # scan of the whole parent, every statement.
-_UNIQUE_VIOLATION = "23505"
-
 _CHECK_REFERENCES = """
 CREATE OR REPLACE FUNCTION ledger_check_references() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
