@@ -91,8 +91,9 @@ def test_read_only_postgresql_transaction_is_one_line(pg_url) -> None:
         {"options": "-c default_transaction_read_only=on"}).render_as_string(hide_password=False)
     result = CliRunner().invoke(main, ["ledger", "credit", "u1", "₹5", "--reference", "hand:1",
                                        "--db", read_only])
+    # Entries go in by COPY on PostgreSQL; the database's own words say so.
     assert one_line(result, 1) == (
-        "error: the database refused the command: cannot execute INSERT in a read-only"
+        "error: the database refused the command: cannot execute COPY FROM in a read-only"
         " transaction; nothing was written\n")
     assert snapshot(pg_url) == set()
 
