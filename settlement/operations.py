@@ -261,6 +261,7 @@ def seal(conn: Connection) -> dict[str, Any] | None:
     # The operation's rows lie between the newest ids when it began and the newest now: a
     # range with both ends, which the planner reads by index on a table without
     # statistics (with one end it guessed a third of the table, and scanned all of it).
+    # The newest ids are read again for the seal: the fold has just added its own rows.
     fold(conn, op.op_id, after=op.after, upto=newest_ids(conn))  # sealed with the rest
     sealed = compute_seal(conn, op.op_id, after=op.after, upto=newest_ids(conn))
     if not sealed.counts:

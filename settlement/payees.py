@@ -331,11 +331,6 @@ def _payee(row: Any) -> Payee:
                  source=m["source"])
 
 
-def _newest(where: Any, *columns: Any) -> sa.Select[Any]:
-    ids = sa.select(sa.func.max(payees.c.id)).where(where).group_by(payees.c.user_id)
-    return sa.select(*(columns or (payees,))).where(payees.c.id.in_(ids.scalar_subquery()))
-
-
 def paying_payees(conn: Connection, currency: str) -> dict[str, tuple[int, bool]]:
     """Per person, the current payee's id and whether it pays ``currency``: what a payout
     run needs of everyone, without building every payee (a tenth of a run)."""
@@ -351,7 +346,10 @@ def paying_payees(conn: Connection, currency: str) -> dict[str, tuple[int, bool]
 
 def current_payees(conn: Connection, users: Iterable[str] | None = None) -> dict[str, Payee]:
     """Each person's current payee (everyone's, or those of ``users``)."""
-    newest = _newest
+    def newest(where: Any) -> sa.Select[Any]:
+        ids = sa.select(sa.func.max(payees.c.id)).where(where).group_by(payees.c.user_id)
+        return sa.select(payees).where(payees.c.id.in_(ids.scalar_subquery()))
+
     if users is None:
         return {p.user_id: p for p in map(_payee, conn.execute(newest(sa.true())))}
     wanted = sorted(set(users))

@@ -101,13 +101,13 @@ def contributions(conn: Connection, op_id: str | None,
     # Each join in the order of the entries it reads (sorted behind OFFSET 0): the covered
     # entries, then the items, each read in the table's order; in the covers' own order
     # every read was a random one (2.6 s for a payout of 475,000 covers).
-    mine = (sa.select(payout_covers.c.item_entry_id, payout_covers.c.entry_id)
-            .where(by(payout_covers)).order_by(payout_covers.c.entry_id).offset(0)
-            .subquery("mine"))
-    valued = (sa.select(mine.c.item_entry_id, covered.c.currency, covered.c.rule_id,
+    op_covers = (sa.select(payout_covers.c.item_entry_id, payout_covers.c.entry_id)
+                 .where(by(payout_covers)).order_by(payout_covers.c.entry_id).offset(0)
+                 .subquery("op_covers"))
+    valued = (sa.select(op_covers.c.item_entry_id, covered.c.currency, covered.c.rule_id,
                         covered.c.amount)
-              .select_from(mine.join(covered, covered.c.id == mine.c.entry_id))
-              .order_by(mine.c.item_entry_id).offset(0).subquery("valued"))
+              .select_from(op_covers.join(covered, covered.c.id == op_covers.c.entry_id))
+              .order_by(op_covers.c.item_entry_id).offset(0).subquery("valued"))
     covers = (
         sa.select(*_row(entry_day(conn, item), valued, in_payout=valued.c.amount))
         .select_from(valued.join(item, item.c.id == valued.c.item_entry_id))
