@@ -84,8 +84,8 @@ def _hwm():
         with open(path, "w") as fh:
             fh.write(status.split("VmHWM:")[1].split()[0])
 atexit.register(_hwm)
-from referral.cli import main
-main()
+import referral.cli as cli
+getattr(cli, "run", cli.main)()  # run: the console script (a --compare-ref may predate it)
 """
 
 

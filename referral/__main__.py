@@ -1,5 +1,5 @@
 """``python -m referral``: the same entry point as the ``referral`` console script."""
 
-from referral.cli import main
+from referral.cli import run
 
-main()
+run()

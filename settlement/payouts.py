@@ -65,6 +65,7 @@ from settlement.tables import (
     latest_status,
     ledger_entries,
     ledger_transitions,
+    liability_days,
     payout_batches,
     payout_covers,
     payout_items,
@@ -177,8 +178,11 @@ def create_batch(
 
 
 def _only_currency(conn: Connection) -> str:
+    # The daily aggregate has a row with granted money for each date, currency and rule
+    # credited (settlement.ledger.daily): a few rows, where the entries are the ledger.
     found = sorted(conn.execute(
-        sa.select(_E.c.currency).where(_E.c.entry_type == "credit").distinct()).scalars())
+        sa.select(liability_days.c.currency).where(liability_days.c.granted > 0).distinct()
+    ).scalars())
     if len(found) != 1:
         raise PayoutError("give --currency: the ledger holds credits in "
                           + (", ".join(found) if found else "no currency"))
@@ -216,26 +220,30 @@ def _create(
 ) -> Batch:
     balances = _balances(conn, as_of, currency)
     busy = _in_flight(conn, currency)
-    people = paying_payees(conn, currency)
     skipped: Counter[str] = Counter()
-    planned: list[tuple[str, int, list[int], int]] = []  # user, amount, entries, payee id
+    payable: list[tuple[str, int, list[int]]] = []  # user, amount, entries
     for user in sorted(balances):
         credits, debt, ids = balances[user]
         if credits <= 0:
             continue  # debt alone: nothing to pay, nothing to skip
-        payee = people.get(user)
         if user in busy:
             skipped["payout_in_flight"] += 1
         elif credits - debt <= 0:
             skipped["in_debt"] += 1
         elif credits - debt < max(min_amount, 1):
             skipped["below_minimum"] += 1
-        elif payee is None:
+        else:
+            payable.append((user, credits - debt, ids))
+    people = paying_payees(conn, currency, {user for user, _, _ in payable})
+    planned: list[tuple[str, int, list[int], int]] = []  # user, amount, entries, payee id
+    for user, amount, ids in payable:
+        payee = people.get(user)
+        if payee is None:
             skipped["no_payee"] += 1
         elif not payee[1]:
             skipped["method_currency"] += 1
         else:
-            planned.append((user, credits - debt, ids, payee[0]))
+            planned.append((user, amount, ids, payee[0]))
     items = [(f"{batch_id}-{n:06d}", user, amount) for n, (user, amount, _, _) in
              enumerate(planned, start=1)]
     entries = ledger.post_payout_items(conn, items, currency=currency, batch_id=batch_id,

@@ -69,3 +69,26 @@ def test_every_lazy_command_loads_under_its_name() -> None:
     assert {name: command.name for name, command in loaded.items()} == {
         name: name for name in COMMANDS}
     assert "draft" in commands_of(loaded["rules"])
+
+
+def test_the_console_script_tunes_the_collector_before_the_command() -> None:
+    """``referral`` and ``python -m referral`` run ``run``: what was imported is frozen out
+    of collections and collections come less often (bench/RESULTS.md: a tenth of a payout
+    run); ``main``, which tests invoke in-process, leaves the collector alone."""
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads(Path("pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["referral"] == "referral.cli:run"
+    code = (
+        "import gc, referral.cli as cli\n"
+        "cli.main = lambda: print(list(gc.get_threshold()), gc.get_freeze_count() > 0)\n"
+        "print(list(gc.get_threshold()))\n"
+        "cli.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    before, after = done.stdout.splitlines()
+    assert before == "[700, 10, 10]"
+    assert after == "[100000, 50, 100] True"
+    assert "from referral.cli import run" in Path("referral/__main__.py").read_text()

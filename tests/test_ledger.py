@@ -538,3 +538,16 @@ def test_credited_totals_counts_unreversed_credits_in_window(conn) -> None:
     assert jan == {"a": {"INR": 300, "USD": 800}, "b": {"INR": 3200}, "c": {}}
     assert totals(["a"], None, None) == {"a": {"INR": 700, "USD": 800}}
     assert totals(["a"], date(2026, 2, 1), None) == {"a": {"INR": 400}}
+
+
+def test_entry_written_equals_the_dataclass_and_refuses_a_wrong_row(conn) -> None:
+    """``Entry.written`` (the writers' fast constructor) builds what ``Entry(**row)`` does,
+    and a row that is not exactly the table's columns still fails as the dataclass would."""
+    posted = L.post_credit(conn, "u-fast", 500, "INR", "fast-1", status="confirmed").entry
+    row = {k: v for k, v in posted.__dict__.items() if k != "status"}
+    built = L.Entry.written(row, "confirmed")
+    assert built == posted and built.money == posted.money and built.day == posted.day
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        L.Entry.written({**row, "bogus": 1}, "confirmed")
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'hash'"):
+        L.Entry.written({k: v for k, v in row.items() if k != "hash"}, "confirmed")

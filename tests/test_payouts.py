@@ -141,6 +141,39 @@ def test_a_failed_item_is_paid_by_the_next_batch(conn, tmp_path) -> None:
     assert ledger.get_entry(conn, "a").status == "paid" and net(conn, "u1") == 0
 
 
+def test_a_batch_pays_only_what_was_confirmed_by_its_date(conn) -> None:
+    """Posted on D1 and confirmed on D2, a credit is not payable as of D1 (nor is one
+    posted on D2): the batch reads each credit's confirmation date."""
+    with tx(conn):
+        credit(conn, "u1", 300, "late-confirm", D1, status="pending")
+        credit(conn, "u2", 200, "on-time", D1)
+        credit(conn, "u3", 100, "late-post", D2)
+        ledger.confirm(conn, "late-confirm", business_date=D2)
+    with tx(conn):
+        first = create_batch(conn, as_of=D1, currency="INR")
+    assert [(i.user_id, i.amount) for i in first.items] == [("u2", 20000)]
+    with tx(conn):
+        second = create_batch(conn, as_of=D2, currency="INR")
+    assert [(i.user_id, i.amount) for i in second.items] == [("u1", 30000), ("u3", 10000)]
+    verified(conn)
+
+
+def test_without_a_currency_a_batch_takes_the_only_one_credited(conn) -> None:
+    with tx(conn), pytest.raises(PayoutError, match="holds credits in no currency"):
+        create_batch(conn, as_of=D1)
+    with tx(conn):
+        credit(conn, "u1", 300, "rupees", D1)
+    with tx(conn):
+        batch = create_batch(conn, as_of=D1)
+    assert (batch.currency, batch.total) == ("INR", 30000)
+    with tx(conn):
+        ledger.post_credit(conn, "u2", 500, "USD", "dollars", status="confirmed",
+                           business_date=D1)
+    with tx(conn), pytest.raises(PayoutError, match="give --currency: the ledger holds "
+                                                    "credits in INR, USD"):
+        create_batch(conn, as_of=D2)
+
+
 def test_rerun_of_create_creates_nothing(conn) -> None:
     with tx(conn):
         credit(conn, "u1", 300, "a", D1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,9 @@ def canonical(value: Any) -> Any:
 
 _SORTED_COLUMNS = tuple(sorted(HASHED_COLUMNS))
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_PLAIN = (str, int)
+_PLAIN = frozenset({str, int, type(None)})
+# The entries of one write share their timestamp and a few dates: each is formatted once.
+_canonical_cached = lru_cache(maxsize=1024, typed=True)(canonical)
 
 
 def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
@@ -45,7 +48,10 @@ def entry_hash(row: Mapping[str, Any] | RowMapping) -> str:
     content = {}
     for name in _SORTED_COLUMNS:
         value = row[name]
-        if value is None and name in HASHED_WHEN_SET:
-            continue
-        content[name] = value if type(value) in _PLAIN else canonical(value)
+        if value is None:
+            if name in HASHED_WHEN_SET:
+                continue
+        elif type(value) not in _PLAIN:
+            value = _canonical_cached(value)
+        content[name] = value
     return hashlib.sha256(_ENCODE(content).encode("utf-8")).hexdigest()

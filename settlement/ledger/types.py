@@ -8,8 +8,10 @@ kind posts, when it is written and on each move, is ``opening_postings`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
+from typing import Any
 
 from dsl.money import Money
 
@@ -112,6 +114,18 @@ class Entry:
     op_id: str | None
     status: str
 
+    @classmethod
+    def written(cls, row: Mapping[str, Any], status: str) -> Entry:
+        """The entry of a row just written (every column of ledger_entries): the frozen
+        dataclass's ``__init__`` sets each field through ``object.__setattr__``, 3.4 µs of
+        a write's every entry; filling ``__dict__`` takes 0.4."""
+        if row.keys() != _ENTRY_COLUMNS:
+            return cls(**row, status=status)  # names what is missing or unknown
+        entry = object.__new__(cls)
+        entry.__dict__.update(row)
+        entry.__dict__["status"] = status
+        return entry
+
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
@@ -120,6 +134,9 @@ class Entry:
     def day(self) -> date:
         """The business date (rows older than the column: the UTC date of the timestamp)."""
         return self.business_date or self.timestamp.astimezone(UTC).date()
+
+
+_ENTRY_COLUMNS = frozenset(f.name for f in fields(Entry)) - {"status"}
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def _insert_entries(
         for account, amount in opening_postings(
             row["entry_type"], row["user_id"], row["amount"], row["run_id"])
     ])
-    return [Entry(**row, status=status) for row, status in zip(rows, statuses, strict=True)]
+    return [Entry.written(row, status) for row, status in zip(rows, statuses, strict=True)]
 
 
 def post_credits(
