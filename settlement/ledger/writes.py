@@ -606,13 +606,14 @@ def reverse_many(
                            business_date=day, dates=dates)
     made = {entry.reference_id: entry for entry in created}
     results: list[PostResult] = []
+    reported: set[str] = set()  # a reversal repeated in ``refs`` was created once
     for ref in wanted:
         key = REVERSAL_PREFIX + ref
         if key in reversals:
             results.append(PostResult(reversals[key], False))
         else:
-            first = all(r.entry.reference_id != key for r in results)
-            results.append(PostResult(made[key], first))
+            results.append(PostResult(made[key], key not in reported))
+            reported.add(key)
     return results
 
 
