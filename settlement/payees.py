@@ -334,8 +334,8 @@ def _payee(row: Any) -> Payee:
 def paying_payees(conn: Connection, currency: str, users: Container[str]
                   ) -> dict[str, tuple[int, bool]]:
     """Per person of ``users`` with a payee, the current payee's id and whether it pays
-    ``currency``: what a payout run needs of everyone, without building every payee (a
-    tenth of a run)."""
+    ``currency``: what a payout run needs of them, without building every payee (a tenth
+    of a run)."""
     # One pass in id order, the newest row of each person winning: the grouped newest-id
     # subquery spilled to disk and took 1.5 s for 340,000 payees.
     newest: dict[str, tuple[int, str]] = {}

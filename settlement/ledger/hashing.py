@@ -36,7 +36,7 @@ def canonical(value: Any) -> Any:
 
 _SORTED_COLUMNS = tuple(sorted(HASHED_COLUMNS))
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_PLAIN = frozenset({str, int, type(None)})
+_PLAIN = (str, int)
 # The entries of one write share their timestamp and a few dates: each is formatted once.
 _canonical_cached = lru_cache(maxsize=1024, typed=True)(canonical)
 

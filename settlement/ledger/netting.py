@@ -53,24 +53,22 @@ def payable_credits(conn: Connection, as_of: date | None = None) -> sa.Select[An
     """Credits a payout can cover: confirmed, uncovered; with ``as_of``, dated and confirmed
     on or before it.  Columns: id, user_id, currency, amount, rule_id."""
     if as_of is None:
-        confirmed: Any = latest_status(_E) == "confirmed"
+        when: list[Any] = [latest_status(_E) == "confirmed"]
     else:
         # A credit enters ``confirmed`` once (LEGAL_MOVES: from pending, or written so) and
         # leaves it only for paid or reversed: confirmed now, its newest transition is its
         # confirmation.  So one probe of that transition answers both questions (a second
         # one, for the confirmation's date, took half of the payout's read of its credits).
         newest = _T.alias("newest")
-        confirmed = (
+        when = [entry_day(conn) <= as_of, (
             sa.select(sa.and_(newest.c.to_status == "confirmed",
                               move_day(conn, newest) <= as_of))
             .where(newest.c.entry_id == _E.c.id)
             .order_by(newest.c.id.desc()).limit(1)
             .correlate(_E).scalar_subquery()
-        ).is_(sa.true())
+        ).is_(sa.true())]
     stmt = sa.select(*_COLUMNS).where(
-        _E.c.entry_type == "credit", confirmed, ~covered_by(_E, OPEN_ITEM_STATUSES))
-    if as_of is not None:
-        stmt = stmt.where(entry_day(conn) <= as_of)
+        _E.c.entry_type == "credit", *when, ~covered_by(_E, OPEN_ITEM_STATUSES))
     return stmt
 
 
